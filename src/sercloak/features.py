@@ -1,0 +1,150 @@
+"""Log-mel features exactly as the paper, and the 2 s segments cut from them.
+
+16 kHz audio, 50 ms Hamming window (800 samples), 10 ms hop (160 samples),
+800-point DFT, 128 mel bins (Slaney mel scale and area normalisation, as
+librosa's defaults), power converted to dB: ``10 * log10(max(P, amin))``.
+There is no per-utterance reference or top-dB clipping, so a frame's features
+depend on that frame alone (what a streaming client needs).
+
+Segments are 200 frames (2 s). Training segments start every 100 frames
+(1 s), test segments every 50 frames (0.5 s); when the last window does not
+reach the end of the utterance one more window is placed flush with its end.
+Utterances shorter than 2 s are padded at the end with the dB floor
+(``10 * log10(amin)`` = -100 dB), i.e. as if digital silence followed them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000
+    n_fft: int = 800
+    win_length: int = 800
+    hop_length: int = 160
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    window: str = "hamming"
+    amin: float = 1e-10
+    segment_frames: int = 200
+    train_hop_frames: int = 100
+    test_hop_frames: int = 50
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown feature settings {sorted(unknown)}")
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """Short hash of the settings: caches, checkpoints and cloaks carry it."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def pad_value(self) -> float:
+        return 10.0 * math.log10(self.amin)
+
+    def describe_mismatch(self, other: FeatureConfig) -> str:
+        """Which settings differ, as 'name: a != b' (empty when equal)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return ", ".join(f"{k}: {mine[k]} != {theirs[k]}" for k in mine if mine[k] != theirs[k])
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    logstep = np.log(6.4) / 27.0
+    linear = hz / f_sp
+    log = min_log_hz / f_sp + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
+    return np.where(hz >= min_log_hz, log, linear)
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    linear = mel * f_sp
+    log = min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel))
+    return np.where(mel >= min_log_mel, log, linear)
+
+
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """Triangular filters, shape (n_mels, n_fft // 2 + 1), each of unit area (Slaney)."""
+    fft_hz = np.linspace(0, cfg.sample_rate / 2, cfg.n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.f_min), hz_to_mel(cfg.f_max), cfg.n_mels + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (fft_hz - lower) / (centre - lower)
+    falling = (upper - fft_hz) / (upper - centre)
+    weights = np.maximum(0, np.minimum(rising, falling))
+    return weights * (2.0 / (upper - lower))
+
+
+def mel_centres_hz(cfg: FeatureConfig) -> np.ndarray:
+    """Centre frequency of each mel bin (for plots of noise maps)."""
+    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.f_min), hz_to_mel(cfg.f_max), cfg.n_mels + 2))
+    return edges[1:-1]
+
+
+class LogMel:
+    """Waveform (samples,) -> log-mel (frames, n_mels), float32, with torch.stft."""
+
+    def __init__(self, cfg: FeatureConfig = FeatureConfig()):
+        if cfg.window != "hamming":
+            raise ValueError(f"only the paper's Hamming window is implemented, not {cfg.window!r}")
+        self.cfg = cfg
+        # periodic=True matches scipy.signal.get_window("hamming", N), which librosa uses
+        self.window = torch.hamming_window(cfg.win_length, periodic=True)
+        # (freq, mel): frames @ fb gives (frames, n_mels) contiguous
+        self.fb_t = torch.from_numpy(mel_filterbank(cfg).T.astype(np.float32)).contiguous()
+
+    def n_frames(self, n_samples: int) -> int:
+        return 1 + n_samples // self.cfg.hop_length
+
+    def __call__(self, wave: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = torch.as_tensor(wave, dtype=torch.float32)
+        with torch.no_grad():
+            spec = torch.stft(
+                x, self.cfg.n_fft, hop_length=self.cfg.hop_length,
+                win_length=self.cfg.win_length, window=self.window,
+                center=True, pad_mode="constant", return_complex=True,
+            )
+            power = torch.view_as_real(spec).square().sum(-1)  # (freq, frames)
+            mel = power.T @ self.fb_t
+            db = mel.clamp_min_(self.cfg.amin).log10_().mul_(10.0)
+        return db.numpy()
+
+
+def segment_starts(n_frames: int, hop: int, length: int = 200) -> list[int]:
+    """Start frames of the windows covering an utterance (one if it is short)."""
+    if n_frames <= length:
+        return [0]
+    starts = list(range(0, n_frames - length + 1, hop))
+    if starts[-1] + length < n_frames:
+        starts.append(n_frames - length)  # one more window flush with the end
+    return starts
+
+
+def cut_segments(feats: np.ndarray, starts: list[int], cfg: FeatureConfig) -> np.ndarray:
+    """(frames, mels) -> (len(starts), segment_frames, mels), padding short utterances."""
+    length = cfg.segment_frames
+    if feats.shape[0] < length:
+        pad = np.full((length - feats.shape[0], feats.shape[1]), cfg.pad_value, np.float32)
+        feats = np.concatenate([feats, pad])
+    return np.stack([feats[s : s + length] for s in starts])
