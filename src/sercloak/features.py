@@ -125,7 +125,8 @@ class LogMel:
                 win_length=self.cfg.win_length, window=self.window,
                 center=True, pad_mode="constant", return_complex=True,
             )
-            power = torch.view_as_real(spec).square().sum(-1)  # (freq, frames)
+            # real² + imag² is about twice as fast as abs()² or view_as_real().square().sum()
+            power = spec.real.square() + spec.imag.square()  # (freq, frames)
             mel = power.T @ self.fb_t
             db = mel.clamp_min_(self.cfg.amin).log10_().mul_(10.0)
         return db.numpy()

@@ -59,7 +59,7 @@ def write_manifest(path: Path, utterances: list[Utterance]) -> None:
         writer.writerow(MANIFEST_COLUMNS)
         for u in utterances:
             writer.writerow([u.utt_id, u.corpus, u.speaker, u.gender, u.emotion, str(u.path),
-                             f"{u.duration_s:.3f}"])
+                             str(u.duration_s)])
     os.replace(tmp, path)
 
 

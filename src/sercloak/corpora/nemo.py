@@ -38,7 +38,7 @@ def _read_rows(tsv: Path) -> list[tuple[int, dict[str, str]]]:
                 f"expected {', '.join(_COLUMNS)} (tab-separated), found {header}"
             )
         return [
-            (line_no, {h: clean(v) for h, v in zip(header, row)})
+            (line_no, {h: clean(v) for h, v in zip(header, row, strict=False)})
             for line_no, row in enumerate(reader, start=2)
             if any(v.strip() for v in row)
         ]

@@ -103,7 +103,7 @@ def _vowel(spk: _Speaker, f0: np.ndarray, tilt: float, rough: float,
     source = lfilter([1.0], [1.0, -pole], pulses) + spk.breath * rng.standard_normal(f0.size)
     formants = _VOWELS[rng.integers(len(_VOWELS))] * spk.formant_scale
     out = source
-    for freq, bw in zip(formants, _BANDWIDTHS):
+    for freq, bw in zip(formants, _BANDWIDTHS, strict=True):
         out = _resonate(out, freq * rng.normal(1, 0.03), bw)
     ramp = min(160, f0.size // 4)
     env = np.ones(f0.size)
