@@ -60,8 +60,6 @@ def load(root: Path, scripted: bool = False) -> CorpusListing:
             if not scripted and "impro" not in dialog.name.lower():
                 continue
             for stem, path in index_audio(dialog).items():
-                if stem.startswith("._"):
-                    continue
                 m = _UTT.match(stem)
                 if not m:
                     listing.skip(path, "utterance name does not follow SesNNX_<dialog>_XNNN")

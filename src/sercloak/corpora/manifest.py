@@ -46,9 +46,9 @@ def load(csv_path: Path, corpus: str | None = None) -> CorpusListing:
                 f"expected {', '.join(COLUMNS)}, found {header}"
             )
         reader.fieldnames = header
-        for line_no, row in enumerate(reader, start=2):
+        for row in reader:
             row = {k: clean(v or "") for k, v in row.items() if k}
-            where = f"{csv_path}:{line_no}"
+            where = f"{csv_path}:{reader.line_num}"
             path = Path(row["path"])
             path = path if path.is_absolute() else csv_path.parent / path
             label = row["emotion"].lower()

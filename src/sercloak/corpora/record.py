@@ -81,10 +81,15 @@ def normalise_gender(value: str) -> str | None:
 
 
 def index_audio(folder: Path, recursive: bool = False) -> dict[str, Path]:
-    """Map lower-cased file stem -> path for every audio file in `folder`."""
+    """Map lower-cased file stem -> path for every audio file in `folder`.
+
+    macOS ``._*`` files are ignored everywhere, so no loader needs to care.
+    """
     pattern = "**/*" if recursive else "*"
     found: dict[str, Path] = {}
     for path in sorted(folder.glob(pattern)):
+        if path.name.startswith("._"):  # macOS AppleDouble junk shipped in some releases
+            continue
         if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file():
             found.setdefault(path.stem.strip().lower(), path)
     return found
