@@ -9,6 +9,7 @@ from pathlib import Path
 from .audio import AudioError
 from .corpora import CorpusLayoutError, canonical_name
 from .prepare import format_summary, prepare
+from .train import CheckpointMismatch, TrainConfig
 
 DEMO_WORKDIR = Path("runs/demo")
 
@@ -47,6 +48,62 @@ def cmd_demo(args: argparse.Namespace) -> None:
     cmd_prepare(args)
 
 
+def parse_folds(text: str) -> list[int]:
+    """"0-4" -> [0, 1, 2, 3, 4]; "0,2" -> [0, 2]."""
+    folds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        folds += list(range(int(lo), int(hi or lo) + 1))
+    return folds
+
+
+def _train_configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
+    def make(task: str) -> TrainConfig:
+        d = TrainConfig(task=task)
+        return TrainConfig(
+            task=task, model=args.model, lr=args.lr or d.lr,
+            batch_size=args.batch_size or d.batch_size,
+            max_epochs=args.epochs or d.max_epochs, patience=args.patience or d.patience,
+            speaker_weighting=args.speaker_weighting, seed=args.seed,
+            spec_augment=d.spec_augment if args.spec_augment is None else args.spec_augment,
+        )
+    return {"emotion": make("emotion"), "gender": make("gender")}
+
+
+def _print_eval(result: dict) -> None:
+    from .baselines import TASKS
+    for task in TASKS:
+        r = result[task]
+        cells = [f"all {r['overall']['acc']:.1f} / {r['overall']['uar']:.1f}"]
+        cells += [f"{c} {s['acc']:.1f} / {s['uar']:.1f}" for c, s in r["per_corpus"].items()]
+        print(f"{task:8s} acc / UAR (%): " + ", ".join(cells))
+        print(f"         confusion {r['labels']} (rows truth): {r['overall']['confusion']}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .baselines import train_fold
+    from .data import Workdir
+    wd = Workdir.open(args.workdir)
+    out = train_fold(wd, args.fold, _train_configs(args)[args.task], not args.quiet)
+    print(f"{args.task} model of fold {args.fold}: {out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .baselines import evaluate_fold
+    from .data import Workdir
+    _print_eval(evaluate_fold(Workdir.open(args.workdir), args.fold, args.model))
+
+
+def cmd_baselines(args: argparse.Namespace) -> None:
+    from .baselines import results_name, run_baselines, table2
+    from .data import Workdir
+    wd = Workdir.open(args.workdir)
+    results = run_baselines(wd, parse_folds(args.folds), _train_configs(args), not args.quiet)
+    print(table2(results))
+    name = results_name(args.model)
+    print(f"wall time {results['wall_time_s']} s; wrote {wd.root / (name + '.json')} and .md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sercloak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, None)
     p.set_defaults(func=cmd_prepare)
 
+    def training(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--workdir", type=Path, required=True, help="a prepared workdir")
+        p.add_argument("--model", choices=["light", "reference"], default="light",
+                       help="light (default, fast on CPU) or the published reference network")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
+        p.add_argument("--patience", type=int, help="early-stopping patience (default 5)")
+        p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
+        p.add_argument("--batch-size", type=int, help="default 32")
+        p.add_argument("--spec-augment", type=int, help="time/frequency masks per segment")
+        p.add_argument("--speaker-weighting", action="store_true",
+                       help="give every training speaker the same total loss weight")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("train", help="train the emotion model or the gender attacker of a fold")
+    p.add_argument("--task", choices=["emotion", "gender"], required=True)
+    p.add_argument("--fold", type=int, required=True)
+    training(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a fold's two models on its test speakers")
+    p.add_argument("--fold", type=int, required=True)
+    training(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("baselines", help="train and evaluate both models on every fold (Table 2)")
+    p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
+    training(p)
+    p.set_defaults(func=cmd_baselines)
+
     p = sub.add_parser("demo", help="run the pipeline on the built-in synthetic corpus")
     common(p, DEMO_WORKDIR)
     p.set_defaults(func=cmd_demo)
@@ -80,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CorpusLayoutError, AudioError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (CorpusLayoutError, AudioError, CheckpointMismatch, FileNotFoundError, FileExistsError,
+            ValueError) as err:
         print(f"sercloak {args.command}: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

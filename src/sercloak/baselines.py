@@ -1,0 +1,141 @@
+"""Clean-input baselines: train f_θ and f_g on every fold, evaluate, aggregate (Table 2).
+
+Models live at ``<workdir>/models/<preset>/fold<K>/{emotion,gender}.pt``; a
+finished checkpoint made with the same settings is reused, an interrupted one
+resumes, so `sercloak baselines` can be stopped and started at will.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import TASK_POOL, Workdir
+from .evaluate import evaluate
+from .train import TrainConfig, load_checkpoint, pick_device, train
+
+TASKS = ("emotion", "gender")
+
+
+def model_path(wd: Workdir, preset: str, fold: int, task: str) -> Path:
+    return wd.root / "models" / preset / f"fold{fold}" / f"{task}.pt"
+
+
+def results_name(preset: str) -> str:
+    return "baselines" if preset == "light" else f"baselines-{preset}"
+
+
+def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, show_progress: bool = True) -> Path:
+    """Train (or reuse, or resume) the model of `cfg.task` on its pool of `fold`."""
+    out = model_path(wd, cfg.model, fold, cfg.task)
+    if out.is_file():
+        _, ckpt = load_checkpoint(out, wd.cfg)
+        if ckpt["train_config"] == cfg.to_dict():
+            return out
+        print(f"{out}: made with other settings, retraining")
+    pool = TASK_POOL[cfg.task]
+    train_set = wd.segments(fold, f"{pool}_train", cfg.task, train=True)
+    valid_set = wd.segments(fold, f"{pool}_valid", cfg.task, train=False)
+    train(train_set, valid_set, cfg, wd.cfg, out, show_progress=show_progress)
+    return out
+
+
+def evaluate_fold(wd: Workdir, fold: int, preset: str = "light") -> dict:
+    """Both models of `fold` on the fold's test speakers; also written to eval.json."""
+    device = pick_device()
+    result = {}
+    for task in TASKS:
+        model, ckpt = load_checkpoint(model_path(wd, preset, fold, task), wd.cfg, device)
+        test_set = wd.segments(fold, "test", task, train=False)
+        result[task] = evaluate(model, test_set, device=device)
+        result[task]["train"] = {k: v for k, v in ckpt["metrics"].items() if k != "history"}
+    out = model_path(wd, preset, fold, "eval").with_suffix(".json")
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def mean_std(values: list[float]) -> dict:
+    """{"mean", "std", "folds"}; std is the sample standard deviation over folds."""
+    arr = np.asarray(values, dtype=float)
+    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return {"mean": round(float(arr.mean()), 2), "std": round(std, 2),
+            "folds": [round(float(v), 2) for v in arr]}
+
+
+def aggregate(per_fold: list[dict], key: str | None = None) -> dict:
+    """Fold results of one model -> acc/uar as mean ± std, overall and per corpus.
+
+    `per_fold` holds `evaluate()` outputs; `key` selects a sub-dict first.
+    """
+    runs = [r[key] if key else r for r in per_fold]
+    corpora = sorted({c for r in runs for c in r["per_corpus"]})
+    return {
+        "acc": mean_std([r["overall"]["acc"] for r in runs]),
+        "uar": mean_std([r["overall"]["uar"] for r in runs]),
+        "per_corpus": {
+            c: {m: mean_std([r["per_corpus"][c][m] for r in runs if c in r["per_corpus"]])
+                for m in ("acc", "uar")}
+            for c in corpora
+        },
+        "confusion": np.sum([r["overall"]["confusion"] for r in runs], axis=0).tolist(),
+        "labels": runs[0]["labels"],
+    }
+
+
+def fmt(stat: dict) -> str:
+    return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
+
+
+def table2(results: dict) -> str:
+    """Markdown shaped like the paper's Table 2."""
+    emo, gen = results["emotion"], results["gender"]
+    lines = ["| test set | emotion acc | emotion UAR | gender acc | gender UAR |",
+             "|---|---|---|---|---|",
+             f"| all | {fmt(emo['acc'])} | {fmt(emo['uar'])} | {fmt(gen['acc'])} | "
+             f"{fmt(gen['uar'])} |"]
+    for c in emo["per_corpus"]:
+        e, g = emo["per_corpus"][c], gen["per_corpus"][c]
+        lines.append(f"| {c} | {fmt(e['acc'])} | {fmt(e['uar'])} | {fmt(g['acc'])} | "
+                     f"{fmt(g['uar'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def confusion_md(agg: dict, title: str) -> str:
+    labels = agg["labels"]
+    lines = [f"{title} (rows: truth, columns: prediction; summed over folds)", "",
+             "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {lab} | " + " | ".join(map(str, row)) + " |"
+              for lab, row in zip(labels, agg["confusion"], strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig],
+                  show_progress: bool = True) -> dict:
+    """Train and evaluate both models on `folds`; writes <name>.json and <name>.md."""
+    started = time.perf_counter()
+    preset = configs["emotion"].model
+    per_fold = []
+    for fold in folds:
+        for task in TASKS:
+            train_fold(wd, fold, configs[task], show_progress)
+        per_fold.append(evaluate_fold(wd, fold, preset))
+    results = {
+        "model": preset,
+        "folds": folds,
+        "train_config": {t: configs[t].to_dict() for t in TASKS},
+        **{t: aggregate(per_fold, t) for t in TASKS},
+        "train_wall_time_s": {t: [r[t]["train"]["wall_time_s"] for r in per_fold] for t in TASKS},
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    name = results_name(preset)
+    (wd.root / f"{name}.json").write_text(json.dumps(results, indent=1))
+    md = (f"# Clean-input baselines ({preset} model, folds {folds})\n\n"
+          f"Utterance-level accuracy and UAR (%) on the test speakers, mean ± std over folds.\n\n"
+          + table2(results) + "\n" + confusion_md(results["emotion"], "Emotion confusion")
+          + "\n" + confusion_md(results["gender"], "Gender confusion")
+          + f"\nWall time: {results['wall_time_s']} s\n")
+    (wd.root / f"{name}.md").write_text(md)
+    return results

@@ -1,0 +1,151 @@
+"""From a prepared workdir to tensors of 2 s segments for one part of one fold.
+
+A `SegmentSet` holds every segment of a list of utterances in memory (the
+feature cache is memory-mapped, so only the needed frames are read), with the
+label of the task, the utterance each segment came from, and its speaker.
+Training sets use the 1 s hop, evaluation sets the 0.5 s hop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import FeatureCache
+from .corpora import EMOTIONS, GENDERS, Utterance
+from .features import FeatureConfig, cut_segments, segment_starts
+from .prepare import read_manifest
+
+UTT_NORM = os.environ.get("UTT_NORM", "")
+TASK_LABELS = {"emotion": EMOTIONS, "gender": GENDERS}
+# which pool trains which model (the paper's D_p and D_adv)
+TASK_POOL = {"emotion": "primary", "gender": "adversary"}
+
+
+def label_of(utt: Utterance, task: str) -> str:
+    return utt.emotion if task == "emotion" else utt.gender
+
+
+@dataclass
+class SegmentSet:
+    x: torch.Tensor  # (n, frames, mels) float32, dB
+    y: torch.Tensor  # (n,) class index
+    utt: torch.Tensor  # (n,) index into `utterances`
+    speaker: torch.Tensor  # (n,) index into `speakers`
+    utterances: list[Utterance]
+    speakers: list[str]
+    labels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def build_segments(utts: list[Utterance], cache: FeatureCache, task: str, hop: int,
+                   cfg: FeatureConfig) -> SegmentSet:
+    """Cut every utterance of `utts` into 2 s segments with hop `hop` (frames)."""
+    labels = TASK_LABELS[task]
+    speakers = sorted({u.speaker for u in utts})
+    spk_index = {s: i for i, s in enumerate(speakers)}
+    xs, ys, us, ss = [], [], [], []
+    for i, u in enumerate(utts):
+        feats = np.asarray(cache.get(u.utt_id))
+        starts = segment_starts(feats.shape[0], hop, cfg.segment_frames)
+        xs.append(cut_segments(feats, starts, cfg))
+        n = len(starts)
+        ys += [labels.index(label_of(u, task))] * n
+        us += [i] * n
+        ss += [spk_index[u.speaker]] * n
+    if not xs:
+        raise ValueError(f"no utterances for the {task} task in this part")
+    return SegmentSet(
+        x=torch.from_numpy(np.concatenate(xs)), y=torch.tensor(ys), utt=torch.tensor(us),
+        speaker=torch.tensor(ss), utterances=utts, speakers=speakers, labels=labels,
+    )
+
+
+@dataclass
+class Workdir:
+    """A prepared workdir: manifest, folds and feature cache."""
+
+    root: Path
+    utterances: list[Utterance]
+    folds: list[dict]
+    cache: FeatureCache
+    cfg: FeatureConfig
+
+    @classmethod
+    def open(cls, root: Path | str) -> Workdir:
+        root = Path(root)
+        summary_file = root / "summary.json"
+        if not summary_file.is_file():
+            raise FileNotFoundError(f"{root} is not a prepared workdir (no summary.json): "
+                                    f"run `sercloak prepare` first")
+        cfg = FeatureConfig.from_dict(json.loads(summary_file.read_text())["feature_config"])
+        utts = read_manifest(root / "manifest.csv")
+        folds = json.loads((root / "folds.json").read_text())
+        cache = FeatureCache(root, cfg).open(sorted({u.corpus for u in utts}))
+        return cls(root, utts, folds, cache, cfg)
+
+    @property
+    def corpora(self) -> list[str]:
+        return sorted({u.corpus for u in self.utterances})
+
+    def part(self, fold: int, part: str) -> list[Utterance]:
+        """The utterances of `part` ("test", "primary_train", ...) in fold `fold`."""
+        if not 0 <= fold < len(self.folds):
+            raise ValueError(f"fold {fold} does not exist (the workdir has {len(self.folds)})")
+        speakers = set(self.folds[fold][part])
+        return [u for u in self.utterances if u.speaker in speakers]
+
+    def segments(self, fold: int, part: str, task: str, train: bool) -> SegmentSet:
+        hop = self.cfg.train_hop_frames if train else self.cfg.test_hop_frames
+        return build_segments(self.part(fold, part), self.cache, task, hop, self.cfg)
+
+
+def normalisation_stats(data: SegmentSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mel-bin mean and std over the frames of a (training) set."""
+    flat = data.x.reshape(-1, data.x.shape[-1]).double()
+    return flat.mean(0).float(), flat.std(0).float()
+
+
+def balanced_index(data: SegmentSet, task: str,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of one epoch with minority classes oversampled, and which are copies.
+
+    Emotion: within each speaker, every emotion is topped up to that speaker's
+    most frequent emotion (the paper's per-speaker balancing). Gender: within
+    each corpus, the minority gender is topped up. Copies get small white
+    noise added by the trainer.
+    """
+    groups = data.speaker if task == "emotion" else _corpus_ids(data)
+    index, copy = [torch.arange(len(data))], [torch.zeros(len(data), dtype=torch.bool)]
+    for g in groups.unique():
+        in_group = groups == g
+        counts = Counter(data.y[in_group].tolist())
+        top = max(counts.values())
+        for label, n in counts.items():
+            if n < top:
+                pool = torch.nonzero(in_group & (data.y == label)).flatten()
+                pick = pool[torch.randint(len(pool), (top - n,), generator=generator)]
+                index.append(pick)
+                copy.append(torch.ones(top - n, dtype=torch.bool))
+    return torch.cat(index), torch.cat(copy)
+
+
+def _corpus_ids(data: SegmentSet) -> torch.Tensor:
+    corpora = sorted({u.corpus for u in data.utterances})
+    per_utt = torch.tensor([corpora.index(u.corpus) for u in data.utterances])
+    return per_utt[data.utt]
+
+
+def speaker_weights(data: SegmentSet) -> torch.Tensor:
+    """Per-segment loss weights giving every speaker the same total weight (mean 1)."""
+    counts = torch.bincount(data.speaker).float()
+    w = 1.0 / counts[data.speaker]
+    return w * len(w) / w.sum()
