@@ -85,5 +85,21 @@ def test_fingerprint_tracks_settings():
     assert CFG.fingerprint() != other.fingerprint()
     assert CFG.fingerprint() == FeatureConfig.from_dict(CFG.to_dict()).fingerprint()
     assert "n_mels: 128 != 64" in CFG.describe_mismatch(other)
+    older = {k: v for k, v in CFG.to_dict().items() if k != "amin"}  # a file from an older version
+    assert CFG.describe_mismatch(older) == "amin: 1e-10 != (unset)"
     with pytest.raises(ValueError, match="unknown feature settings"):
         FeatureConfig.from_dict({**CFG.to_dict(), "bogus": 1})
+
+
+def test_utterance_normalisation_options():
+    from dataclasses import replace
+
+    from sercloak.features import normalise_utterance
+    feats = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert normalise_utterance(feats, CFG) is feats  # "none" is the default
+    gain = normalise_utterance(feats, replace(CFG, utterance_norm="gain"))
+    assert gain.mean() == pytest.approx(0) and np.allclose(np.diff(gain, axis=1), 1)
+    bins = normalise_utterance(feats, replace(CFG, utterance_norm="bins"))
+    np.testing.assert_allclose(bins.mean(axis=0), 0)
+    with pytest.raises(ValueError, match="utterance_norm"):
+        normalise_utterance(feats, replace(CFG, utterance_norm="zscore"))

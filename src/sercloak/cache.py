@@ -134,8 +134,9 @@ class FeatureCache:
             index = json.loads(index_file.read_text())
             if index["features"] != self.cfg.fingerprint():
                 raise ValueError(
-                    f"{index_file}: cached with other feature settings "
-                    f"({FeatureConfig.from_dict(index['feature_config']).describe_mismatch(self.cfg)})"
+                    f"{index_file}: cached with other feature settings (ours != cached: "
+                    f"{self.cfg.describe_mismatch(index['feature_config'])}); "
+                    f"run `sercloak prepare` again"
                 )
             npy = index_file.with_suffix(".npy")
             for e in index["utterances"]:

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from .audio import AudioError
+from .baselines import TASKS, evaluate_fold, results_name, run_baselines, table2, train_fold
 from .corpora import CorpusLayoutError, canonical_name
+from .data import Workdir
 from .prepare import format_summary, prepare
 from .train import CheckpointMismatch, TrainConfig
 
@@ -20,7 +22,7 @@ def _parse_corpus(spec: str, workdir: Path) -> tuple[str, Path]:
     if not sep:
         if canonical_name(name) == "synthetic":
             return "synthetic", workdir / "synthetic_corpus"
-        raise argparse.ArgumentTypeError(f"--corpus expects NAME=PATH, got {spec!r}")
+        raise ValueError(f"--corpus expects NAME=PATH, got {spec!r}")
     return name.strip(), Path(path.strip()).expanduser()
 
 
@@ -39,13 +41,6 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(format_summary(result.summary["corpus_summary"]))
     print(f"prepared {len(result.utterances)} utterances in {result.summary['wall_time_s']} s; "
           f"wrote manifest.csv, folds.json, summary.md and features/ to {args.workdir}")
-
-
-def cmd_demo(args: argparse.Namespace) -> None:
-    """The built-in demo: the synthetic corpus, end to end."""
-    print("sercloak demo on the SYNTHETIC corpus (generated, not real speech)")
-    args.corpus = ["synthetic"]
-    cmd_prepare(args)
 
 
 def parse_folds(text: str) -> list[int]:
@@ -71,7 +66,6 @@ def _train_configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
 
 
 def _print_eval(result: dict) -> None:
-    from .baselines import TASKS
     for task in TASKS:
         r = result[task]
         cells = [f"all {r['overall']['acc']:.1f} / {r['overall']['uar']:.1f}"]
@@ -81,22 +75,16 @@ def _print_eval(result: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .baselines import train_fold
-    from .data import Workdir
     wd = Workdir.open(args.workdir)
     out = train_fold(wd, args.fold, _train_configs(args)[args.task], not args.quiet)
     print(f"{args.task} model of fold {args.fold}: {out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .baselines import evaluate_fold
-    from .data import Workdir
     _print_eval(evaluate_fold(Workdir.open(args.workdir), args.fold, args.model))
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
-    from .baselines import results_name, run_baselines, table2
-    from .data import Workdir
     wd = Workdir.open(args.workdir)
     results = run_baselines(wd, parse_folds(args.folds), _train_configs(args), not args.quiet)
     print(table2(results))
@@ -104,61 +92,81 @@ def cmd_baselines(args: argparse.Namespace) -> None:
     print(f"wall time {results['wall_time_s']} s; wrote {wd.root / (name + '.json')} and .md")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The built-in demo: the synthetic corpus, prepared, then both baselines on 5 folds."""
+    print("sercloak demo on the SYNTHETIC corpus (generated, not real speech)\n")
+    args.corpus = ["synthetic"]
+    cmd_prepare(args)
+    cmd_baselines(args)
+
+
+def _workdir_options(p: argparse.ArgumentParser, default: Path | None = None) -> None:
+    p.add_argument("--workdir", type=Path, default=default, required=default is None,
+                   help="where features, models and results go"
+                        + (f" (default {default})" if default else ""))
+    p.add_argument("--seed", type=int, default=0, help="seed for folds and training (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _corpus_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ravdess-calm-as-neutral", action="store_true",
+                   help="RAVDESS: count calm (02) as neutral instead of leaving it out")
+    p.add_argument("--iemocap-scripted", action="store_true",
+                   help="IEMOCAP: also use the scripted dialogs (default: improvised only)")
+    p.add_argument("--msp-types", default="TS",
+                   help="MSP-Improv recording types to keep (default TS: improvised)")
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--model", choices=["light", "reference"], default="light",
+                   help="light (default, fast on CPU) or the published reference network")
+    p.add_argument("--epochs", type=int, help=f"maximum epochs (default {d.max_epochs})")
+    p.add_argument("--patience", type=int, help=f"early-stopping patience (default {d.patience})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--spec-augment", type=int,
+                   help=f"time and frequency masks per training segment (default {d.spec_augment})")
+    p.add_argument("--speaker-weighting", action="store_true",
+                   help="give every training speaker the same total loss weight")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sercloak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser, workdir_default: Path | None) -> None:
-        p.add_argument("--workdir", type=Path, default=workdir_default,
-                       required=workdir_default is None, help="where results and caches go")
-        p.add_argument("--seed", type=int, default=0, help="seed for folds (default 0)")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        p.add_argument("--ravdess-calm-as-neutral", action="store_true",
-                       help="RAVDESS: count calm (02) as neutral instead of leaving it out")
-        p.add_argument("--iemocap-scripted", action="store_true",
-                       help="IEMOCAP: also use the scripted dialogs (default: improvised only)")
-        p.add_argument("--msp-types", default="TS",
-                       help="MSP-Improv recording types to keep (default TS: improvised)")
 
     p = sub.add_parser("prepare", help="list corpora, extract and cache features, make folds")
     p.add_argument("--corpus", action="append", required=True, metavar="NAME=PATH",
                    help="a corpus (ravdess, nemo, cremad, iemocap, msp_improv, emodb, "
                         "NAME=manifest.csv, or synthetic); repeat for several")
-    common(p, None)
+    _workdir_options(p)
+    _corpus_options(p)
     p.set_defaults(func=cmd_prepare)
 
-    def training(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--workdir", type=Path, required=True, help="a prepared workdir")
-        p.add_argument("--model", choices=["light", "reference"], default="light",
-                       help="light (default, fast on CPU) or the published reference network")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--epochs", type=int, help="maximum epochs (default 20)")
-        p.add_argument("--patience", type=int, help="early-stopping patience (default 5)")
-        p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
-        p.add_argument("--batch-size", type=int, help="default 32")
-        p.add_argument("--spec-augment", type=int, help="time/frequency masks per segment")
-        p.add_argument("--speaker-weighting", action="store_true",
-                       help="give every training speaker the same total loss weight")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-
     p = sub.add_parser("train", help="train the emotion model or the gender attacker of a fold")
-    p.add_argument("--task", choices=["emotion", "gender"], required=True)
+    p.add_argument("--task", choices=TASKS, required=True)
     p.add_argument("--fold", type=int, required=True)
-    training(p)
+    _workdir_options(p)
+    _training_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a fold's two models on its test speakers")
     p.add_argument("--fold", type=int, required=True)
-    training(p)
+    _workdir_options(p)
+    _training_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baselines", help="train and evaluate both models on every fold (Table 2)")
     p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
-    training(p)
+    _workdir_options(p)
+    _training_options(p)
     p.set_defaults(func=cmd_baselines)
 
-    p = sub.add_parser("demo", help="run the pipeline on the built-in synthetic corpus")
-    common(p, DEMO_WORKDIR)
+    p = sub.add_parser("demo", help="prepare the built-in synthetic corpus and run the baselines")
+    p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
+    _workdir_options(p, DEMO_WORKDIR)
+    _corpus_options(p)
+    _training_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -19,7 +19,7 @@ import torch
 
 from .cache import FeatureCache
 from .corpora import EMOTIONS, GENDERS, Utterance
-from .features import FeatureConfig, cut_segments, segment_starts
+from .features import FeatureConfig, cut_segments, normalise_utterance, segment_starts
 from .prepare import read_manifest
 
 UTT_NORM = os.environ.get("UTT_NORM", "")
@@ -54,7 +54,7 @@ def build_segments(utts: list[Utterance], cache: FeatureCache, task: str, hop: i
     spk_index = {s: i for i, s in enumerate(speakers)}
     xs, ys, us, ss = [], [], [], []
     for i, u in enumerate(utts):
-        feats = np.asarray(cache.get(u.utt_id))
+        feats = normalise_utterance(np.asarray(cache.get(u.utt_id)), cfg)
         starts = segment_starts(feats.shape[0], hop, cfg.segment_frames)
         xs.append(cut_segments(feats, starts, cfg))
         n = len(starts)

@@ -4,7 +4,10 @@
 800-point DFT, 128 mel bins (Slaney mel scale and area normalisation, as
 librosa's defaults), power converted to dB: ``10 * log10(max(P, amin))``.
 There is no per-utterance reference or top-dB clipping, so a frame's features
-depend on that frame alone (what a streaming client needs).
+depend on that frame alone (what a streaming client needs). An optional
+per-utterance normalisation (`utterance_norm`: remove the mean dB, or the
+mean of each mel bin) is computed from the utterance alone, on the client;
+it is off by default because it did not help on validation speakers.
 
 Segments are 200 frames (2 s). Training segments start every 100 frames
 (1 s), test segments every 50 frames (0.5 s); when the last window does not
@@ -35,6 +38,7 @@ class FeatureConfig:
     f_max: float = 8000.0
     window: str = "hamming"
     amin: float = 1e-10
+    utterance_norm: str = "none"  # "none", "gain" (remove mean dB) or "bins" (remove mean per bin)
     segment_frames: int = 200
     train_hop_frames: int = 100
     test_hop_frames: int = 50
@@ -59,10 +63,15 @@ class FeatureConfig:
     def pad_value(self) -> float:
         return 10.0 * math.log10(self.amin)
 
-    def describe_mismatch(self, other: FeatureConfig) -> str:
-        """Which settings differ, as 'name: a != b' (empty when equal)."""
-        mine, theirs = self.to_dict(), other.to_dict()
-        return ", ".join(f"{k}: {mine[k]} != {theirs[k]}" for k in mine if mine[k] != theirs[k])
+    def describe_mismatch(self, other: FeatureConfig | dict) -> str:
+        """Which settings differ, as 'name: mine != theirs' (empty when equal).
+
+        `other` may be a raw settings dict from an older file, with keys missing.
+        """
+        mine = self.to_dict()
+        theirs = other.to_dict() if isinstance(other, FeatureConfig) else other
+        return ", ".join(f"{k}: {mine.get(k, '(unset)')} != {theirs.get(k, '(unset)')}"
+                         for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k))
 
 
 def hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -130,6 +139,17 @@ class LogMel:
             mel = power.T @ self.fb_t
             db = mel.clamp_min_(self.cfg.amin).log10_().mul_(10.0)
         return db.numpy()
+
+
+def normalise_utterance(feats: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Per-utterance normalisation, computed on the client from the utterance alone."""
+    if cfg.utterance_norm == "none":
+        return feats
+    if cfg.utterance_norm == "gain":
+        return feats - feats.mean()
+    if cfg.utterance_norm == "bins":
+        return feats - feats.mean(axis=0, keepdims=True)
+    raise ValueError(f"unknown utterance_norm {cfg.utterance_norm!r}")
 
 
 def segment_starts(n_frames: int, hop: int, length: int = 200) -> list[int]:

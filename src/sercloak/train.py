@@ -90,12 +90,13 @@ def load_checkpoint(path: Path | str, feature_cfg: FeatureConfig | None = None,
         raise CheckpointMismatch(f"{path}: not a readable sercloak checkpoint ({err})") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointMismatch(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    saved = FeatureConfig.from_dict(ckpt["feature_config"])
-    if feature_cfg is not None and saved != feature_cfg:
+    if feature_cfg is not None and ckpt["feature_config"] != feature_cfg.to_dict():
         raise CheckpointMismatch(
-            f"{path} was trained on other features ({saved.describe_mismatch(feature_cfg)}); "
+            f"{path} was trained on other features (ours != its: "
+            f"{feature_cfg.describe_mismatch(ckpt['feature_config'])}); "
             f"retrain it or prepare the workdir with its feature settings"
         )
+    saved = FeatureConfig.from_dict(ckpt["feature_config"])
     model = CnnRnn(len(ckpt["labels"]), ModelConfig.from_dict(ckpt["model_config"]),
                    n_mels=saved.n_mels, n_frames=saved.segment_frames)
     model.load_state_dict(ckpt["state_dict"])
