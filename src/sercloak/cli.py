@@ -8,9 +8,13 @@ from pathlib import Path
 
 from .audio import AudioError
 from .baselines import TASKS, evaluate_fold, results_name, run_baselines, table2, train_fold
+from .cloak import CloakConfig
+from .cloak_train import CloakTrainConfig
 from .corpora import CorpusLayoutError, canonical_name
 from .data import Workdir
+from .experiment import ExperimentConfig, run_experiment
 from .prepare import format_summary, prepare
+from .report import privacy_table
 from .train import CheckpointMismatch, TrainConfig
 
 DEMO_WORKDIR = Path("runs/demo")
@@ -92,12 +96,30 @@ def cmd_baselines(args: argparse.Namespace) -> None:
     print(f"wall time {results['wall_time_s']} s; wrote {wd.root / (name + '.json')} and .md")
 
 
+def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
+    cloak = CloakConfig(shape=args.cloak_shape, sigma_max=args.sigma_max, rho_init=args.rho_init)
+    training = CloakTrainConfig(lam=args.lam, perturbation_epochs=args.perturbation_epochs,
+                                suppression_epochs=args.suppression_epochs, seed=args.seed)
+    return ExperimentConfig(cloak=cloak, cloak_train=training,
+                            informed_epochs=args.informed_epochs)
+
+
+def cmd_experiment(args: argparse.Namespace) -> None:
+    wd = Workdir.open(args.workdir)
+    results = run_experiment(wd, parse_folds(args.folds), _train_configs(args),
+                             _experiment_config(args), not args.quiet)
+    print(table2(results["baseline"]))
+    print(privacy_table(results))
+    print(f"wall time {results['wall_time_s']} s; wrote {wd.root / 'results.json'}, "
+          f"{wd.root / 'report.md'} and its figures")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
-    """The built-in demo: the synthetic corpus, prepared, then both baselines on 5 folds."""
+    """The built-in demo: the synthetic corpus, prepared, then the whole experiment."""
     print("sercloak demo on the SYNTHETIC corpus (generated, not real speech)\n")
     args.corpus = ["synthetic"]
     cmd_prepare(args)
-    cmd_baselines(args)
+    cmd_experiment(args)
 
 
 def _workdir_options(p: argparse.ArgumentParser, default: Path | None = None) -> None:
@@ -131,6 +153,21 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="give every training speaker the same total loss weight")
 
 
+def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
+    c, t, e = CloakConfig(), CloakTrainConfig(), ExperimentConfig()
+    p.add_argument("--cloak-shape", choices=["mel", "cell"], default=c.shape,
+                   help="one noise value per mel bin (default) or per cell of the 2 s window")
+    p.add_argument("--sigma-max", type=float, default=c.sigma_max,
+                   help=f"largest noise std, in std of a mel bin (default {c.sigma_max})")
+    p.add_argument("--rho-init", type=float, default=c.rho_init,
+                   help=f"initial ρ (default {c.rho_init}; the paper's -10 cannot learn)")
+    p.add_argument("--lam", type=float, default=t.lam, help=f"weight of L_c (default {t.lam})")
+    p.add_argument("--perturbation-epochs", type=int, default=2 if small else t.perturbation_epochs)
+    p.add_argument("--suppression-epochs", type=int, default=1 if small else t.suppression_epochs)
+    p.add_argument("--informed-epochs", type=int, default=2 if small else e.informed_epochs,
+                   help="fine-tuning epochs of the informed attacker")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sercloak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,11 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(p)
     p.set_defaults(func=cmd_baselines)
 
-    p = sub.add_parser("demo", help="prepare the built-in synthetic corpus and run the baselines")
+    p = sub.add_parser("experiment", help="baselines, cloaks and attackers on every fold")
+    p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
+    _workdir_options(p)
+    _training_options(p)
+    _cloak_options(p)
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("demo", help="the whole experiment on the built-in synthetic corpus, "
+                                    "with small settings")
     p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
     _workdir_options(p, DEMO_WORKDIR)
     _corpus_options(p)
     _training_options(p)
+    _cloak_options(p, small=True)
     p.set_defaults(func=cmd_demo)
     return parser
 

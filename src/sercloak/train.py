@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .data import SegmentSet, balanced_index, normalisation_stats, speaker_weights
-from .evaluate import evaluate
+from .evaluate import Transform, evaluate
 from .features import FeatureConfig
 from .models import PRESETS, CnnRnn, ModelConfig
 
@@ -140,7 +140,8 @@ def spec_augment(x: torch.Tensor, fill: torch.Tensor, n_masks: int, gen: torch.G
 
 
 def _epoch(model: CnnRnn, opt: torch.optim.Optimizer, train: SegmentSet, cfg: TrainConfig,
-           weights: torch.Tensor, gen: torch.Generator, device: torch.device) -> float:
+           weights: torch.Tensor, gen: torch.Generator, device: torch.device,
+           transform: Transform | None) -> float:
     model.train()
     index, is_copy = balanced_index(train, cfg.task, gen)
     order = torch.randperm(len(index), generator=gen)
@@ -148,6 +149,9 @@ def _epoch(model: CnnRnn, opt: torch.optim.Optimizer, train: SegmentSet, cfg: Tr
     for start in range(0, len(order), cfg.batch_size):
         pick = index[order[start : start + cfg.batch_size]]
         x = train.x[pick].clone()
+        if transform is not None:  # e.g. a cloak: the attacker trains on what it will see
+            with torch.no_grad():
+                x = transform(x.to(device)).cpu()
         copies = is_copy[order[start : start + cfg.batch_size]]
         if copies.any():  # the paper's augmentation: noisy copies of minority segments
             noise = torch.randn(x[copies].shape, generator=gen)
@@ -165,8 +169,14 @@ def _epoch(model: CnnRnn, opt: torch.optim.Optimizer, train: SegmentSet, cfg: Tr
 
 
 def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: FeatureConfig,
-          out: Path, show_progress: bool = True) -> dict:
-    """Train one model, writing `out` (best checkpoint) and resuming from `out`.state."""
+          out: Path, show_progress: bool = True, transform: Transform | None = None,
+          init_state: dict | None = None) -> dict:
+    """Train one model, writing `out` (best checkpoint) and resuming from `out`.state.
+
+    `transform` is applied to every training and validation batch (an
+    informed attacker trains on cloaked features, fresh noise each time);
+    `init_state` starts from given weights (fine-tuning) instead of scratch.
+    """
     out = Path(out)
     state_file = out.with_name(out.name + ".state")
     device = pick_device()
@@ -175,6 +185,8 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
     model = CnnRnn(len(train.labels), PRESETS[cfg.model], n_mels=feature_cfg.n_mels,
                    n_frames=feature_cfg.segment_frames)
     model.set_normalisation(*normalisation_stats(train))
+    if init_state is not None:
+        model.load_state_dict(init_state)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     st, best = TrainState(), None
@@ -186,8 +198,8 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
     bar = tqdm(total=cfg.max_epochs, initial=st.epoch, desc=f"train {cfg.task}", unit="epoch",
                disable=not show_progress)
     while st.epoch < cfg.max_epochs and st.bad_epochs < cfg.patience:
-        loss = _epoch(model, opt, train, cfg, weights, gen, device)
-        uar = evaluate(model, valid, device=device)["overall"]["uar"]
+        loss = _epoch(model, opt, train, cfg, weights, gen, device, transform)
+        uar = evaluate(model, valid, transform, device=device)["overall"]["uar"]
         st.epoch += 1
         st.history.append({"epoch": st.epoch, "loss": loss, "valid_uar": uar})
         if uar > st.best_uar:

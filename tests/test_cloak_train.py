@@ -1,0 +1,200 @@
+"""Cloak training (both stages, adversarial variant), attacker protocols, the experiment."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from sercloak import experiment as experiment_module
+from sercloak.cloak import Cloak, CloakConfig
+from sercloak.cloak_train import (
+    CloakTrainConfig,
+    gender_targets,
+    new_adversary,
+    train_perturbation,
+    train_suppression,
+)
+from sercloak.corpora.synthetic import SyntheticSpec
+from sercloak.data import Workdir, normalisation_stats
+from sercloak.evaluate import evaluate
+from sercloak.experiment import ExperimentConfig, run_experiment
+from sercloak.models import CnnRnn
+from sercloak.prepare import prepare
+from sercloak.train import TrainConfig, load_checkpoint, train
+
+FAST = dict(max_epochs=3, patience=10, batch_size=16, lr=1e-3)
+QUICK = CloakTrainConfig(perturbation_epochs=2, suppression_epochs=1, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A small prepared synthetic workdir: 10 speakers x 4 emotions x 3 utterances."""
+    root = tmp_path_factory.mktemp("work")
+    spec = SyntheticSpec(n_speakers=10, utterances_per_emotion=3)
+    prepare({"synthetic": root / "corpus"}, root, loader_options={"synthetic": {"spec": spec}},
+            show_progress=False)
+    return Workdir.open(root)
+
+
+@pytest.fixture(scope="module")
+def primary(workdir):
+    return workdir.segments(0, "primary_train", "emotion", train=True)
+
+
+def frozen_emotion_model(data) -> CnnRnn:
+    torch.manual_seed(0)
+    model = CnnRnn(4)
+    model.set_normalisation(*normalisation_stats(data))
+    return model.eval()
+
+
+def new_cloak(model: CnnRnn, **kw) -> Cloak:
+    return Cloak(CloakConfig(**kw), model.feat_mean, model.feat_std)
+
+
+def test_gender_targets_follow_each_segments_speaker(primary):
+    targets = gender_targets(primary)
+    for i in range(0, len(primary), 7):
+        assert ["female", "male"][targets[i]] == primary.utterances[primary.utt[i]].gender
+
+
+def test_perturbation_moves_sigma_and_leaves_f_theta_untouched(primary):
+    f_theta = frozen_emotion_model(primary)
+    before = {k: v.clone() for k, v in f_theta.state_dict().items()}
+    sigma_means = {}
+    for lam in (0.0, 10.0):
+        cloak = new_cloak(f_theta)
+        start = cloak.sigma().detach().clone()
+        history = train_perturbation(cloak, f_theta, primary, replace(QUICK, lam=lam),
+                                     show_progress=False)
+        assert len(history) == QUICK.perturbation_epochs
+        assert not torch.allclose(cloak.sigma().detach(), start)  # σ learns from ρ = −1
+        assert cloak.mu.detach().abs().sum() > 0
+        sigma_means[lam] = history[-1]["sigma_mean"]
+    # L_c rewards noise: a large λ ends with more of it than λ = 0
+    assert sigma_means[10.0] > sigma_means[0.0]
+    for k, v in f_theta.state_dict().items():  # frozen weights and BatchNorm statistics
+        assert torch.equal(v, before[k]), k
+    assert not any(p.requires_grad for p in f_theta.parameters())
+
+
+@pytest.mark.parametrize("shape", ["mel", "cell"])
+def test_suppression_masks_sr_percent_and_trains_only_mu_s(primary, shape):
+    f_theta = frozen_emotion_model(primary)
+    cloak = new_cloak(f_theta, shape=shape)
+    train_perturbation(cloak, f_theta, primary, QUICK, show_progress=False)
+    mu, rho = cloak.mu.detach().clone(), cloak.rho.detach().clone()
+    train_suppression(cloak, f_theta, primary, 40, QUICK, show_progress=False)
+    one_feature = 100 / cloak.mask.numel()  # 40% of 128 bins is 51.2: rounded to 51
+    assert cloak.suppression_ratio == pytest.approx(40, abs=one_feature)
+    assert torch.equal(cloak.mu.detach(), mu) and torch.equal(cloak.rho.detach(), rho)
+    assert not torch.equal(cloak.mu_s.detach(), mu)  # μ_s started at μ and learned
+    sigma = cloak.sigma().detach()
+    assert sigma[cloak.mask == 0].min() >= sigma[cloak.mask == 1].max()
+
+
+def test_adversarial_training_updates_psi_and_changes_the_cloak(primary):
+    f_theta = frozen_emotion_model(primary)
+    cloaks = {}
+    for adversarial in (False, True):
+        cloak = new_cloak(f_theta)
+        psi = new_adversary(f_theta) if adversarial else None
+        start = [p.detach().clone() for p in psi.parameters()] if psi else []
+        cfg = replace(QUICK, adversarial=adversarial)
+        history = train_perturbation(cloak, f_theta, primary, cfg, psi, show_progress=False)
+        if psi is not None:
+            assert history[-1]["gender_ce"] > 0
+            assert any(not torch.equal(a, p) for a, p in zip(start, psi.parameters(), strict=True))
+        cloaks[adversarial] = cloak
+    # same seed and data: only the reversed gender gradient can make them differ
+    assert not torch.allclose(cloaks[False].mu.detach(), cloaks[True].mu.detach())
+
+
+def test_informed_attacker_learns_what_the_ignorant_one_cannot_see(workdir):
+    """The protocol itself: train and select on transformed data, starting from f_g.
+
+    A mirrored mel axis stands in for a cloak: deterministic, and it moves
+    every cue to where the clean attacker does not look.
+    """
+    def mirror(x):
+        return x.flip(-1)
+
+    train_set = workdir.segments(0, "adversary_train", "gender", train=True)
+    valid_set = workdir.segments(0, "adversary_valid", "gender", train=False)
+    test_set = workdir.segments(0, "test", "gender", train=False)
+    tmp = workdir.root / "protocol"
+    cfg = TrainConfig(task="gender", seed=0, **FAST)
+    train(train_set, valid_set, cfg, workdir.cfg, tmp / "clean.pt", show_progress=False)
+    f_g, ckpt = load_checkpoint(tmp / "clean.pt", workdir.cfg)
+    train(train_set, valid_set, replace(cfg, max_epochs=4), workdir.cfg, tmp / "informed.pt",
+          show_progress=False, transform=mirror, init_state=ckpt["state_dict"])
+    informed, informed_ckpt = load_checkpoint(tmp / "informed.pt", workdir.cfg)
+    ignorant_uar = evaluate(f_g, test_set, mirror)["overall"]["uar"]
+    informed_uar = evaluate(informed, test_set, mirror)["overall"]["uar"]
+    assert informed_uar >= 80 and informed_uar > ignorant_uar + 10
+    # model selection happened on transformed validation speakers
+    best = max(h["valid_uar"] for h in informed_ckpt["metrics"]["history"])
+    assert best == pytest.approx(evaluate(informed, valid_set, mirror)["overall"]["uar"])
+
+
+def tiny_configs() -> dict[str, TrainConfig]:
+    return {t: TrainConfig(task=t, seed=0, **FAST) for t in ("emotion", "gender")}
+
+
+TINY = ExperimentConfig(cloak_train=QUICK, informed_epochs=1, ratios=(0, 60))
+
+
+def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
+    results = run_experiment(workdir, [0, 1], tiny_configs(), TINY, show_progress=False)
+    saved = json.loads((workdir.root / "results.json").read_text())
+    assert saved["cloak"] == json.loads(json.dumps(results["cloak"]))
+    assert {(e["suppression_ratio"], e["adversarial"]) for e in saved["cloak"]} == {
+        (0, False), (60, False), (0, True), (60, True)}
+    for entry in saved["cloak"]:
+        for attack in ("emotion", "gender_ignorant", "gender_informed"):
+            for metric in ("acc", "uar"):
+                stat = entry[attack][metric]
+                assert len(stat["folds"]) == 2 and 0 <= stat["mean"] <= 100
+            assert "synthetic" in entry[attack]["per_corpus"]
+    assert saved["baseline"]["emotion"]["uar"]["folds"]
+    assert saved["wall_time_s"] > 0
+    report = (workdir.root / "report.md").read_text()
+    assert "gender UAR, informed" in report and "tradeoff.png" in report
+    for png in ("tradeoff.png", "noise_map.png"):
+        assert (workdir.root / png).read_bytes()[:4] == b"\x89PNG"
+    cloak_files = sorted((workdir.root / saved["config"]["cloak_dir"] / "fold1").glob("*.npz"))
+    assert [f.name for f in cloak_files] == ["adversarial_sr0.npz", "adversarial_sr60.npz",
+                                             "cloak_sr0.npz", "cloak_sr60.npz"]
+    assert Cloak.load(cloak_files[1], workdir.cfg).suppression_ratio == pytest.approx(60, abs=1)
+
+    # a second run finds everything done: no training of any kind
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained again instead of reusing saved work")
+
+    for name in ("train_perturbation", "train_suppression", "train"):
+        monkeypatch.setattr(experiment_module, name, refuse)
+    again = run_experiment(workdir, [0, 1], tiny_configs(), TINY, show_progress=False)
+    assert again["cloak"] == results["cloak"]
+
+
+def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, monkeypatch):
+    run_experiment(workdir, [0], tiny_configs(), TINY, show_progress=False)
+    run_dir = workdir.root / json.loads((workdir.root / "results.json").read_text())[
+        "config"]["cloak_dir"] / "fold0"
+    (run_dir / "adversarial_sr60.json").unlink()  # as if interrupted before scoring it
+    (run_dir / "adversarial_sr60.npz").unlink()
+    calls = []
+    real = experiment_module.train_suppression
+    monkeypatch.setattr(experiment_module, "train_suppression",
+                        lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    monkeypatch.setattr(experiment_module, "train_perturbation", lambda *a, **k: 1 / 0)
+    run_experiment(workdir, [0], tiny_configs(), TINY, show_progress=False)
+    assert calls == [60]  # only the missing cloak, from the saved stage-1 cloak and ψ
+    assert (run_dir / "adversarial_sr60.json").is_file()
+
+    monkeypatch.undo()
+    other = replace(TINY, cloak=CloakConfig(shape="cell"))
+    results = run_experiment(workdir, [0], tiny_configs(), other, show_progress=False)
+    assert results["config"]["cloak_dir"] != str(run_dir.parent.relative_to(workdir.root))
+    assert results["config"]["cloak"]["shape"] == "cell"
