@@ -18,7 +18,7 @@ from sercloak.cloak_train import (
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir, normalisation_stats
 from sercloak.evaluate import evaluate
-from sercloak.experiment import ExperimentConfig, run_experiment
+from sercloak.experiment import ExperimentConfig, run_experiment, score_grid
 from sercloak.models import CnnRnn
 from sercloak.prepare import prepare
 from sercloak.train import TrainConfig, load_checkpoint, train
@@ -176,6 +176,13 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
         monkeypatch.setattr(experiment_module, name, refuse)
     again = run_experiment(workdir, [0, 1], tiny_configs(), TINY, show_progress=False)
     assert again["cloak"] == results["cloak"]
+
+    # the same cloaks and attackers scored on validation speakers, for choosing settings
+    on_valid, _ = score_grid(workdir, [0, 1], tiny_configs(), TINY, "primary_valid",
+                             show_progress=False)
+    assert len(on_valid) == 4 and on_valid != results["cloak"]
+    assert (workdir.root / saved["config"]["cloak_dir"] / "fold0" /
+            "cloak_sr60.on-primary_valid.json").is_file()
 
 
 def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, monkeypatch):

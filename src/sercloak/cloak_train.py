@@ -36,8 +36,8 @@ class CloakTrainConfig:
     grl_alpha: float = 0.1
     lr: float = 0.01  # Adam on μ, ρ, μ_s: a few thousand parameters, not a network
     adversary_lr: float = 1e-4
-    perturbation_epochs: int = 6
-    suppression_epochs: int = 3
+    perturbation_epochs: int = 4
+    suppression_epochs: int = 2
     batch_size: int = 32
     seed: int = 0
 

@@ -44,7 +44,7 @@ ATTACKS = ("emotion", "gender_ignorant", "gender_informed")
 class ExperimentConfig:
     cloak: CloakConfig = CloakConfig()
     cloak_train: CloakTrainConfig = CloakTrainConfig()
-    informed_epochs: int = 6  # fine-tuning epochs of the informed attacker
+    informed_epochs: int = 4  # fine-tuning epochs of the informed attacker
     ratios: tuple[int, ...] = RATIOS
 
     def to_dict(self) -> dict:
@@ -56,6 +56,7 @@ def run_tag(cfg: ExperimentConfig, baseline_configs: dict[str, TrainConfig]) -> 
     """Folder name of one configuration's cloaks: other settings never reuse them."""
     everything = {**cfg.to_dict(), "baselines": {t: c.to_dict() for t, c in
                                                  sorted(baseline_configs.items())}}
+    del everything["ratios"]  # a cloak at SR 60 does not depend on which others are run
     digest = hashlib.sha1(json.dumps(everything, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.cloak.shape}-{digest}"
 
@@ -132,34 +133,40 @@ class FoldRunner:
         model, _ = load_checkpoint(out, self.wd.cfg, self.device)
         return model
 
-    def score(self, ratio: int, adversarial: bool) -> dict:
+    def score(self, ratio: int, adversarial: bool, part: str = "test") -> dict:
+        """All three models on cloaked utterances of `part` (test speakers by default).
+
+        Any other part is for choosing settings without touching test
+        speakers: "primary_valid" speakers were seen by no cloak and no attacker.
+        """
         name = setting_name(ratio, adversarial)
-        out = self.dir / f"{name}.json"
+        out = self.dir / (f"{name}.json" if part == "test" else f"{name}.on-{part}.json")
         if out.is_file():
             return json.loads(out.read_text())
         cloak = self.cloak(ratio, adversarial).eval()
         informed = self.informed_attacker(cloak, name)
         torch.manual_seed(1000 + self.fold)  # the evaluation's noise draws, reproducible
-        test_e = self.segments("test", "emotion", False)
-        test_g = self.segments("test", "gender", False)
+        on_emotion = self.segments(part, "emotion", False)
+        on_gender = self.segments(part, "gender", False)
         with torch.no_grad():
             result = {
-                "emotion": evaluate(self.f_theta, test_e, cloak, self.device),
-                "gender_ignorant": evaluate(self.f_g, test_g, cloak, self.device),
-                "gender_informed": evaluate(informed, test_g, cloak, self.device),
+                "emotion": evaluate(self.f_theta, on_emotion, cloak, self.device),
+                "gender_ignorant": evaluate(self.f_g, on_gender, cloak, self.device),
+                "gender_informed": evaluate(informed, on_gender, cloak, self.device),
                 "suppression_ratio": cloak.suppression_ratio,
             }
         out.write_text(json.dumps(result, indent=1))
         return result
 
 
-def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],
-                   cfg: ExperimentConfig = ExperimentConfig(),
-                   show_progress: bool = True) -> dict:
-    """Baselines, then the cloak grid; writes results.json, report.md and figures."""
-    started = time.perf_counter()
+def score_grid(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],
+               cfg: ExperimentConfig, part: str = "test",
+               show_progress: bool = True) -> tuple[list[dict], Path]:
+    """Every setting of the grid on `folds`, aggregated; and the folder of its files.
+
+    Needs the baselines of `folds` trained (`run_baselines`).
+    """
     preset = baseline_configs["emotion"].model
-    baseline = run_baselines(wd, folds, baseline_configs, show_progress)
     run_dir = wd.root / "cloaks" / preset / run_tag(cfg, baseline_configs)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
@@ -169,14 +176,24 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
         for adversarial in (False, True):
             for ratio in cfg.ratios:
                 per_setting.setdefault((ratio, adversarial), []).append(
-                    runner.score(ratio, adversarial))
+                    runner.score(ratio, adversarial, part))
+    grid = [{"suppression_ratio": ratio, "adversarial": adversarial,
+             **{a: aggregate(runs, a) for a in ATTACKS}}
+            for (ratio, adversarial), runs in per_setting.items()]
+    return grid, run_dir
+
+
+def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],
+                   cfg: ExperimentConfig = ExperimentConfig(),
+                   show_progress: bool = True) -> dict:
+    """Baselines, then the cloak grid; writes results.json, report.md and figures."""
+    started = time.perf_counter()
+    preset = baseline_configs["emotion"].model
+    baseline = run_baselines(wd, folds, baseline_configs, show_progress)
+    grid, run_dir = score_grid(wd, folds, baseline_configs, cfg, "test", show_progress)
     results = {
         "baseline": baseline,
-        "cloak": [
-            {"suppression_ratio": ratio, "adversarial": adversarial,
-             **{a: aggregate(runs, a) for a in ATTACKS}}
-            for (ratio, adversarial), runs in per_setting.items()
-        ],
+        "cloak": grid,
         "config": {**cfg.to_dict(), "model": preset, "folds": folds,
                    "cloak_dir": str(run_dir.relative_to(wd.root))},
         "wall_time_s": round(time.perf_counter() - started, 1),

@@ -1,0 +1,77 @@
+"""Choosing the cloak's defaults: per-mel-bin vs per-cell noise, and σ_max.
+
+    python bench/cloak_choice.py WORKDIR [--folds 0]
+
+WORKDIR is a prepared RAVDESS + nEMO workdir (e.g. from bench/experiment.sh
+or `sercloak prepare`). For each variant, trains Cloak and Cloak +
+adversarial at SR 0 and 60 and scores them on the **primary validation
+speakers** of each fold: speakers no cloak, emotion model or attacker was
+trained on, and not test speakers, so the choice does not peek at the test
+set. Cloaks, attackers and scores are saved in WORKDIR and reused by a
+later `sercloak experiment` with the same settings. Last line: key=value figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from sercloak.baselines import model_path, run_baselines
+from sercloak.cli import parse_folds
+from sercloak.cloak import CloakConfig
+from sercloak.data import Workdir
+from sercloak.evaluate import evaluate
+from sercloak.experiment import ATTACKS, ExperimentConfig, score_grid
+from sercloak.train import TrainConfig, load_checkpoint
+
+PART = "primary_valid"
+VARIANTS = {
+    "mel": CloakConfig(shape="mel"),
+    "cell": CloakConfig(shape="cell"),
+    "mel_sigma2": CloakConfig(shape="mel", sigma_max=2.0),
+}
+
+
+def clean_uar(wd: Workdir, folds: list[int]) -> tuple[float, float]:
+    """f_θ and f_g on clean utterances of the same speakers: the reference row."""
+    emotion, gender = [], []
+    for fold in folds:
+        for task, out in (("emotion", emotion), ("gender", gender)):
+            model, _ = load_checkpoint(model_path(wd, "light", fold, task), wd.cfg)
+            data = wd.segments(fold, PART, task, train=False)
+            out.append(evaluate(model, data)["overall"]["uar"])
+    return sum(emotion) / len(emotion), sum(gender) / len(gender)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--folds", default="0")
+    args = parser.parse_args()
+    wd, folds = Workdir.open(args.workdir), parse_folds(args.folds)
+    configs = {t: TrainConfig(task=t) for t in ("emotion", "gender")}
+    run_baselines(wd, folds, configs, show_progress=False)
+    figures = {}
+    print(f"UAR % on {PART} speakers of folds {folds}")
+    print("| variant | setting | SR % | emotion | gender ignorant | gender informed |")
+    print("|---|---|---|---|---|---|")
+    emotion, gender = clean_uar(wd, folds)
+    print(f"| – | clean | – | {emotion:.1f} | {gender:.1f} | {gender:.1f} |")
+    for name, cloak in VARIANTS.items():
+        cfg = ExperimentConfig(cloak=cloak, ratios=(0, 60))
+        start = time.perf_counter()
+        grid, _ = score_grid(wd, folds, configs, cfg, PART, show_progress=False)
+        figures[f"{name}_s"] = round(time.perf_counter() - start)
+        for e in grid:
+            uar = {k: e[k]["uar"]["mean"] for k in ATTACKS}
+            setting = "Cloak + adv." if e["adversarial"] else "Cloak"
+            print(f"| {name} | {setting} | {e['suppression_ratio']} | "
+                  + " | ".join(f"{v:.1f}" for v in uar.values()) + " |")
+            if e["adversarial"] and e["suppression_ratio"] == 60:
+                figures.update({f"{name}_{k}_uar": v for k, v in uar.items()})
+    print(" ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+if __name__ == "__main__":
+    main()
