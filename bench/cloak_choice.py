@@ -4,7 +4,7 @@
 
 WORKDIR is a prepared RAVDESS + nEMO workdir (e.g. from bench/experiment.sh
 or `sercloak prepare`). For each variant, trains Cloak and Cloak +
-adversarial at SR 0 and 60 and scores them on the **primary validation
+adversarial at SR 0 and 60 (defaults otherwise) and scores them on the **primary validation
 speakers** of each fold: speakers no cloak, emotion model or attacker was
 trained on, and not test speakers, so the choice does not peek at the test
 set. Cloaks, attackers and scores are saved in WORKDIR and reused by a
@@ -20,16 +20,20 @@ from pathlib import Path
 from sercloak.baselines import model_path, run_baselines
 from sercloak.cli import parse_folds
 from sercloak.cloak import CloakConfig
+from sercloak.cloak_train import CloakTrainConfig
 from sercloak.data import Workdir
 from sercloak.evaluate import evaluate
 from sercloak.experiment import ATTACKS, ExperimentConfig, score_grid
 from sercloak.train import TrainConfig, load_checkpoint
 
 PART = "primary_valid"
-VARIANTS = {
-    "mel": CloakConfig(shape="mel"),
-    "cell": CloakConfig(shape="cell"),
-    "mel_sigma2": CloakConfig(shape="mel", sigma_max=2.0),
+VARIANTS = {  # name: (cloak, λ)
+    "mel": (CloakConfig(shape="mel", sigma_max=5.0), 0.1),
+    "cell": (CloakConfig(shape="cell", sigma_max=5.0), 0.1),
+    "mel_sigma2": (CloakConfig(shape="mel", sigma_max=2.0), 0.1),
+    "mel_lam0.01": (CloakConfig(shape="mel", sigma_max=5.0), 0.01),
+    "mel_lam0.001": (CloakConfig(shape="mel", sigma_max=5.0), 0.001),
+    "mel_lam0.01_rho-2": (CloakConfig(shape="mel", sigma_max=5.0, rho_init=-2.0), 0.01),
 }
 
 
@@ -58,8 +62,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     emotion, gender = clean_uar(wd, folds)
     print(f"| – | clean | – | {emotion:.1f} | {gender:.1f} | {gender:.1f} |")
-    for name, cloak in VARIANTS.items():
-        cfg = ExperimentConfig(cloak=cloak, ratios=(0, 60))
+    for name, (cloak, lam) in VARIANTS.items():
+        cfg = ExperimentConfig(cloak=cloak, cloak_train=CloakTrainConfig(lam=lam), ratios=(0, 60))
         start = time.perf_counter()
         grid, _ = score_grid(wd, folds, configs, cfg, PART, show_progress=False)
         figures[f"{name}_s"] = round(time.perf_counter() - start)
