@@ -1,25 +1,27 @@
-"""Choosing the cloak's defaults: per-mel-bin vs per-cell noise, and σ_max.
+"""Choosing the cloak's defaults: noise per mel bin or per cell, σ_max, λ, ρ_init.
 
     python bench/cloak_choice.py WORKDIR [--folds 0]
 
 WORKDIR is a prepared RAVDESS + nEMO workdir (e.g. from bench/experiment.sh
 or `sercloak prepare`). For each variant, trains Cloak and Cloak +
-adversarial at SR 0 and 60 (defaults otherwise) and scores them on the **primary validation
-speakers** of each fold: speakers no cloak, emotion model or attacker was
-trained on, and not test speakers, so the choice does not peek at the test
-set. Cloaks, attackers and scores are saved in WORKDIR and reused by a
-later `sercloak experiment` with the same settings. Last line: key=value figures.
+adversarial at SR 0 and 60 (defaults otherwise) and scores them on the
+**primary validation speakers** of each fold: speakers no cloak, emotion
+model or attacker was trained on (f_θ was early-stopped on them), and not
+test speakers, so the choice never looks at the test set. Cloaks, attackers
+and scores are saved in WORKDIR and reused by a later `sercloak experiment`
+with the same settings. Last line: key=value figures at adversarial SR 60.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
+
+import torch
 
 from sercloak.baselines import model_path, run_baselines
 from sercloak.cli import parse_folds
-from sercloak.cloak import CloakConfig
+from sercloak.cloak import Cloak, CloakConfig
 from sercloak.cloak_train import CloakTrainConfig
 from sercloak.data import Workdir
 from sercloak.evaluate import evaluate
@@ -48,6 +50,26 @@ def clean_uar(wd: Workdir, folds: list[int]) -> tuple[float, float]:
     return sum(emotion) / len(emotion), sum(gender) / len(gender)
 
 
+def what_costs_emotion(wd: Workdir, folds: list[int], run_dir: Path) -> dict[str, float]:
+    """f_θ's UAR under the SR 0 Cloak, and with only its offset μ or only its noise σ·ε."""
+    scores = {"sigma_mean": [], "both": [], "mu_only": [], "sigma_only": []}
+    for fold in folds:
+        f_theta, _ = load_checkpoint(model_path(wd, "light", fold, "emotion"), wd.cfg)
+        data = wd.segments(fold, PART, "emotion", train=False)
+        cloak = Cloak.load(run_dir / f"fold{fold}" / "cloak_sr0.npz", wd.cfg).eval()
+        scores["sigma_mean"].append(cloak.sigma().mean().item())
+        torch.manual_seed(1000 + fold)
+        with torch.no_grad():
+            scores["both"].append(evaluate(f_theta, data, cloak)["overall"]["uar"])
+            mu = cloak.mu.clone()
+            cloak.mu.zero_()
+            scores["sigma_only"].append(evaluate(f_theta, data, cloak)["overall"]["uar"])
+            cloak.mu.copy_(mu)
+            cloak.rho.fill_(-50.0)  # σ = σ_min = 0
+            scores["mu_only"].append(evaluate(f_theta, data, cloak)["overall"]["uar"])
+    return {k: sum(v) / len(v) for k, v in scores.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("workdir", type=Path)
@@ -56,24 +78,30 @@ def main() -> None:
     wd, folds = Workdir.open(args.workdir), parse_folds(args.folds)
     configs = {t: TrainConfig(task=t) for t in ("emotion", "gender")}
     run_baselines(wd, folds, configs, show_progress=False)
-    figures = {}
     print(f"UAR % on {PART} speakers of folds {folds}")
     print("| variant | setting | SR % | emotion | gender ignorant | gender informed |")
     print("|---|---|---|---|---|---|")
     emotion, gender = clean_uar(wd, folds)
     print(f"| – | clean | – | {emotion:.1f} | {gender:.1f} | {gender:.1f} |")
+    figures = {"clean_emotion_uar": round(emotion, 1), "clean_gender_uar": round(gender, 1)}
+    costs = {}
     for name, (cloak, lam) in VARIANTS.items():
         cfg = ExperimentConfig(cloak=cloak, cloak_train=CloakTrainConfig(lam=lam), ratios=(0, 60))
-        start = time.perf_counter()
-        grid, _ = score_grid(wd, folds, configs, cfg, PART, show_progress=False)
-        figures[f"{name}_s"] = round(time.perf_counter() - start)
+        grid, run_dir = score_grid(wd, folds, configs, cfg, PART, show_progress=False)
+        costs[name] = what_costs_emotion(wd, folds, run_dir)
         for e in grid:
             uar = {k: e[k]["uar"]["mean"] for k in ATTACKS}
             setting = "Cloak + adv." if e["adversarial"] else "Cloak"
             print(f"| {name} | {setting} | {e['suppression_ratio']} | "
                   + " | ".join(f"{v:.1f}" for v in uar.values()) + " |")
             if e["adversarial"] and e["suppression_ratio"] == 60:
-                figures.update({f"{name}_{k}_uar": v for k, v in uar.items()})
+                figures.update({f"{name}_{k}_uar": round(v, 1) for k, v in uar.items()})
+    print(f"\nEmotion UAR % on {PART} under the SR 0 Cloak: what costs it")
+    print("| variant | mean σ | μ and σ·ε | μ only | σ·ε only |")
+    print("|---|---|---|---|---|")
+    for name, c in costs.items():
+        print(f"| {name} | {c['sigma_mean']:.2f} | {c['both']:.1f} | {c['mu_only']:.1f} | "
+              f"{c['sigma_only']:.1f} |")
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sercloak import experiment as experiment_module
+from sercloak.cli import main as cli_main
 from sercloak.cloak import Cloak, CloakConfig
 from sercloak.cloak_train import (
     CloakTrainConfig,
@@ -161,6 +162,9 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     assert saved["wall_time_s"] > 0
     report = (workdir.root / "report.md").read_text()
     assert "gender UAR, informed" in report and "tradeoff.png" in report
+    # one training row per fold and setting; ψ's cross-entropy only for the adversarial one
+    rows = [line for line in report.splitlines() if line.startswith(("| 0 | Cloak", "| 1 | Cloak"))]
+    assert len(rows) == 4 and all(r.endswith("| – |") != ("adv." in r) for r in rows)
     for png in ("tradeoff.png", "noise_map.png"):
         assert (workdir.root / png).read_bytes()[:4] == b"\x89PNG"
     cloak_files = sorted((workdir.root / saved["config"]["cloak_dir"] / "fold1").glob("*.npz"))
@@ -183,6 +187,12 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     assert len(on_valid) == 4 and on_valid != results["cloak"]
     assert (workdir.root / saved["config"]["cloak_dir"] / "fold0" /
             "cloak_sr60.on-primary_valid.json").is_file()
+
+    # `sercloak report` rewrites the report from results.json alone
+    before = (workdir.root / "report.md").read_text()
+    (workdir.root / "report.md").unlink()
+    cli_main(["report", "--workdir", str(workdir.root)])
+    assert (workdir.root / "report.md").read_text() == before
 
 
 def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from .corpora import CorpusLayoutError, canonical_name
 from .data import Workdir
 from .experiment import ExperimentConfig, run_experiment
 from .prepare import format_summary, prepare
-from .report import privacy_table
+from .report import privacy_table, write_report
 from .train import CheckpointMismatch, TrainConfig
 
 DEMO_WORKDIR = Path("runs/demo")
@@ -114,6 +115,16 @@ def cmd_experiment(args: argparse.Namespace) -> None:
           f"{wd.root / 'report.md'} and its figures")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """report.md and figures again from results.json and the cloak files, training nothing."""
+    wd = Workdir.open(args.workdir)
+    file = wd.root / "results.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found: run `sercloak experiment` first")
+    results = json.loads(file.read_text())
+    print(f"wrote {write_report(wd, results, wd.root / results['config']['cloak_dir'])}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The built-in demo: the synthetic corpus, prepared, then the whole experiment."""
     print("sercloak demo on the SYNTHETIC corpus (generated, not real speech)\n")
@@ -205,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(p)
     _cloak_options(p)
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("report", help="rewrite report.md and its figures from results.json")
+    _workdir_options(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the whole experiment on the built-in synthetic corpus, "
                                     "with small settings")

@@ -29,11 +29,11 @@ STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
 
 
 def tradeoff_figure(results: dict, out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for adversarial, line in ((False, "--o"), (True, "-s")):
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for adversarial, line, shift in ((False, "--o", -0.7), (True, "-s", 0.7)):
         entries = sorted((e for e in results["cloak"] if e["adversarial"] == adversarial),
                          key=lambda e: e["suppression_ratio"])
-        ratios = [e["suppression_ratio"] for e in entries]
+        ratios = [e["suppression_ratio"] + shift for e in entries]  # error bars side by side
         for key, (label, colour) in STYLE.items():
             mean = [e[key]["uar"]["mean"] for e in entries]
             std = [e[key]["uar"]["std"] for e in entries]
@@ -47,7 +47,8 @@ def tradeoff_figure(results: dict, out: Path) -> None:
     ax.set_xlabel("suppression ratio SR (%)")
     ax.set_ylabel("UAR (%), mean ± std over folds")
     ax.set_title("Privacy–utility trade-off (dotted: clean baselines, chance gender 50%)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_xticks(sorted({e["suppression_ratio"] for e in results["cloak"]}))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -115,8 +116,26 @@ def privacy_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(wd: Workdir, results: dict, first_fold_dir: Path) -> Path:
+def training_table(wd: Workdir, results: dict, cloak_dir: Path) -> str:
+    """Markdown: how each fold's SR 0 cloaks ended training (the history in their files)."""
+    lines = ["| fold | setting | mean σ | emotion CE | gender CE of ψ |", "|---|---|---|---|---|"]
+    for fold in results["config"]["folds"]:
+        for name in ("cloak_sr0", "adversarial_sr0"):
+            file = cloak_dir / f"fold{fold}" / f"{name}.npz"
+            if not file.is_file():
+                continue
+            last = Cloak.load(file, wd.cfg).meta["history"][-1]
+            adversarial = name.startswith("adversarial")
+            psi = f"{last['gender_ce']:.2f}" if adversarial else "–"
+            lines.append(f"| {fold} | {'Cloak + adv.' if adversarial else 'Cloak'} | "
+                         f"{last['sigma_mean']:.2f} | {last['emotion_ce']:.2f} | {psi} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(wd: Workdir, results: dict, cloak_dir: Path) -> Path:
+    """report.md and its figures; `cloak_dir` holds the run's fold<K>/ folders."""
     tradeoff_figure(results, wd.root / "tradeoff.png")
+    first_fold_dir = cloak_dir / f"fold{results['config']['folds'][0]}"
     has_map = noise_map_figure(wd, first_fold_dir, wd.root / "noise_map.png")
     cfg = results["config"]
     text = [
@@ -133,7 +152,9 @@ def write_report(wd: Workdir, results: dict, first_fold_dir: Path) -> Path:
     ]
     if has_map:
         text += ["![noise maps](noise_map.png)", ""]
-    text += ["## Per corpus", "", _per_corpus_table(results), "",
+    text += ["## Cloak training (SR 0, last epoch, primary training speakers)", "",
+             training_table(wd, results, cloak_dir), "",
+             "## Per corpus", "", _per_corpus_table(results), "",
              confusion_md(results["baseline"]["emotion"], "Clean emotion confusion"), "",
              f"Cloak settings: {cfg['cloak']}; training: {cfg['cloak_train']}; informed "
              f"attacker fine-tuning epochs: {cfg['informed_epochs']}; cloak files in "
