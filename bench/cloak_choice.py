@@ -39,22 +39,23 @@ VARIANTS = {  # name: (cloak, λ)
 }
 
 
-def clean_uar(wd: Workdir, folds: list[int]) -> tuple[float, float]:
+def clean_uar(wd: Workdir, folds: list[int], preset: str) -> tuple[float, float]:
     """f_θ and f_g on clean utterances of the same speakers: the reference row."""
     emotion, gender = [], []
     for fold in folds:
         for task, out in (("emotion", emotion), ("gender", gender)):
-            model, _ = load_checkpoint(model_path(wd, "light", fold, task), wd.cfg)
+            model, _ = load_checkpoint(model_path(wd, preset, fold, task), wd.cfg)
             data = wd.segments(fold, PART, task, train=False)
             out.append(evaluate(model, data)["overall"]["uar"])
     return sum(emotion) / len(emotion), sum(gender) / len(gender)
 
 
-def what_costs_emotion(wd: Workdir, folds: list[int], run_dir: Path) -> dict[str, float]:
+def what_costs_emotion(wd: Workdir, folds: list[int], preset: str,
+                       run_dir: Path) -> dict[str, float]:
     """f_θ's UAR under the SR 0 Cloak, and with only its offset μ or only its noise σ·ε."""
     scores = {"sigma_mean": [], "both": [], "mu_only": [], "sigma_only": []}
     for fold in folds:
-        f_theta, _ = load_checkpoint(model_path(wd, "light", fold, "emotion"), wd.cfg)
+        f_theta, _ = load_checkpoint(model_path(wd, preset, fold, "emotion"), wd.cfg)
         data = wd.segments(fold, PART, "emotion", train=False)
         cloak = Cloak.load(run_dir / f"fold{fold}" / "cloak_sr0.npz", wd.cfg).eval()
         scores["sigma_mean"].append(cloak.sigma().mean().item())
@@ -81,14 +82,15 @@ def main() -> None:
     print(f"UAR % on {PART} speakers of folds {folds}")
     print("| variant | setting | SR % | emotion | gender ignorant | gender informed |")
     print("|---|---|---|---|---|---|")
-    emotion, gender = clean_uar(wd, folds)
+    preset = configs["emotion"].model
+    emotion, gender = clean_uar(wd, folds, preset)
     print(f"| – | clean | – | {emotion:.1f} | {gender:.1f} | {gender:.1f} |")
     figures = {"clean_emotion_uar": round(emotion, 1), "clean_gender_uar": round(gender, 1)}
     costs = {}
     for name, (cloak, lam) in VARIANTS.items():
         cfg = ExperimentConfig(cloak=cloak, cloak_train=CloakTrainConfig(lam=lam), ratios=(0, 60))
         grid, run_dir = score_grid(wd, folds, configs, cfg, PART, show_progress=False)
-        costs[name] = what_costs_emotion(wd, folds, run_dir)
+        costs[name] = what_costs_emotion(wd, folds, preset, run_dir)
         for e in grid:
             uar = {k: e[k]["uar"]["mean"] for k in ATTACKS}
             setting = "Cloak + adv." if e["adversarial"] else "Cloak"

@@ -24,15 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sercloak.cli import parse_folds
 from sercloak.cloak import Cloak
+from sercloak.corpora import EMOTIONS, GENDERS
 from sercloak.data import Workdir
+from sercloak.evaluate import scores
 
 POOLS = {"emotion": "primary_train", "gender": "adversary_train"}
+CLASSES = {"emotion": EMOTIONS, "gender": GENDERS}
 
 
 def describe(wd: Workdir, part: list, cloak: Cloak | None = None) -> np.ndarray:
@@ -47,32 +49,34 @@ def describe(wd: Workdir, part: list, cloak: Cloak | None = None) -> np.ndarray:
     return np.stack(rows)
 
 
+def labels(part: list, task: str) -> np.ndarray:
+    return np.array([CLASSES[task].index(getattr(u, task)) for u in part])
+
+
 def probe() -> object:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
 
-def uar(truth: list, predicted) -> float:
-    return 100 * balanced_accuracy_score(truth, predicted)
+def uar(model, x: np.ndarray, y: np.ndarray, task: str) -> float:
+    """The project's UAR (evaluate.scores) of the probe's predictions."""
+    return scores(y, model.predict(x), len(CLASSES[task]))["uar"]
 
 
-def attack_cloaks(wd: Workdir, folds: list[int], cloak_dir: Path) -> dict[str, float]:
-    """Gender UAR of the ignorant and informed probe per cloak setting, mean over folds."""
-    scores: dict[str, list[float]] = {}
-    for fold in folds:
-        train, test = wd.part(fold, "adversary_train"), wd.part(fold, "test")
-        y_train, y_test = [u.gender for u in train], [u.gender for u in test]
-        clean = probe().fit(describe(wd, train), y_train)
-        for file in sorted((cloak_dir / f"fold{fold}").glob("*.npz")):
-            cloak = Cloak.load(file, wd.cfg).eval()
-            if cloak.cfg.shape != "mel":
-                raise SystemExit(f"{file}: only per-mel-bin cloaks apply to whole utterances")
-            torch.manual_seed(1000 + fold)
-            x_train, x_test = describe(wd, train, cloak), describe(wd, test, cloak)
-            informed = probe().fit(x_train, y_train)
-            for kind, model in (("ignorant", clean), ("informed", informed)):
-                key = f"{file.stem}_{kind}"
-                scores.setdefault(key, []).append(uar(y_test, model.predict(x_test)))
-    return {k: float(np.mean(v)) for k, v in scores.items()}
+def attack_cloaks(wd: Workdir, fold: int, cloak_dir: Path, clean_probe) -> dict[str, float]:
+    """Gender UAR of the ignorant (`clean_probe`) and an informed probe for each cloak of a fold."""
+    train, test = wd.part(fold, "adversary_train"), wd.part(fold, "test")
+    y_train, y_test = labels(train, "gender"), labels(test, "gender")
+    result = {}
+    for file in sorted((cloak_dir / f"fold{fold}").glob("*.npz")):
+        cloak = Cloak.load(file, wd.cfg).eval()
+        if cloak.cfg.shape != "mel":
+            raise SystemExit(f"{file}: only per-mel-bin cloaks apply to whole utterances")
+        torch.manual_seed(1000 + fold)
+        x_train, x_test = describe(wd, train, cloak), describe(wd, test, cloak)
+        informed = probe().fit(x_train, y_train)
+        result[f"{file.stem}_ignorant"] = uar(clean_probe, x_test, y_test, "gender")
+        result[f"{file.stem}_informed"] = uar(informed, x_test, y_test, "gender")
+    return result
 
 
 def main() -> None:
@@ -82,27 +86,30 @@ def main() -> None:
     parser.add_argument("--cloak-dir", type=Path, help="also attack the cloaks in this folder")
     args = parser.parse_args()
     wd = Workdir.open(args.workdir)
-    uars: dict[str, list[float]] = {task: [] for task in POOLS}
+    uars: dict[str, list[float]] = {}
     for fold in parse_folds(args.folds):
         test = wd.part(fold, "test")
+        x_test = describe(wd, test)
+        probes = {}
         for task, pool in POOLS.items():
             train = wd.part(fold, pool)
-            model = probe().fit(describe(wd, train), [getattr(u, task) for u in train])
-            score = uar([getattr(u, task) for u in test], model.predict(describe(wd, test)))
-            uars[task].append(score)
+            probes[task] = probe().fit(describe(wd, train), labels(train, task))
+            score = uar(probes[task], x_test, labels(test, task), task)
+            uars.setdefault(f"{task}_uar", []).append(score)
             print(f"fold {fold} {task}: {len(train)} training utterances, test UAR {score:.1f}")
-    figures = {f"{task}_uar": round(float(np.mean(v)), 1) for task, v in uars.items()}
+        if args.cloak_dir:
+            for key, score in attack_cloaks(wd, fold, args.cloak_dir, probes["gender"]).items():
+                uars.setdefault(f"gender_uar_{key}", []).append(score)
+    figures = {k: round(float(np.mean(v)), 1) for k, v in uars.items()}
     if args.cloak_dir:
-        cloaked = attack_cloaks(wd, parse_folds(args.folds), args.cloak_dir)
         print("\n| cloak | gender UAR, ignorant probe | gender UAR, informed probe |")
         print("|---|---|---|")
-        for name in sorted({k.rsplit("_", 1)[0] for k in cloaked}):
-            print(f"| {name} | {cloaked[name + '_ignorant']:.1f} | "
-                  f"{cloaked[name + '_informed']:.1f} |")
-        figures.update({f"gender_uar_{k}": round(v, 1) for k, v in cloaked.items()
-                        if k.startswith("adversarial_sr60")})
-    print(" ".join(f"{k}={v}" for k, v in figures.items()))
-
+        for key in sorted(k.removesuffix("_informed") for k in figures if k.endswith("_informed")):
+            print(f"| {key.removeprefix('gender_uar_')} | {figures[key + '_ignorant']:.1f} | "
+                  f"{figures[key + '_informed']:.1f} |")
+    shown = {k: v for k, v in figures.items()
+             if k in ("emotion_uar", "gender_uar") or k.startswith("gender_uar_adversarial_sr60")}
+    print(" ".join(f"{k}={v}" for k, v in shown.items()))
 
 if __name__ == "__main__":
     main()

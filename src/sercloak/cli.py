@@ -121,8 +121,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     file = wd.root / "results.json"
     if not file.is_file():
         raise FileNotFoundError(f"{file} not found: run `sercloak experiment` first")
-    results = json.loads(file.read_text())
-    print(f"wrote {write_report(wd, results, wd.root / results['config']['cloak_dir'])}")
+    print(f"wrote {write_report(wd, json.loads(file.read_text()))}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -199,5 +199,5 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     (wd.root / "results.json").write_text(json.dumps(results, indent=1))
-    write_report(wd, results, run_dir)
+    write_report(wd, results)
     return results

@@ -116,9 +116,10 @@ def privacy_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def training_table(wd: Workdir, results: dict, cloak_dir: Path) -> str:
+def training_table(wd: Workdir, results: dict) -> str:
     """Markdown: how each fold's SR 0 cloaks ended training (the history in their files)."""
     lines = ["| fold | setting | mean σ | emotion CE | gender CE of ψ |", "|---|---|---|---|---|"]
+    cloak_dir = wd.root / results["config"]["cloak_dir"]
     for fold in results["config"]["folds"]:
         for name in ("cloak_sr0", "adversarial_sr0"):
             file = cloak_dir / f"fold{fold}" / f"{name}.npz"
@@ -132,12 +133,12 @@ def training_table(wd: Workdir, results: dict, cloak_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(wd: Workdir, results: dict, cloak_dir: Path) -> Path:
-    """report.md and its figures; `cloak_dir` holds the run's fold<K>/ folders."""
-    tradeoff_figure(results, wd.root / "tradeoff.png")
-    first_fold_dir = cloak_dir / f"fold{results['config']['folds'][0]}"
-    has_map = noise_map_figure(wd, first_fold_dir, wd.root / "noise_map.png")
+def write_report(wd: Workdir, results: dict) -> Path:
+    """report.md and its figures, from results.json's content and the cloak files it names."""
     cfg = results["config"]
+    tradeoff_figure(results, wd.root / "tradeoff.png")
+    first_fold_dir = wd.root / cfg["cloak_dir"] / f"fold{cfg['folds'][0]}"
+    has_map = noise_map_figure(wd, first_fold_dir, wd.root / "noise_map.png")
     text = [
         f"# sercloak experiment: {', '.join(wd.corpora)} ({cfg['model']} model, "
         f"folds {cfg['folds']})", "",
@@ -153,7 +154,7 @@ def write_report(wd: Workdir, results: dict, cloak_dir: Path) -> Path:
     if has_map:
         text += ["![noise maps](noise_map.png)", ""]
     text += ["## Cloak training (SR 0, last epoch, primary training speakers)", "",
-             training_table(wd, results, cloak_dir), "",
+             training_table(wd, results), "",
              "## Per corpus", "", _per_corpus_table(results), "",
              confusion_md(results["baseline"]["emotion"], "Clean emotion confusion"), "",
              f"Cloak settings: {cfg['cloak']}; training: {cfg['cloak_train']}; informed "
