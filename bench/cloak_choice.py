@@ -25,10 +25,12 @@ from sercloak.cloak import Cloak, CloakConfig
 from sercloak.cloak_train import CloakTrainConfig
 from sercloak.data import Workdir
 from sercloak.evaluate import evaluate
-from sercloak.experiment import ATTACKS, ExperimentConfig, score_grid
+from sercloak.attacks.suite import AttackConfig
+from sercloak.experiment import ExperimentConfig, score_grid
 from sercloak.train import TrainConfig, load_checkpoint
 
 PART = "primary_valid"
+ATTACKS = ("emotion", "gender_ignorant", "gender_informed")  # f_θ and the paper's cnn attacker
 VARIANTS = {  # name: (cloak, λ)
     "mel": (CloakConfig(shape="mel", sigma_max=5.0), 0.1),
     "cell": (CloakConfig(shape="cell", sigma_max=5.0), 0.1),
@@ -88,8 +90,9 @@ def main() -> None:
     figures = {"clean_emotion_uar": round(emotion, 1), "clean_gender_uar": round(gender, 1)}
     costs = {}
     for name, (cloak, lam) in VARIANTS.items():
-        cfg = ExperimentConfig(cloak=cloak, cloak_train=CloakTrainConfig(lam=lam), ratios=(0, 60))
-        grid, run_dir = score_grid(wd, folds, configs, cfg, PART, show_progress=False)
+        cfg = ExperimentConfig(cloak=cloak, cloak_train=CloakTrainConfig(lam=lam), ratios=(0, 60),
+                               attacks=AttackConfig(families=("cnn",)))
+        grid, _, run_dir = score_grid(wd, folds, configs, cfg, PART, show_progress=False)
         costs[name] = what_costs_emotion(wd, folds, preset, run_dir)
         for e in grid:
             uar = {k: e[k]["uar"]["mean"] for k in ATTACKS}

@@ -39,7 +39,8 @@ def main() -> None:
         pools = {"adversary": wd.part(fold, "adversary_train"),
                  "both_pools": wd.part(fold, "adversary_train") + wd.part(fold, "primary_train")}
         for name, utts in pools.items():
-            train_set = build_segments(utts, wd.cache, "gender", wd.cfg.train_hop_frames, wd.cfg)
+            train_set = build_segments(utts, wd.features(utts), "gender",
+                                       wd.cfg.train_hop_frames, wd.cfg)
             out = out_dir / f"{name}{fold}.pt"
             train(train_set, valid, cfg, wd.cfg, out, show_progress=False)
             model, _ = load_checkpoint(out, wd.cfg)

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from sercloak import experiment as experiment_module
+from sercloak.attacks import cnn as cnn_module
+from sercloak.attacks.suite import AttackConfig, fold_uars
 from sercloak.cli import main as cli_main
 from sercloak.cloak import Cloak, CloakConfig
 from sercloak.cloak_train import (
@@ -143,7 +145,8 @@ def tiny_configs() -> dict[str, TrainConfig]:
     return {t: TrainConfig(task=t, seed=0, **FAST) for t in ("emotion", "gender")}
 
 
-TINY = ExperimentConfig(cloak_train=QUICK, informed_epochs=1, ratios=(0, 60))
+TINY = ExperimentConfig(cloak_train=QUICK, ratios=(0, 60),
+                        attacks=AttackConfig(informed_epochs=1, dvector_max_per_speaker=4))
 
 
 def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
@@ -160,8 +163,10 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
             assert "synthetic" in entry[attack]["per_corpus"]
     assert saved["baseline"]["emotion"]["uar"]["folds"]
     assert saved["wall_time_s"] > 0
+    check_attacker_results(saved, workdir.root / saved["config"]["cloak_dir"])
     report = (workdir.root / "report.md").read_text()
-    assert "gender UAR, informed" in report and "tradeoff.png" in report
+    assert "d-vector (ign. / inf.)" in report and "worst case" in report
+    assert "tradeoff.png" in report
     # one training row per fold and setting; ψ's cross-entropy only for the adversarial one
     rows = [line for line in report.splitlines() if line.startswith(("| 0 | Cloak", "| 1 | Cloak"))]
     assert len(rows) == 4 and all(r.endswith("| – |") != ("adv." in r) for r in rows)
@@ -176,14 +181,15 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("trained again instead of reusing saved work")
 
-    for name in ("train_perturbation", "train_suppression", "train"):
-        monkeypatch.setattr(experiment_module, name, refuse)
+    for module, name in ((experiment_module, "train_perturbation"),
+                         (experiment_module, "train_suppression"), (cnn_module, "train")):
+        monkeypatch.setattr(module, name, refuse)
     again = run_experiment(workdir, [0, 1], tiny_configs(), TINY, show_progress=False)
     assert again["cloak"] == results["cloak"]
 
     # the same cloaks and attackers scored on validation speakers, for choosing settings
-    on_valid, _ = score_grid(workdir, [0, 1], tiny_configs(), TINY, "primary_valid",
-                             show_progress=False)
+    on_valid, _, _ = score_grid(workdir, [0, 1], tiny_configs(), TINY, "primary_valid",
+                                show_progress=False)
     assert len(on_valid) == 4 and on_valid != results["cloak"]
     assert (workdir.root / saved["config"]["cloak_dir"] / "fold0" /
             "cloak_sr60.on-primary_valid.json").is_file()
@@ -193,6 +199,32 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     (workdir.root / "report.md").unlink()
     cli_main(["report", "--workdir", str(workdir.root)])
     assert (workdir.root / "report.md").read_text() == before
+
+
+def check_attacker_results(saved: dict, cloak_dir) -> None:
+    """results.json carries every attacker, the EER and the worst case, as issue 8 lists."""
+    base = saved["baseline"]
+    assert set(base["attackers"]) == {"cnn", "stats", "dvector"}
+    for family in base["attackers"].values():
+        assert len(family["uar"]["folds"]) == 2 and "acc" in family
+    assert 0 <= base["speaker_eer"]["mean"] <= 100
+    # the paper's clean attacker is the cnn family's clean score
+    assert base["attackers"]["cnn"]["uar"] == base["gender"]["uar"]
+    for entry in saved["cloak"]:
+        assert entry["method"] == ("cloak_adversarial" if entry["adversarial"] else "cloak")
+        for family in ("cnn", "stats", "dvector"):
+            for version in ("ignorant", "informed"):
+                assert len(entry["attackers"][family][version]["uar"]["folds"]) == 2
+        assert entry["gender_ignorant"] == entry["attackers"]["cnn"]["ignorant"]
+        assert entry["gender_informed"] == entry["attackers"]["cnn"]["informed"]
+        assert 0 <= entry["speaker_eer"]["mean"] <= 100
+        # the worst case is each fold's maximum over all six attackers
+        name = f"{'adversarial' if entry['adversarial'] else 'cloak'}_sr{entry['suppression_ratio']}"
+        per_fold = [json.loads((cloak_dir / f"fold{k}" / f"{name}.json").read_text())
+                    for k in (0, 1)]
+        maxima = [round(max(fold_uars(r).values()), 2) for r in per_fold]
+        assert entry["gender_worst"]["uar"]["folds"] == maxima
+        assert entry["gender_worst"]["attacker"] in fold_uars(per_fold[0])
 
 
 def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, monkeypatch):
@@ -215,3 +247,20 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     results = run_experiment(workdir, [0], tiny_configs(), other, show_progress=False)
     assert results["config"]["cloak_dir"] != str(run_dir.parent.relative_to(workdir.root))
     assert results["config"]["cloak"]["shape"] == "cell"
+
+
+def test_experiment_with_the_all_speakers_attacker_pool(workdir):
+    """`--attacker-pool all`: attackers train on both pools; results and report apart."""
+    cfg = replace(TINY, attacks=AttackConfig(pool="all", families=("cnn", "stats"),
+                                             informed_epochs=1))
+    results = run_experiment(workdir, [0], tiny_configs(), cfg, show_progress=False)
+    assert (workdir.root / "results-pool-all.json").is_file()
+    assert (workdir.root / "report-pool-all.md").is_file()
+    assert set(results["baseline"]["attackers"]) == {"cnn", "stats"}
+    assert "speaker_eer" not in results["baseline"]
+    run_dir = workdir.root / results["config"]["cloak_dir"] / "fold0"
+    assert (run_dir / "cloak_sr60.informed-pool-all.pt").is_file()
+    assert (workdir.root / "models" / "light" / "fold0" / "gender-pool-all.pt").is_file()
+    # primary validation speakers now belong to the attacker's pool: scoring on them is refused
+    with pytest.raises(ValueError, match="test speakers"):
+        score_grid(workdir, [0], tiny_configs(), cfg, "primary_valid", show_progress=False)

@@ -7,13 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+from .attacks.suite import FAMILIES, POOLS, AttackConfig
 from .audio import AudioError
 from .baselines import TASKS, evaluate_fold, results_name, run_baselines, table2, train_fold
 from .cloak import CloakConfig
 from .cloak_train import CloakTrainConfig
 from .corpora import CorpusLayoutError, canonical_name
 from .data import Workdir
-from .experiment import ExperimentConfig, run_experiment
+from .experiment import ExperimentConfig, results_file, run_experiment
 from .prepare import format_summary, prepare
 from .report import privacy_table, write_report
 from .train import CheckpointMismatch, TrainConfig
@@ -101,8 +102,18 @@ def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
     cloak = CloakConfig(shape=args.cloak_shape, sigma_max=args.sigma_max, rho_init=args.rho_init)
     training = CloakTrainConfig(lam=args.lam, perturbation_epochs=args.perturbation_epochs,
                                 suppression_epochs=args.suppression_epochs, seed=args.seed)
-    return ExperimentConfig(cloak=cloak, cloak_train=training,
-                            informed_epochs=args.informed_epochs)
+    attacks = AttackConfig(families=_families(args.attackers), pool=args.attacker_pool,
+                           informed_epochs=args.informed_epochs, seed=args.seed)
+    ratios = tuple(int(r) for r in args.ratios.split(","))
+    return ExperimentConfig(cloak=cloak, cloak_train=training, attacks=attacks, ratios=ratios)
+
+
+def _families(text: str) -> tuple[str, ...]:
+    families = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown or not families:
+        raise ValueError(f"--attackers: unknown families {unknown} (known: {','.join(FAMILIES)})")
+    return families
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
@@ -111,14 +122,14 @@ def cmd_experiment(args: argparse.Namespace) -> None:
                              _experiment_config(args), not args.quiet)
     print(table2(results["baseline"]))
     print(privacy_table(results))
-    print(f"wall time {results['wall_time_s']} s; wrote {wd.root / 'results.json'}, "
-          f"{wd.root / 'report.md'} and its figures")
+    print(f"wall time {results['wall_time_s']} s; wrote "
+          f"{results_file(wd, _experiment_config(args).attacks)}, the report and its figures")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     """report.md and figures again from results.json and the cloak files, training nothing."""
     wd = Workdir.open(args.workdir)
-    file = wd.root / "results.json"
+    file = results_file(wd, AttackConfig(pool=args.attacker_pool))
     if not file.is_file():
         raise FileNotFoundError(f"{file} not found: run `sercloak experiment` first")
     print(f"wrote {write_report(wd, json.loads(file.read_text()))}")
@@ -172,10 +183,22 @@ def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
     p.add_argument("--rho-init", type=float, default=c.rho_init,
                    help=f"initial ρ (default {c.rho_init}; the paper's -10 cannot learn)")
     p.add_argument("--lam", type=float, default=t.lam, help=f"weight of L_c (default {t.lam})")
+    p.add_argument("--ratios", default=",".join(map(str, e.ratios)),
+                   help=f"suppression ratios in percent (default {','.join(map(str, e.ratios))})")
     p.add_argument("--perturbation-epochs", type=int, default=2 if small else t.perturbation_epochs)
     p.add_argument("--suppression-epochs", type=int, default=1 if small else t.suppression_epochs)
-    p.add_argument("--informed-epochs", type=int, default=2 if small else e.informed_epochs,
-                   help="fine-tuning epochs of the informed attacker")
+    p.add_argument("--informed-epochs", type=int,
+                   default=2 if small else e.attacks.informed_epochs,
+                   help="fine-tuning epochs of the informed cnn attacker")
+    p.add_argument("--attackers", default=",".join(FAMILIES),
+                   help=f"attacker families, comma-separated (default {','.join(FAMILIES)})")
+    _pool_option(p)
+
+
+def _pool_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attacker-pool", choices=list(POOLS), default="adversary",
+                   help="speakers the attackers train on: the adversary pool (default, the "
+                        "paper's) or all non-test speakers (an attacker with the service's data)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="rewrite report.md and its figures from results.json")
     _workdir_options(p)
+    _pool_option(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the whole experiment on the built-in synthetic corpus, "

@@ -46,17 +46,16 @@ class SegmentSet:
         return self.x.shape[0]
 
 
-def build_segments(utts: list[Utterance], cache: FeatureCache, task: str, hop: int,
+def build_segments(utts: list[Utterance], feats: list[np.ndarray], task: str, hop: int,
                    cfg: FeatureConfig) -> SegmentSet:
-    """Cut every utterance of `utts` into 2 s segments with hop `hop` (frames)."""
+    """Cut every utterance of `utts` (features `feats`) into 2 s segments with hop `hop`."""
     labels = TASK_LABELS[task]
     speakers = sorted({u.speaker for u in utts})
     spk_index = {s: i for i, s in enumerate(speakers)}
     xs, ys, us, ss = [], [], [], []
-    for i, u in enumerate(utts):
-        feats = normalise_utterance(np.asarray(cache.get(u.utt_id)), cfg)
-        starts = segment_starts(feats.shape[0], hop, cfg.segment_frames)
-        xs.append(cut_segments(feats, starts, cfg))
+    for i, (u, f) in enumerate(zip(utts, feats, strict=True)):
+        starts = segment_starts(f.shape[0], hop, cfg.segment_frames)
+        xs.append(cut_segments(f, starts, cfg))
         n = len(starts)
         ys += [labels.index(label_of(u, task))] * n
         us += [i] * n
@@ -103,9 +102,14 @@ class Workdir:
         speakers = set(self.folds[fold][part])
         return [u for u in self.utterances if u.speaker in speakers]
 
+    def features(self, utts: list[Utterance]) -> list[np.ndarray]:
+        """The (frames, mels) dB features of `utts`, as the models see them."""
+        return [normalise_utterance(np.asarray(self.cache.get(u.utt_id)), self.cfg) for u in utts]
+
     def segments(self, fold: int, part: str, task: str, train: bool) -> SegmentSet:
         hop = self.cfg.train_hop_frames if train else self.cfg.test_hop_frames
-        return build_segments(self.part(fold, part), self.cache, task, hop, self.cfg)
+        utts = self.part(fold, part)
+        return build_segments(utts, self.features(utts), task, hop, self.cfg)
 
 
 def normalisation_stats(data: SegmentSet) -> tuple[torch.Tensor, torch.Tensor]:

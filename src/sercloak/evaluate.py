@@ -61,16 +61,22 @@ def utterance_truth(data: SegmentSet) -> np.ndarray:
     return truth
 
 
+def summarise(truth: np.ndarray, pred: np.ndarray, labels: tuple[str, ...] | list[str],
+              corpora: list[str]) -> dict:
+    """Utterance predictions -> accuracy, UAR and confusion, overall and per corpus."""
+    truth, pred, corpora = np.asarray(truth), np.asarray(pred), np.asarray(corpora)
+    n = len(labels)
+    return {
+        "labels": list(labels),
+        "overall": scores(truth, pred, n),
+        "per_corpus": {c: scores(truth[corpora == c], pred[corpora == c], n)
+                       for c in sorted(set(corpora.tolist()))},
+    }
+
+
 def evaluate(model: torch.nn.Module, data: SegmentSet, transform: Transform | None = None,
              device: torch.device | str = "cpu") -> dict:
     """Accuracy, UAR and confusion matrix, overall and per corpus."""
     pred = predict(model, data, transform, device=device).argmax(axis=1)
-    truth = utterance_truth(data)
-    n = len(data.labels)
-    corpora = np.array([u.corpus for u in data.utterances])
-    return {
-        "labels": list(data.labels),
-        "overall": scores(truth, pred, n),
-        "per_corpus": {c: scores(truth[corpora == c], pred[corpora == c], n)
-                       for c in sorted(set(corpora))},
-    }
+    return summarise(utterance_truth(data), pred, data.labels,
+                     [u.corpus for u in data.utterances])

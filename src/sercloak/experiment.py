@@ -5,16 +5,19 @@ adversarial training a perturbation-trained cloak (SR = 0) and suppression
 cloaks at SR = 20, 40, 60%, each scored by
 
 - emotion: the frozen f_θ on cloaked test utterances (utility);
-- gender_ignorant: f_g, trained on clean adversary-pool data, on cloaked test
-  utterances (the paper's attacker);
-- gender_informed: f_g fine-tuned on cloaked adversary-pool data (fresh noise
-  every batch), selected on cloaked adversary validation speakers, on cloaked
-  test utterances (an attacker who knows the cloak; the paper never runs it).
+- the attacker suite (`attacks/`): the `cnn`, `stats` and `dvector` gender
+  attackers, each *ignorant* (fitted on clean features) and *informed*
+  (fitted on cloaked features of its own pool, selected on cloaked
+  validation speakers), on cloaked test utterances; the worst case over all
+  of them (`gender_worst`, the privacy figure); and the speaker EER among
+  cloaked test utterances (linkability). `gender_ignorant` and
+  `gender_informed` are the `cnn` attacker: the paper's protocol.
 
 Every cloak is saved as a cloak file and every scored setting as JSON under
 ``<workdir>/cloaks/<preset>/<shape>-<hash>/fold<K>/``, the hash covering every
-setting (cloak, its training, the baselines'), so an interrupted run skips
-what is done and a run with other settings never reuses it.
+setting that shapes a cloak (cloak, its training, the baselines'), so an
+interrupted run skips what is done and a run with other settings never
+reuses it. Scores are reused only when made with the same attacker settings.
 """
 
 from __future__ import annotations
@@ -28,35 +31,43 @@ from pathlib import Path
 
 import torch
 
+from .attacks.suite import (
+    AttackConfig,
+    FoldAttacks,
+    aggregate_attackers,
+    gender_worst,
+    load_encoder,
+    mean_eer,
+)
 from .baselines import aggregate, model_path, run_baselines
 from .cloak import Cloak, CloakConfig
 from .cloak_train import CloakTrainConfig, new_adversary, train_perturbation, train_suppression
 from .data import Workdir
 from .evaluate import evaluate
 from .report import write_report
-from .train import TrainConfig, load_checkpoint, pick_device, train
+from .train import TrainConfig, load_checkpoint, pick_device
 
 RATIOS = (0, 20, 40, 60)
-ATTACKS = ("emotion", "gender_ignorant", "gender_informed")
+CNN_KEYS = {"gender_ignorant": "ignorant", "gender_informed": "informed"}  # the paper's attacker
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     cloak: CloakConfig = CloakConfig()
     cloak_train: CloakTrainConfig = CloakTrainConfig()
-    informed_epochs: int = 4  # fine-tuning epochs of the informed attacker
+    attacks: AttackConfig = AttackConfig()
     ratios: tuple[int, ...] = RATIOS
 
     def to_dict(self) -> dict:
         return {"cloak": self.cloak.to_dict(), "cloak_train": self.cloak_train.to_dict(),
-                "informed_epochs": self.informed_epochs, "ratios": list(self.ratios)}
+                "attacks": self.attacks.to_dict(), "ratios": list(self.ratios)}
 
 
 def run_tag(cfg: ExperimentConfig, baseline_configs: dict[str, TrainConfig]) -> str:
     """Folder name of one configuration's cloaks: other settings never reuse them."""
-    everything = {**cfg.to_dict(), "baselines": {t: c.to_dict() for t, c in
-                                                 sorted(baseline_configs.items())}}
-    del everything["ratios"]  # a cloak at SR 60 does not depend on which others are run
+    everything = {"cloak": cfg.cloak.to_dict(), "cloak_train": cfg.cloak_train.to_dict(),
+                  "baselines": {t: c.to_dict() for t, c in sorted(baseline_configs.items())}}
+    # neither the ratios run nor the attackers change what a cloak is
     digest = hashlib.sha1(json.dumps(everything, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.cloak.shape}-{digest}"
 
@@ -65,20 +76,26 @@ def setting_name(ratio: int, adversarial: bool) -> str:
     return f"{'adversarial' if adversarial else 'cloak'}_sr{ratio}"
 
 
+def method_name(adversarial: bool) -> str:
+    return "cloak_adversarial" if adversarial else "cloak"
+
+
 class FoldRunner:
     """Cloaks and attacks of one fold; everything it makes is saved and reused."""
 
-    def __init__(self, wd: Workdir, fold: int, preset: str, cfg: ExperimentConfig,
-                 run_dir: Path, show_progress: bool):
-        self.wd, self.fold, self.preset, self.cfg = wd, fold, preset, cfg
+    def __init__(self, wd: Workdir, fold: int, baseline_configs: dict[str, TrainConfig],
+                 cfg: ExperimentConfig, run_dir: Path, encoder, show_progress: bool,
+                 part: str = "test"):
+        self.wd, self.fold, self.cfg, self.part = wd, fold, cfg, part
+        self.preset = baseline_configs["emotion"].model
         self.show_progress = show_progress
         self.dir = run_dir / f"fold{fold}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = pick_device()
-        self.f_theta, _ = load_checkpoint(model_path(wd, preset, fold, "emotion"), wd.cfg,
+        self.f_theta, _ = load_checkpoint(model_path(wd, self.preset, fold, "emotion"), wd.cfg,
                                           self.device)
-        self.f_g_file = model_path(wd, preset, fold, "gender")
-        self.f_g, self.f_g_ckpt = load_checkpoint(self.f_g_file, wd.cfg, self.device)
+        self.attacks = FoldAttacks(wd, fold, cfg.attacks, baseline_configs["gender"], self.dir,
+                                   encoder, show_progress, test_part=part)
         self._sets: dict[tuple, object] = {}
 
     def segments(self, part: str, task: str, train_hop: bool):
@@ -121,66 +138,102 @@ class FoldRunner:
         cloak.save(file, self.wd.cfg, extra={"history": history, "train": tcfg.to_dict()})
         return cloak
 
-    def informed_attacker(self, cloak: Cloak, name: str) -> torch.nn.Module:
-        """f_g fine-tuned on cloaked adversary-pool data, selected on cloaked validation."""
-        out = self.dir / f"{name}.informed.pt"
-        cfg = TrainConfig.from_dict({**self.f_g_ckpt["train_config"],
-                                     "max_epochs": self.cfg.informed_epochs})
-        if not out.is_file():
-            train(self.segments("adversary_train", "gender", True),
-                  self.segments("adversary_valid", "gender", False), cfg, self.wd.cfg, out,
-                  self.show_progress, transform=cloak, init_state=self.f_g_ckpt["state_dict"])
-        model, _ = load_checkpoint(out, self.wd.cfg, self.device)
-        return model
-
-    def score(self, ratio: int, adversarial: bool, part: str = "test") -> dict:
-        """All three models on cloaked utterances of `part` (test speakers by default).
-
-        Any other part is for choosing settings without touching test
-        speakers: "primary_valid" speakers were seen by no cloak and no attacker.
-        """
-        name = setting_name(ratio, adversarial)
-        out = self.dir / (f"{name}.json" if part == "test" else f"{name}.on-{part}.json")
+    def _cached(self, name: str, compute) -> dict:
+        """A JSON result in the fold's folder, reused only if made by the same attackers."""
+        suffix = self.cfg.attacks.suffix + ("" if self.part == "test" else f".on-{self.part}")
+        out = self.dir / f"{name}{suffix}.json"
+        attack_config = self.cfg.attacks.to_dict()
         if out.is_file():
-            return json.loads(out.read_text())
-        cloak = self.cloak(ratio, adversarial).eval()
-        informed = self.informed_attacker(cloak, name)
-        torch.manual_seed(1000 + self.fold)  # the evaluation's noise draws, reproducible
-        on_emotion = self.segments(part, "emotion", False)
-        on_gender = self.segments(part, "gender", False)
-        with torch.no_grad():
-            result = {
-                "emotion": evaluate(self.f_theta, on_emotion, cloak, self.device),
-                "gender_ignorant": evaluate(self.f_g, on_gender, cloak, self.device),
-                "gender_informed": evaluate(informed, on_gender, cloak, self.device),
-                "suppression_ratio": cloak.suppression_ratio,
-            }
+            result = json.loads(out.read_text())
+            if result.get("attack_config") == attack_config:
+                return result
+        result = {**compute(), "attack_config": attack_config}
         out.write_text(json.dumps(result, indent=1))
         return result
 
+    def clean(self) -> dict:
+        """Every attacker on clean utterances of the scored part."""
+        return self._cached("clean", self.attacks.clean)
+
+    def score(self, ratio: int, adversarial: bool) -> dict:
+        """f_θ and every attacker on cloaked utterances of the scored part (test by default).
+
+        Any other part is for choosing settings without touching test
+        speakers: "primary_valid" speakers were seen by no cloak and no
+        attacker of the paper's pool.
+        """
+        name = setting_name(ratio, adversarial)
+
+        def compute() -> dict:
+            cloak = self.cloak(ratio, adversarial).eval()
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(1000 + self.fold)  # the evaluation's noise draws
+                emotion = evaluate(self.f_theta, self.segments(self.part, "emotion", False),
+                                   cloak, self.device)
+            result = {"method": method_name(adversarial),
+                      "suppression_ratio": cloak.suppression_ratio, "emotion": emotion,
+                      **self.attacks.cloaked(cloak, name)}
+            if "cnn" in result["attackers"]:
+                result.update({k: result["attackers"]["cnn"][v] for k, v in CNN_KEYS.items()})
+            return result
+
+        return self._cached(name, compute)
+
+
+def summarise_setting(runs: list[dict]) -> dict:
+    """One setting's fold results -> mean ± std of every model and attacker."""
+    entry = {"emotion": aggregate(runs, "emotion"),
+             **{k: aggregate(runs, k) for k in CNN_KEYS if k in runs[0]},
+             "attackers": aggregate_attackers(runs, versions=True),
+             "gender_worst": gender_worst(runs)}
+    eer = mean_eer(runs)
+    if eer is not None:
+        entry["speaker_eer"] = eer
+    return entry
+
+
+def summarise_clean(runs: list[dict]) -> dict:
+    """The clean attackers' fold results -> `baseline.attackers`, `speaker_eer`, worst case."""
+    entry = {"attackers": aggregate_attackers(runs, versions=False),
+             "gender_worst": gender_worst(runs)}
+    eer = mean_eer(runs)
+    if eer is not None:
+        entry["speaker_eer"] = eer
+    return entry
+
 
 def score_grid(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],
-               cfg: ExperimentConfig, part: str = "test",
-               show_progress: bool = True) -> tuple[list[dict], Path]:
-    """Every setting of the grid on `folds`, aggregated; and the folder of its files.
+               cfg: ExperimentConfig, part: str = "test", show_progress: bool = True,
+               encoder=None) -> tuple[list[dict], dict, Path]:
+    """Every setting of the grid on `folds`, aggregated; the clean attackers; the cloak folder.
 
-    Needs the baselines of `folds` trained (`run_baselines`).
+    Needs the baselines of `folds` trained (`run_baselines`). `encoder`: the
+    speaker encoder, loaded here when the `dvector` family is asked for.
     """
     preset = baseline_configs["emotion"].model
     run_dir = wd.root / "cloaks" / preset / run_tag(cfg, baseline_configs)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    per_setting: dict[tuple[int, bool], list[dict]] = {}
+    if encoder is None:
+        encoder, attacks = load_encoder(cfg.attacks)
+        cfg = replace(cfg, attacks=attacks)
+    clean_runs, per_setting = [], {}
     for fold in folds:
-        runner = FoldRunner(wd, fold, preset, cfg, run_dir, show_progress)
+        runner = FoldRunner(wd, fold, baseline_configs, cfg, run_dir, encoder, show_progress,
+                            part)
+        clean_runs.append(runner.clean())
         for adversarial in (False, True):
             for ratio in cfg.ratios:
                 per_setting.setdefault((ratio, adversarial), []).append(
-                    runner.score(ratio, adversarial, part))
-    grid = [{"suppression_ratio": ratio, "adversarial": adversarial,
-             **{a: aggregate(runs, a) for a in ATTACKS}}
+                    runner.score(ratio, adversarial))
+    grid = [{"method": method_name(adversarial), "suppression_ratio": ratio,
+             "adversarial": adversarial, **summarise_setting(runs)}
             for (ratio, adversarial), runs in per_setting.items()]
-    return grid, run_dir
+    return grid, summarise_clean(clean_runs), run_dir
+
+
+def results_file(wd: Workdir, attacks: AttackConfig) -> Path:
+    return wd.root / f"results{attacks.suffix}.json"
 
 
 def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],
@@ -190,14 +243,17 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
     started = time.perf_counter()
     preset = baseline_configs["emotion"].model
     baseline = run_baselines(wd, folds, baseline_configs, show_progress)
-    grid, run_dir = score_grid(wd, folds, baseline_configs, cfg, "test", show_progress)
+    encoder, attacks = load_encoder(cfg.attacks)
+    cfg = replace(cfg, attacks=attacks)
+    grid, clean, run_dir = score_grid(wd, folds, baseline_configs, cfg, "test", show_progress,
+                                      encoder)
     results = {
-        "baseline": baseline,
+        "baseline": {**baseline, **clean},
         "cloak": grid,
         "config": {**cfg.to_dict(), "model": preset, "folds": folds,
                    "cloak_dir": str(run_dir.relative_to(wd.root))},
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    (wd.root / "results.json").write_text(json.dumps(results, indent=1))
+    results_file(wd, cfg.attacks).write_text(json.dumps(results, indent=1))
     write_report(wd, results)
     return results

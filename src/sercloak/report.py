@@ -1,8 +1,9 @@
 """The experiment's human report: Markdown tables and two PNG figures.
 
 - ``tradeoff.png`` (the paper's Figure 4): UAR against suppression ratio for
-  the emotion model and the ignorant and informed gender attackers, Cloak vs
-  Cloak + adversarial, with the clean baselines as dashed lines.
+  the emotion model, the paper's ignorant and informed gender attackers and
+  the worst case over the whole attacker suite, Cloak vs Cloak +
+  adversarial, with the clean baselines as dotted lines.
 - ``noise_map.png`` (the paper's Figure 5): σ and the suppression mask of the
   SR = 60% cloaks of the first fold against time and frequency (Hz), with vs
   without adversarial training.
@@ -24,8 +25,16 @@ from .data import Workdir  # noqa: E402
 from .features import mel_centres_hz  # noqa: E402
 
 STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
-         "gender_ignorant": ("gender, ignorant attacker", "tab:orange"),
-         "gender_informed": ("gender, informed attacker", "tab:red")}
+         "gender_ignorant": ("gender, ignorant cnn (paper)", "tab:orange"),
+         "gender_informed": ("gender, informed cnn", "tab:red"),
+         "gender_worst": ("gender, worst case (any attacker)", "tab:purple")}
+FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector"}
+
+
+def file_suffix(results: dict) -> str:
+    """'' for the paper's attacker pool, '-pool-all' for the `all` pool."""
+    pool = results["config"].get("attacks", {}).get("pool", "adversary")
+    return "" if pool == "adversary" else f"-pool-{pool}"
 
 
 def tradeoff_figure(results: dict, out: Path) -> None:
@@ -35,6 +44,8 @@ def tradeoff_figure(results: dict, out: Path) -> None:
                          key=lambda e: e["suppression_ratio"])
         ratios = [e["suppression_ratio"] + shift for e in entries]  # error bars side by side
         for key, (label, colour) in STYLE.items():
+            if key not in entries[0]:
+                continue
             mean = [e[key]["uar"]["mean"] for e in entries]
             std = [e[key]["uar"]["std"] for e in entries]
             name = f"{label}, {'Cloak + adversarial' if adversarial else 'Cloak'}"
@@ -43,6 +54,8 @@ def tradeoff_figure(results: dict, out: Path) -> None:
     base = results["baseline"]
     ax.axhline(base["emotion"]["uar"]["mean"], color="tab:blue", ls=":", lw=1)
     ax.axhline(base["gender"]["uar"]["mean"], color="tab:orange", ls=":", lw=1)
+    if "gender_worst" in base:
+        ax.axhline(base["gender_worst"]["uar"]["mean"], color="tab:purple", ls=":", lw=1)
     ax.axhline(50, color="grey", ls=":", lw=1)
     ax.set_xlabel("suppression ratio SR (%)")
     ax.set_ylabel("UAR (%), mean ± std over folds")
@@ -90,30 +103,72 @@ def noise_map_figure(wd: Workdir, cloak_dir: Path, out: Path) -> bool:
 
 
 def _per_corpus_table(results: dict) -> str:
+    """Markdown: per setting and corpus, emotion UAR and every attacker's gender UAR."""
     corpora = sorted(results["baseline"]["emotion"]["per_corpus"])
-    lines = ["| setting | SR % | corpus | emotion UAR | gender ignorant | gender informed |",
-             "|---|---|---|---|---|---|"]
+    families = list(results["baseline"].get("attackers", {}))
+    columns = [("emotion", None)] + ([(f, v) for f in families for v in ("ignorant", "informed")]
+                                     if families else [("gender_ignorant", None),
+                                                       ("gender_informed", None)])
+    head = ["setting", "SR %", "corpus"] + [k if v is None else f"{FAMILY_NAMES[k]} {v[:3]}."
+                                            for k, v in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in results["cloak"]:
         name = "Cloak + adv." if e["adversarial"] else "Cloak"
         for c in corpora:
-            cells = [fmt(e[k]["per_corpus"][c]["uar"]) for k in STYLE]
+            cells = [fmt((e[k] if v is None else e["attackers"][k][v])["per_corpus"][c]["uar"])
+                     for k, v in columns]
             lines.append(f"| {name} | {e['suppression_ratio']} | {c} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def clean_attackers_table(results: dict) -> str:
+    """Markdown: each attacker's gender UAR on clean test utterances, overall and per corpus."""
+    attackers = results["baseline"]["attackers"]
+    corpora = sorted(results["baseline"]["emotion"]["per_corpus"])
+    lines = ["| attacker | all | " + " | ".join(corpora) + " |", "|---" * (len(corpora) + 2) + "|"]
+    for family, agg in attackers.items():
+        cells = [fmt(agg["uar"])] + [fmt(agg["per_corpus"][c]["uar"]) if c in agg["per_corpus"]
+                                     else "–" for c in corpora]
+        lines.append(f"| {FAMILY_NAMES.get(family, family)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def privacy_table(results: dict) -> str:
-    """Markdown: one row per setting, UAR (%) of the three models as mean ± std."""
+    """Markdown: per setting, emotion UAR, every attacker's gender UAR, worst case, EER.
+
+    Attacker cells read "ignorant / informed" (means over folds); the clean
+    row has one figure per attacker (all fitted on clean features).
+    """
     base = results["baseline"]
-    lines = ["| setting | SR % | emotion UAR | gender UAR, ignorant | gender UAR, informed |",
-             "|---|---|---|---|---|",
-             f"| clean | – | {fmt(base['emotion']['uar'])} | {fmt(base['gender']['uar'])} | "
-             f"{fmt(base['gender']['uar'])} |"]
+    families = list(base.get("attackers", {}))
+    head = ["setting", "SR %", "emotion UAR"]
+    head += [f"{FAMILY_NAMES.get(f, f)} (ign. / inf.)" for f in families]
+    head += ["worst case", "worst attacker", "speaker EER"] if families else \
+        ["gender ignorant", "gender informed"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if families:
+        cells = [f"{base['attackers'][f]['uar']['mean']:.1f}" for f in families]
+        cells += [fmt(base["gender_worst"]["uar"]), base["gender_worst"]["attacker"],
+                  _eer(base)]
+    else:
+        cells = [fmt(base["gender"]["uar"])] * 2
+    lines.append(f"| clean | – | {fmt(base['emotion']['uar'])} | " + " | ".join(cells) + " |")
     for entry in results["cloak"]:
         name = "Cloak + adversarial" if entry["adversarial"] else "Cloak"
+        if families:
+            cells = [f"{entry['attackers'][f]['ignorant']['uar']['mean']:.1f} / "
+                     f"{entry['attackers'][f]['informed']['uar']['mean']:.1f}" for f in families]
+            cells += [fmt(entry["gender_worst"]["uar"]), entry["gender_worst"]["attacker"],
+                      _eer(entry)]
+        else:
+            cells = [fmt(entry["gender_ignorant"]["uar"]), fmt(entry["gender_informed"]["uar"])]
         lines.append(f"| {name} | {entry['suppression_ratio']} | {fmt(entry['emotion']['uar'])} | "
-                     f"{fmt(entry['gender_ignorant']['uar'])} | "
-                     f"{fmt(entry['gender_informed']['uar'])} |")
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _eer(entry: dict) -> str:
+    return fmt(entry["speaker_eer"]) if "speaker_eer" in entry else "–"
 
 
 def training_table(wd: Workdir, results: dict) -> str:
@@ -133,23 +188,42 @@ def training_table(wd: Workdir, results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+ATTACKERS_TEXT = (
+    "Each attacker family exists in two versions. *Ignorant*: fitted on clean features of its "
+    "pool. *Informed*: fitted on cloaked features of its pool (the CNN+RNN fine-tuned with fresh "
+    "noise every batch, the others on {draws} noise draws per utterance) and selected on cloaked "
+    "validation speakers. `cnn` is the paper's CNN+RNN f_g; `stats` a logistic regression on "
+    "per-bin utterance statistics; `dvector` a logistic regression on d-vectors of a pretrained "
+    "speaker encoder. All are scored on cloaked test utterances; the *worst case* is, per fold, "
+    "the highest gender UAR of any of them (mean ± std over folds). Speaker EER: speaker "
+    "verification among the test utterances from d-vector cosines (50% = nothing links). "
+    "Attackers train on the {pool} pool.")
+
+
 def write_report(wd: Workdir, results: dict) -> Path:
     """report.md and its figures, from results.json's content and the cloak files it names."""
     cfg = results["config"]
-    tradeoff_figure(results, wd.root / "tradeoff.png")
+    suffix = file_suffix(results)
+    tradeoff = f"tradeoff{suffix}.png"
+    tradeoff_figure(results, wd.root / tradeoff)
     first_fold_dir = wd.root / cfg["cloak_dir"] / f"fold{cfg['folds'][0]}"
     has_map = noise_map_figure(wd, first_fold_dir, wd.root / "noise_map.png")
+    attacks = cfg.get("attacks", {})
     text = [
         f"# sercloak experiment: {', '.join(wd.corpora)} ({cfg['model']} model, "
         f"folds {cfg['folds']})", "",
         "Utterance-level results on the test speakers of each fold, mean ± std over folds, "
         "in percent.", "",
         "## Clean baselines (the paper's Table 2)", "", table2(results["baseline"]),
+    ]
+    if "attackers" in results["baseline"]:
+        text += ["Gender attackers on clean features (UAR):", "",
+                 clean_attackers_table(results), ""]
+    text += [
         "## Privacy and utility under the cloak (UAR)", "",
-        "The ignorant attacker is f_g trained on clean adversary-pool data (the paper's "
-        "protocol); the informed attacker is f_g fine-tuned on cloaked adversary-pool data "
-        "with fresh noise every batch, selected on cloaked validation speakers.", "",
-        privacy_table(results), "", "![trade-off](tradeoff.png)", "",
+        ATTACKERS_TEXT.format(draws=attacks.get("informed_draws", 1),
+                              pool=attacks.get("pool", "adversary")), "",
+        privacy_table(results), "", f"![trade-off]({tradeoff})", "",
     ]
     if has_map:
         text += ["![noise maps](noise_map.png)", ""]
@@ -157,10 +231,9 @@ def write_report(wd: Workdir, results: dict) -> Path:
              training_table(wd, results), "",
              "## Per corpus", "", _per_corpus_table(results), "",
              confusion_md(results["baseline"]["emotion"], "Clean emotion confusion"), "",
-             f"Cloak settings: {cfg['cloak']}; training: {cfg['cloak_train']}; informed "
-             f"attacker fine-tuning epochs: {cfg['informed_epochs']}; cloak files in "
-             f"`{cfg['cloak_dir']}`.", "",
+             f"Cloak settings: {cfg['cloak']}; training: {cfg['cloak_train']}; attackers: "
+             f"{attacks}; cloak files in `{cfg['cloak_dir']}`.", "",
              f"Wall time: {results['wall_time_s']} s.", ""]
-    out = wd.root / "report.md"
+    out = wd.root / f"report{suffix}.md"
     out.write_text("\n".join(text))
     return out

@@ -1,0 +1,14 @@
+"""Gender attackers and speaker linkability: how much a cloak really hides.
+
+- `base`: what an attacker sees (`View`) and the fit / predict_proba verbs;
+- `cnn`, `stats`, `dvector`: the three attacker families;
+- `speaker_encoder`: the pretrained GE2E encoder behind `dvector`, fed from our features;
+- `linkability`: the speaker-verification EER among test utterances;
+- `suite`: every attacker of a fold, ignorant and informed, and the worst case.
+"""
+
+from .base import View, check_disjoint, fit_and_score, score
+from .suite import FAMILIES, AttackConfig, FoldAttacks, gender_worst
+
+__all__ = ["FAMILIES", "AttackConfig", "FoldAttacks", "View", "check_disjoint", "fit_and_score",
+           "gender_worst", "score"]
