@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
+from sercloak.attacks.suite import AttackConfig
 from sercloak.baselines import model_path, run_baselines
 from sercloak.cli import parse_folds
 from sercloak.cloak import Cloak, CloakConfig
 from sercloak.cloak_train import CloakTrainConfig
 from sercloak.data import Workdir
 from sercloak.evaluate import evaluate
-from sercloak.attacks.suite import AttackConfig
 from sercloak.experiment import ExperimentConfig, score_grid
 from sercloak.train import TrainConfig, load_checkpoint
 

@@ -219,7 +219,7 @@ def check_attacker_results(saved: dict, cloak_dir) -> None:
         assert entry["gender_informed"] == entry["attackers"]["cnn"]["informed"]
         assert 0 <= entry["speaker_eer"]["mean"] <= 100
         # the worst case is each fold's maximum over all six attackers
-        name = f"{'adversarial' if entry['adversarial'] else 'cloak'}_sr{entry['suppression_ratio']}"
+        name = experiment_module.setting_name(entry["suppression_ratio"], entry["adversarial"])
         per_fold = [json.loads((cloak_dir / f"fold{k}" / f"{name}.json").read_text())
                     for k in (0, 1)]
         maxima = [round(max(fold_uars(r).values()), 2) for r in per_fold]
