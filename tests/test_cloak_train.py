@@ -114,6 +114,17 @@ def test_adversarial_training_updates_psi_and_changes_the_cloak(primary):
     assert not torch.allclose(cloaks[False].mu.detach(), cloaks[True].mu.detach())
 
 
+def test_adversary_initialisation_depends_on_its_seed_only(primary):
+    f_theta = frozen_emotion_model(primary)
+    first = new_adversary(f_theta, seed=3)
+    torch.rand(100)  # other work in between draws from the global stream
+    again, other = new_adversary(f_theta, seed=3), new_adversary(f_theta, seed=4)
+    for a, b in zip(first.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, c) for a, c in zip(first.parameters(), other.parameters(),
+                                                        strict=True))
+
+
 def test_informed_attacker_learns_what_the_ignorant_one_cannot_see(workdir):
     """The protocol itself: train and select on transformed data, starting from f_g.
 

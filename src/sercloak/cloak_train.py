@@ -96,9 +96,16 @@ def _run_stage(cloak: Cloak, f_theta: CnnRnn, adversary: CnnRnn | None, data: Se
     return history
 
 
-def new_adversary(f_theta: CnnRnn, preset: str = "light") -> CnnRnn:
-    """A fresh gender network ψ, reading features standardised like f_θ."""
-    adversary = CnnRnn(len(GENDERS), PRESETS[preset])
+def new_adversary(f_theta: CnnRnn, preset: str = "light", seed: int = 0) -> CnnRnn:
+    """A fresh gender network ψ, reading features standardised like f_θ.
+
+    Its initial weights depend on `seed` alone, not on whatever ran before
+    in the process (a run that trains the baselines first draws the same ψ
+    as one that finds them trained).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        adversary = CnnRnn(len(GENDERS), PRESETS[preset])
     adversary.set_normalisation(f_theta.feat_mean.cpu(), f_theta.feat_std.cpu())
     return adversary.to(f_theta.feat_mean.device)
 

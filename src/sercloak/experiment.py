@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from .attacks.speaker_encoder import SpeakerEncoder
 from .attacks.suite import (
     AttackConfig,
     FoldAttacks,
@@ -84,8 +85,8 @@ class FoldRunner:
     """Cloaks and attacks of one fold; everything it makes is saved and reused."""
 
     def __init__(self, wd: Workdir, fold: int, baseline_configs: dict[str, TrainConfig],
-                 cfg: ExperimentConfig, run_dir: Path, encoder, show_progress: bool,
-                 part: str = "test"):
+                 cfg: ExperimentConfig, run_dir: Path, encoder: SpeakerEncoder | None,
+                 show_progress: bool, part: str = "test"):
         self.wd, self.fold, self.cfg, self.part = wd, fold, cfg, part
         self.preset = baseline_configs["emotion"].model
         self.show_progress = show_progress
@@ -108,7 +109,8 @@ class FoldRunner:
         """The stage-1 cloak (and its adversary ψ), trained once and saved."""
         file = self.dir / f"{setting_name(0, adversarial)}.npz"
         psi_file = file.with_suffix(".psi.pt")
-        psi = new_adversary(self.f_theta, self.preset) if adversarial else None
+        psi = (new_adversary(self.f_theta, self.preset, self.cfg.cloak_train.seed)
+               if adversarial else None)
         if file.is_file() and (psi is None or psi_file.is_file()):
             cloak = Cloak.load(file, self.wd.cfg).to(self.device)
             if psi is not None:
@@ -204,7 +206,7 @@ def summarise_clean(runs: list[dict]) -> dict:
 
 def score_grid(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],
                cfg: ExperimentConfig, part: str = "test", show_progress: bool = True,
-               encoder=None) -> tuple[list[dict], dict, Path]:
+               encoder: SpeakerEncoder | None = None) -> tuple[list[dict], dict, Path]:
     """Every setting of the grid on `folds`, aggregated; the clean attackers; the cloak folder.
 
     Needs the baselines of `folds` trained (`run_baselines`). `encoder`: the
