@@ -31,3 +31,14 @@ def write_tone(path: Path, seconds: float = 0.5, sr: int = 16000, **kw) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, tone(seconds, sr, **kw), sr)
     return path
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The pretrained speaker encoder, or skip saying what to install."""
+    from sercloak.attacks.speaker_encoder import EncoderUnavailable, SpeakerEncoder
+
+    try:
+        return SpeakerEncoder.load()
+    except EncoderUnavailable as err:
+        pytest.skip(f"speaker encoder weights not installed: {err}")

@@ -10,7 +10,6 @@ from sercloak.attacks import View, check_disjoint, fit_and_score, gender_worst, 
 from sercloak.attacks.base import cloak_utterance
 from sercloak.attacks.dvector import DvectorAttacker, dvectors, fill_constant_bins
 from sercloak.attacks.linkability import equal_error_rate, speaker_eer, trial_pairs
-from sercloak.attacks.speaker_encoder import EncoderUnavailable, SpeakerEncoder
 from sercloak.attacks.stats import StatsAttacker, utterance_stats
 from sercloak.attacks.suite import AttackConfig, FoldAttacks
 from sercloak.cloak import Cloak, CloakConfig
@@ -126,14 +125,6 @@ def test_stats_attacker_ignorant_and_informed():
 
 
 # -- the dvector family ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def encoder() -> SpeakerEncoder:
-    try:
-        return SpeakerEncoder.load()
-    except EncoderUnavailable as err:
-        pytest.skip(f"speaker encoder weights not installed: {err}")
 
 
 @pytest.fixture(scope="module")

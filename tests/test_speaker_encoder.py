@@ -35,14 +35,6 @@ def voice_like(seconds: float = 2.0, f0: float = 140.0, seed: int = 0) -> np.nda
         np.float32)
 
 
-@pytest.fixture(scope="module")
-def encoder() -> SpeakerEncoder:
-    try:
-        return SpeakerEncoder.load()
-    except EncoderUnavailable as err:
-        pytest.skip(f"speaker encoder weights not installed: {err}")
-
-
 def test_mel_map_is_non_negative_and_reproduces_a_direct_40_mel_spectrum():
     matrix = mel_map(CFG)
     assert matrix.shape == (ENCODER_MELS, CFG.n_mels) and (matrix >= 0).all()

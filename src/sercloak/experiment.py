@@ -184,24 +184,20 @@ class FoldRunner:
 
 def summarise_setting(runs: list[dict]) -> dict:
     """One setting's fold results -> mean ± std of every model and attacker."""
-    entry = {"emotion": aggregate(runs, "emotion"),
-             **{k: aggregate(runs, k) for k in CNN_KEYS if k in runs[0]},
-             "attackers": aggregate_attackers(runs, versions=True),
-             "gender_worst": gender_worst(runs)}
-    eer = mean_eer(runs)
-    if eer is not None:
-        entry["speaker_eer"] = eer
-    return entry
+    return {"emotion": aggregate(runs, "emotion"),
+            **{k: aggregate(runs, k) for k in CNN_KEYS if k in runs[0]},
+            **summarise_attacks(runs, versions=True)}
 
 
 def summarise_clean(runs: list[dict]) -> dict:
     """The clean attackers' fold results -> `baseline.attackers`, `speaker_eer`, worst case."""
-    entry = {"attackers": aggregate_attackers(runs, versions=False),
-             "gender_worst": gender_worst(runs)}
+    return summarise_attacks(runs, versions=False)
+
+
+def summarise_attacks(runs: list[dict], versions: bool) -> dict:
+    entry = {"attackers": aggregate_attackers(runs, versions), "gender_worst": gender_worst(runs)}
     eer = mean_eer(runs)
-    if eer is not None:
-        entry["speaker_eer"] = eer
-    return entry
+    return entry if eer is None else {**entry, "speaker_eer": eer}
 
 
 def score_grid(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],

@@ -92,7 +92,9 @@ class View:
 
     def through(self, cloak: Cloak | None, draws: int = 1, seed: int = 0) -> View:
         """The same utterances seen through another cloak (None: clean)."""
-        return View(self.utterances, self.clean, self.cfg, cloak, draws if cloak else 1, seed)
+        view = View(self.utterances, self.clean, self.cfg, cloak, draws if cloak else 1, seed)
+        view._cache.update({k: v for k, v in self._cache.items() if k[0] == "segments"})
+        return view
 
     def subset(self, max_per_speaker: int | None, seed: int = 0) -> View:
         """At most `max_per_speaker` utterances of each speaker, chosen at random (seeded)."""
@@ -127,7 +129,8 @@ class View:
 
     def segments(self, hop: int) -> SegmentSet:
         """Clean 2 s gender segments (a network attacker cloaks them batch by batch)."""
-        return build_segments(self.utterances, self.clean, "gender", hop, self.cfg)
+        return self.derived(("segments", hop), lambda: build_segments(
+            self.utterances, self.clean, "gender", hop, self.cfg))
 
     def derived(self, key, make: Callable[[], object]):
         """`make()`, computed once per view and key."""

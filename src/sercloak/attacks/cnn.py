@@ -37,6 +37,7 @@ class CnnAttacker:
                   self.config, cfg, self.checkpoint, self.show_progress,
                   transform=train_view.cloak, init_state=self.init_state)
         self.model, ckpt = load_checkpoint(self.checkpoint, train_view.cfg, self.device)
+        self.saved = ckpt  # its settings and weights: an informed attacker starts from them
         self.chosen = {"best_epoch": ckpt["metrics"]["best_epoch"],
                        "valid_uar": round(ckpt["metrics"]["valid_uar"], 2)}
         self.fitted_on = train_view.speakers | valid.speakers

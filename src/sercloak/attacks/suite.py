@@ -23,7 +23,7 @@ import numpy as np
 from ..baselines import aggregate, mean_std, model_path
 from ..cloak import Cloak
 from ..data import Workdir
-from ..train import TrainConfig, load_checkpoint
+from ..train import TrainConfig
 from .base import View, check_disjoint, fit_and_score, score
 from .cnn import CnnAttacker
 from .dvector import VARIANTS, DvectorAttacker, dvectors
@@ -122,11 +122,10 @@ class FoldAttacks:
         if not informed:
             return CnnAttacker(self._cnn_checkpoint(), self.gender_config,
                                show_progress=self.show_progress)
-        ignorant = self.ignorant("cnn")
-        _, ckpt = load_checkpoint(ignorant.checkpoint)
-        config = TrainConfig.from_dict({**ckpt["train_config"], "max_epochs": c.informed_epochs})
+        saved = self.ignorant("cnn").saved
+        config = TrainConfig.from_dict({**saved["train_config"], "max_epochs": c.informed_epochs})
         return CnnAttacker(self.folder / f"{tag}.informed{c.suffix}.pt", config,
-                           init_state=ckpt["state_dict"], show_progress=self.show_progress)
+                           init_state=saved["state_dict"], show_progress=self.show_progress)
 
     def ignorant(self, family: str):
         """The family's attacker fitted on clean features (once per fold)."""
