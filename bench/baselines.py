@@ -1,11 +1,14 @@
-"""Table 2 on RAVDESS + nEMO: `prepare` + `baselines` over 5 folds, timed.
+"""Table 2 on RAVDESS + nEMO: `prepare` + `baselines` over 5 folds, both recipes, timed.
 
-    python bench/baselines.py [--model light|reference] [--workdir DIR]
+    python bench/baselines.py [--normalise none|user] [--recipes strong,paper]
+                              [--model light|reference] [--workdir DIR]
 
 Runs the real commands on ../shared/corpora in a fresh workdir (or DIR, whose
-finished models would be reused), prints the Table-2-shaped result, then
-times one training step (batch 32) of the reference and the light model in
-this same process. Last line: key=value figures.
+finished models would be reused): `prepare`, then `baselines` with each
+recipe, printing the Table-2-shaped result of each with per-corpus figures.
+Then times one training step (batch 32) of the reference and the light model
+in this same process. Last line: key=value figures, `wall_s_<recipe>` being
+the time to train and evaluate both models on every fold with that recipe.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from sercloak.baselines import results_name
 from sercloak.models import PRESETS, CnnRnn
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -40,9 +44,22 @@ def step_ms(preset: str, batch: int = 32, steps: int = 10) -> float:
     return (time.perf_counter() - start) / steps * 1000
 
 
+def figures(results: dict, recipe: str) -> dict:
+    out = {}
+    for task in ("emotion", "gender"):
+        r = results[task]
+        out[f"{task}_uar_{recipe}"] = r["uar"]["mean"]
+        out[f"{task}_uar_std_{recipe}"] = r["uar"]["std"]
+        for corpus, c in r["per_corpus"].items():
+            out[f"{task}_uar_{corpus}_{recipe}"] = c["uar"]["mean"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="light", choices=sorted(PRESETS))
+    parser.add_argument("--normalise", default="none", choices=["none", "user"])
+    parser.add_argument("--recipes", default="strong,paper")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--folds", default="0-4")
     args = parser.parse_args()
@@ -50,22 +67,23 @@ def main() -> None:
         sys.exit(f"needs RAVDESS and nEMO in {CORPORA}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sercloak-baselines-"))
     sercloak = [sys.executable, "-m", "sercloak"]
-    start = time.perf_counter()
-    subprocess.run(sercloak + ["prepare", "--quiet", "--workdir", str(work),
-                               "--corpus", f"ravdess={CORPORA / 'ravdess'}",
+    subprocess.run(sercloak + ["prepare", "--quiet", "--workdir", str(work), "--normalise",
+                               args.normalise, "--corpus", f"ravdess={CORPORA / 'ravdess'}",
                                "--corpus", f"nemo={CORPORA / 'nemo'}"], check=True)
-    subprocess.run(sercloak + ["baselines", "--quiet", "--workdir", str(work), "--folds",
-                               args.folds, "--model", args.model], check=True)
-    wall = time.perf_counter() - start
-    name = "baselines" if args.model == "light" else f"baselines-{args.model}"
-    r = json.loads((work / f"{name}.json").read_text())
-    light, reference = step_ms("light"), step_ms("reference")
+    line = {"model": args.model, "normalise": args.normalise}
+    for recipe in args.recipes.split(","):
+        start = time.perf_counter()
+        out = subprocess.run(sercloak + ["baselines", "--quiet", "--workdir", str(work), "--folds",
+                                         args.folds, "--model", args.model, "--recipe", recipe],
+                             check=True, capture_output=True, text=True).stdout
+        line[f"wall_s_{recipe}"] = round(time.perf_counter() - start)
+        print(f"## recipe {recipe} ({args.normalise} normalisation)\n\n{out}", flush=True)
+        file = work / f"{results_name(f'{args.model}-{recipe}')}.json"
+        line.update(figures(json.loads(file.read_text()), recipe))
+    line["step_ms_light"] = round(step_ms("light"))
+    line["step_ms_reference"] = round(step_ms("reference"))
     print(f"workdir {work}; torch threads={torch.get_num_threads()}", file=sys.stderr)
-    print(f"model={args.model} emotion_uar={r['emotion']['uar']['mean']} "
-          f"emotion_acc={r['emotion']['acc']['mean']} gender_uar={r['gender']['uar']['mean']} "
-          f"gender_acc={r['gender']['acc']['mean']} wall_s={wall:.0f} "
-          f"step_ms_light={light:.0f} step_ms_reference={reference:.0f} "
-          f"step_speedup={reference / light:.1f}")
+    print(" ".join(f"{k}={v}" for k, v in line.items()))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from sercloak.attacks.suite import AttackConfig
-from sercloak.baselines import model_path, run_baselines
+from sercloak.baselines import model_path, model_tag, run_baselines
 from sercloak.cli import parse_folds
 from sercloak.cloak import Cloak, CloakConfig
 from sercloak.cloak_train import CloakTrainConfig
@@ -79,12 +79,12 @@ def main() -> None:
     parser.add_argument("--folds", default="0")
     args = parser.parse_args()
     wd, folds = Workdir.open(args.workdir), parse_folds(args.folds)
-    configs = {t: TrainConfig(task=t) for t in ("emotion", "gender")}
+    configs = {t: TrainConfig(task=t) for t in ("emotion", "gender")}  # measured with the paper's
     run_baselines(wd, folds, configs, show_progress=False)
     print(f"UAR % on {PART} speakers of folds {folds}")
     print("| variant | setting | SR % | emotion | gender ignorant | gender informed |")
     print("|---|---|---|---|---|---|")
-    preset = configs["emotion"].model
+    preset = model_tag(configs["emotion"])  # e.g. light-paper: where the models live
     emotion, gender = clean_uar(wd, folds, preset)
     print(f"| – | clean | – | {emotion:.1f} | {gender:.1f} | {gender:.1f} |")
     figures = {"clean_emotion_uar": round(emotion, 1), "clean_gender_uar": round(gender, 1)}

@@ -9,7 +9,7 @@ pool; gender: adversary training pool), scored by UAR on the test speakers.
 Not a model sercloak uses: it tells whether a weak result comes from the
 network or from the data split.
 
-With --cloak-dir (a finished experiment's `cloaks/<preset>/<mel-...>` folder),
+With --cloak-dir (a finished experiment's `cloaks/<model>-<recipe>/<mel-...>` folder),
 the probe also attacks every cloak there: *ignorant* (fitted on clean
 adversary-pool utterances) and *informed* (fitted on cloaked ones, one noise
 draw each), both scored on cloaked test utterances. Last line: key=value

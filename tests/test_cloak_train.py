@@ -271,7 +271,7 @@ def test_experiment_with_the_all_speakers_attacker_pool(workdir):
     assert "speaker_eer" not in results["baseline"]
     run_dir = workdir.root / results["config"]["cloak_dir"] / "fold0"
     assert (run_dir / "cloak_sr60.informed-pool-all.pt").is_file()
-    assert (workdir.root / "models" / "light" / "fold0" / "gender-pool-all.pt").is_file()
+    assert (workdir.root / "models" / "light-paper" / "fold0" / "gender-pool-all.pt").is_file()
     # primary validation speakers now belong to the attacker's pool: scoring on them is refused
     with pytest.raises(ValueError, match="test speakers"):
         score_grid(workdir, [0], tiny_configs(), cfg, "primary_valid", show_progress=False)

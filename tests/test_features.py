@@ -91,15 +91,11 @@ def test_fingerprint_tracks_settings():
         FeatureConfig.from_dict({**CFG.to_dict(), "bogus": 1})
 
 
-def test_utterance_normalisation_options():
-    from dataclasses import replace
-
-    from sercloak.features import normalise_utterance
-    feats = np.arange(12, dtype=np.float32).reshape(4, 3)
-    assert normalise_utterance(feats, CFG) is feats  # "none" is the default
-    gain = normalise_utterance(feats, replace(CFG, utterance_norm="gain"))
-    assert gain.mean() == pytest.approx(0) and np.allclose(np.diff(gain, axis=1), 1)
-    bins = normalise_utterance(feats, replace(CFG, utterance_norm="bins"))
-    np.testing.assert_allclose(bins.mean(axis=0), 0)
-    with pytest.raises(ValueError, match="utterance_norm"):
-        normalise_utterance(feats, replace(CFG, utterance_norm="zscore"))
+def test_cache_ignores_normalisation_and_old_settings_still_load():
+    user = FeatureConfig(normalise="user")
+    assert user.extraction() == CFG  # the cache holds raw dB either way
+    assert user.fingerprint() != CFG.fingerprint()  # but models and cloaks tell them apart
+    legacy = {**CFG.to_dict(), "utterance_norm": "none"}  # saved before `normalise` existed
+    del legacy["normalise"]
+    assert FeatureConfig.from_dict(legacy) == CFG and CFG.matches(legacy)
+    assert not user.matches(legacy)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sercloak import train as train_module
+from sercloak.augment import spec_augment
 from sercloak.cli import main
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import TASK_POOL, Workdir, balanced_index
@@ -14,7 +15,7 @@ from sercloak.evaluate import predict, scores
 from sercloak.features import FeatureConfig
 from sercloak.models import PRESETS, CnnRnn
 from sercloak.prepare import prepare
-from sercloak.train import CheckpointMismatch, TrainConfig, load_checkpoint, spec_augment, train
+from sercloak.train import CheckpointMismatch, TrainConfig, load_checkpoint, recipe_config, train
 
 FAST = dict(max_epochs=3, patience=10, batch_size=16, lr=1e-3)
 
@@ -119,9 +120,18 @@ def test_mismatched_checkpoint_is_refused(workdir, tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
 
 
-def test_interrupted_training_resumes_to_the_same_weights(workdir, tmp_path, monkeypatch):
+RESUMABLE = {
+    "paper": TrainConfig(task="emotion", **FAST),
+    # weight average, schedule, mixup and every augmentation: all their state must resume
+    "strong": recipe_config("strong", "emotion", max_epochs=3, batch_size=16, tempo=0.1,
+                            vtlp=0.1, mixup=0.4, ema=0.9),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RESUMABLE))
+def test_interrupted_training_resumes_to_the_same_weights(workdir, tmp_path, monkeypatch, recipe):
     train_set, valid_set = sets(workdir, "emotion")
-    cfg = TrainConfig(task="emotion", **FAST)
+    cfg = RESUMABLE[recipe]
     train(train_set, valid_set, cfg, workdir.cfg, tmp_path / "straight.pt", show_progress=False)
 
     calls = {"n": 0}
@@ -166,10 +176,53 @@ def test_baselines_cli_writes_table2_json(workdir, capsys):
             assert results[task]["per_corpus"]["synthetic"][metric]["folds"] == stat["folds"]
     assert results["wall_time_s"] > 0
     assert (workdir.root / "baselines.md").read_text().startswith("# Clean-input baselines")
-    evaluated = json.loads((workdir.root / "models/light/fold1/eval.json").read_text())
+    evaluated = json.loads((workdir.root / "models/light-strong/fold1/eval.json").read_text())
     assert evaluated["emotion"]["overall"]["uar"] == pytest.approx(
         results["emotion"]["uar"]["folds"][1], abs=0.01)
     # a second run reuses the finished checkpoints
-    mtime = (workdir.root / "models/light/fold0/emotion.pt").stat().st_mtime
+    mtime = (workdir.root / "models/light-strong/fold0/emotion.pt").stat().st_mtime
     main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet"])
-    assert (workdir.root / "models/light/fold0/emotion.pt").stat().st_mtime == mtime
+    assert (workdir.root / "models/light-strong/fold0/emotion.pt").stat().st_mtime == mtime
+    # the paper's recipe lives beside it, in its own folder and results file
+    main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet",
+          "--recipe", "paper"])
+    paper = json.loads((workdir.root / "baselines-light-paper.json").read_text())
+    assert paper["recipe"] == "paper" and paper["train_config"]["emotion"]["lr"] == 1e-4
+    assert (workdir.root / "models/light-paper/fold0/gender.pt").is_file()
+
+
+def test_evaluate_on_another_workdir(workdir, tmp_path, capsys):
+    """Fold 0's models (trained above) and a cloak on every utterance of another corpus."""
+    other = tmp_path / "other"
+    prepare({"synthetic": other / "corpus"}, other, show_progress=False,
+            loader_options={"synthetic": {"spec": SyntheticSpec(n_speakers=6,
+                                                                utterances_per_emotion=2,
+                                                                seed=7)}})
+    main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet"])
+    from sercloak.cloak import Cloak, CloakConfig
+    model, _ = load_checkpoint(workdir.root / "models/light-strong/fold0/emotion.pt")
+    cloak = Cloak(CloakConfig(sigma_max=3.0, rho_init=0.0), model.feat_mean, model.feat_std)
+    cloak.save(tmp_path / "cloak.npz", workdir.cfg)
+    out = tmp_path / "cross.json"
+    main(["evaluate", "--workdir", str(workdir.root), "--fold", "0", "--on", str(other),
+          "--cloak", str(tmp_path / "cloak.npz"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "emotion  acc / UAR (%): all" in printed and "through the cloak" in printed
+    result = json.loads(out.read_text())
+    target = Workdir.open(other)
+    for task in ("emotion", "gender"):
+        assert result[task]["overall"]["n"] == len(target.utterances)  # every utterance scored
+        assert 0 <= result[task]["overall"]["uar"] <= 100
+        assert set(result[task]["per_corpus"]) == {"synthetic"}
+        assert result["cloaked"][task]["overall"]["n"] == len(target.utterances)
+    # the cloak adds noise as large as 1.5 std of every bin: predictions change
+    assert result["cloaked"]["emotion"]["overall"]["confusion"] != \
+        result["emotion"]["overall"]["confusion"]
+    # both synthetic corpora name their speakers spk00, spk01, ...: flagged as seen in training
+    assert result["shared_speakers"] and "warning: " in printed
+    with pytest.raises(SystemExit):  # a cloak made for other features is refused, clearly
+        Cloak(CloakConfig(), torch.zeros(64), torch.ones(64)).save(
+            tmp_path / "bad.npz", FeatureConfig(n_mels=64))
+        main(["evaluate", "--workdir", str(workdir.root), "--fold", "0", "--on", str(other),
+              "--cloak", str(tmp_path / "bad.npz")])
+    assert "made for other features" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Clean-input baselines: train f_θ and f_g on every fold, evaluate, aggregate (Table 2).
 
-Models live at ``<workdir>/models/<preset>/fold<K>/{emotion,gender}.pt``; a
+Models live at ``<workdir>/models/<model>-<recipe>/fold<K>/{emotion,gender}.pt``
+(e.g. ``models/light-strong/``); a
 finished checkpoint made with the same settings is reused, an interrupted one
 resumes, so `sercloak baselines` can be stopped and started at will.
 """
@@ -12,25 +13,33 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .data import TASK_POOL, Workdir
+from .cloak import Cloak
+from .data import TASK_POOL, Workdir, build_segments
 from .evaluate import evaluate
-from .train import TrainConfig, load_checkpoint, pick_device, train
+from .train import DEFAULT_RECIPE, TrainConfig, load_checkpoint, pick_device, train
 
 TASKS = ("emotion", "gender")
 
 
-def model_path(wd: Workdir, preset: str, fold: int, task: str) -> Path:
-    return wd.root / "models" / preset / f"fold{fold}" / f"{task}.pt"
+def model_tag(cfg: TrainConfig) -> str:
+    """The name of a model family's folder: network preset and training recipe."""
+    return f"{cfg.model}-{cfg.recipe}"
 
 
-def results_name(preset: str) -> str:
-    return "baselines" if preset == "light" else f"baselines-{preset}"
+def model_path(wd: Workdir, tag: str, fold: int, task: str) -> Path:
+    return wd.root / "models" / tag / f"fold{fold}" / f"{task}.pt"
+
+
+def results_name(tag: str) -> str:
+    """baselines.json for the default light model and recipe, baselines-<tag>.json otherwise."""
+    return "baselines" if tag == f"light-{DEFAULT_RECIPE}" else f"baselines-{tag}"
 
 
 def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, show_progress: bool = True) -> Path:
     """Train (or reuse, or resume) the model of `cfg.task` on its pool of `fold`."""
-    out = model_path(wd, cfg.model, fold, cfg.task)
+    out = model_path(wd, model_tag(cfg), fold, cfg.task)
     if out.is_file():
         _, ckpt = load_checkpoint(out, wd.cfg)
         if ckpt["train_config"] == cfg.to_dict():
@@ -43,17 +52,46 @@ def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, show_progress: bool = T
     return out
 
 
-def evaluate_fold(wd: Workdir, fold: int, preset: str = "light") -> dict:
+def evaluate_fold(wd: Workdir, fold: int, tag: str = f"light-{DEFAULT_RECIPE}") -> dict:
     """Both models of `fold` on the fold's test speakers; also written to eval.json."""
     device = pick_device()
     result = {}
     for task in TASKS:
-        model, ckpt = load_checkpoint(model_path(wd, preset, fold, task), wd.cfg, device)
+        model, ckpt = load_checkpoint(model_path(wd, tag, fold, task), wd.cfg, device)
         test_set = wd.segments(fold, "test", task, train=False)
         result[task] = evaluate(model, test_set, device=device)
         result[task]["train"] = {k: v for k, v in ckpt["metrics"].items() if k != "history"}
-    out = model_path(wd, preset, fold, "eval").with_suffix(".json")
+    out = model_path(wd, tag, fold, "eval").with_suffix(".json")
     out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def evaluate_on(wd: Workdir, fold: int, tag: str, other: Workdir,
+                cloak_file: Path | None = None, seed: int = 0) -> dict:
+    """The fold's models (and a cloak) on every utterance of another prepared workdir.
+
+    All of `other`'s speakers count as test speakers: this is how a model
+    trained on public corpora is checked against one's own recordings. Both
+    workdirs must share feature settings (normalisation included), and the
+    cloak must have been made for them. Speakers the fold trained on that
+    also appear in `other` are listed under "shared_speakers".
+    """
+    device = pick_device()
+    cloak = Cloak.load(cloak_file, other.cfg).to(device).eval() if cloak_file else None
+    seen = {s for part, speakers in wd.folds[fold].items()
+            if part != "test" and isinstance(speakers, list) for s in speakers}
+    result = {"source": str(wd.root), "fold": fold, "models": tag, "target": str(other.root),
+              "shared_speakers": sorted(seen & {u.speaker for u in other.utterances})}
+    feats = other.features(other.utterances)
+    for task in TASKS:
+        model, _ = load_checkpoint(model_path(wd, tag, fold, task), other.cfg, device)
+        data = build_segments(other.utterances, feats, task, other.cfg.test_hop_frames, other.cfg)
+        result[task] = evaluate(model, data, device=device)
+        if cloak is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)  # the cloak's noise draws
+                cloaked = evaluate(model, data, cloak, device=device)
+            result.setdefault("cloaked", {"cloak": str(cloak_file)})[task] = cloaked
     return result
 
 
@@ -116,23 +154,26 @@ def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig]
                   show_progress: bool = True) -> dict:
     """Train and evaluate both models on `folds`; writes <name>.json and <name>.md."""
     started = time.perf_counter()
-    preset = configs["emotion"].model
+    tag = model_tag(configs["emotion"])
     per_fold = []
     for fold in folds:
         for task in TASKS:
             train_fold(wd, fold, configs[task], show_progress)
-        per_fold.append(evaluate_fold(wd, fold, preset))
+        per_fold.append(evaluate_fold(wd, fold, tag))
     results = {
-        "model": preset,
+        "model": configs["emotion"].model,
+        "recipe": configs["emotion"].recipe,
+        "normalise": wd.cfg.normalise,
         "folds": folds,
         "train_config": {t: configs[t].to_dict() for t in TASKS},
         **{t: aggregate(per_fold, t) for t in TASKS},
         "train_wall_time_s": {t: [r[t]["train"]["wall_time_s"] for r in per_fold] for t in TASKS},
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    name = results_name(preset)
+    name = results_name(tag)
     (wd.root / f"{name}.json").write_text(json.dumps(results, indent=1))
-    md = (f"# Clean-input baselines ({preset} model, folds {folds})\n\n"
+    md = (f"# Clean-input baselines ({tag} model, {wd.cfg.normalise} normalisation, "
+          f"folds {folds})\n\n"
           f"Utterance-level accuracy and UAR (%) on the test speakers, mean ± std over folds.\n\n"
           + table2(results) + "\n" + confusion_md(results["emotion"], "Emotion confusion")
           + "\n" + confusion_md(results["gender"], "Gender confusion")

@@ -54,7 +54,7 @@ class FeatureCache:
 
     def __init__(self, workdir: Path | str, cfg: FeatureConfig = FeatureConfig()):
         self.root = Path(workdir) / "features"
-        self.cfg = cfg
+        self.cfg = cfg.extraction()  # raw dB: normalisation comes after the cache
         self._index: dict[str, tuple[Path, int, int]] = {}  # utt_id -> (npy, offset, n)
         self._arrays: dict[Path, np.ndarray] = {}
 

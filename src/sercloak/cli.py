@@ -9,15 +9,25 @@ from pathlib import Path
 
 from .attacks.suite import FAMILIES, POOLS, AttackConfig
 from .audio import AudioError
-from .baselines import TASKS, evaluate_fold, results_name, run_baselines, table2, train_fold
+from .baselines import (
+    TASKS,
+    evaluate_fold,
+    evaluate_on,
+    model_tag,
+    results_name,
+    run_baselines,
+    table2,
+    train_fold,
+)
 from .cloak import CloakConfig
 from .cloak_train import CloakTrainConfig
 from .corpora import CorpusLayoutError, canonical_name
 from .data import Workdir
 from .experiment import ExperimentConfig, results_file, run_experiment
+from .features import NORMALISATIONS, FeatureConfig
 from .prepare import format_summary, prepare
 from .report import privacy_table, write_report
-from .train import CheckpointMismatch, TrainConfig
+from .train import DEFAULT_RECIPE, RECIPES, CheckpointMismatch, TrainConfig, recipe_config
 
 DEMO_WORKDIR = Path("runs/demo")
 
@@ -43,7 +53,7 @@ def _loader_options(args: argparse.Namespace) -> dict:
 def cmd_prepare(args: argparse.Namespace) -> None:
     corpora = dict(_parse_corpus(s, args.workdir) for s in args.corpus)
     result = prepare(corpora, args.workdir, seed=args.seed, loader_options=_loader_options(args),
-                     show_progress=not args.quiet)
+                     cfg=FeatureConfig(normalise=args.normalise), show_progress=not args.quiet)
     print(format_summary(result.summary["corpus_summary"]))
     print(f"prepared {len(result.utterances)} utterances in {result.summary['wall_time_s']} s; "
           f"wrote manifest.csv, folds.json, summary.md and features/ to {args.workdir}")
@@ -59,16 +69,12 @@ def parse_folds(text: str) -> list[int]:
 
 
 def _train_configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
-    def make(task: str) -> TrainConfig:
-        d = TrainConfig(task=task)
-        return TrainConfig(
-            task=task, model=args.model, lr=args.lr or d.lr,
-            batch_size=args.batch_size or d.batch_size,
-            max_epochs=args.epochs or d.max_epochs, patience=args.patience or d.patience,
-            speaker_weighting=args.speaker_weighting, seed=args.seed,
-            spec_augment=d.spec_augment if args.spec_augment is None else args.spec_augment,
-        )
-    return {"emotion": make("emotion"), "gender": make("gender")}
+    """The recipe's settings for both tasks, with any option given on the command line."""
+    return {task: recipe_config(
+        args.recipe, task, model=args.model, lr=args.lr, batch_size=args.batch_size,
+        max_epochs=args.epochs, patience=args.patience, spec_augment=args.spec_augment,
+        speaker_weighting=args.speaker_weighting or None, seed=args.seed,
+    ) for task in TASKS}
 
 
 def _print_eval(result: dict) -> None:
@@ -87,14 +93,32 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    _print_eval(evaluate_fold(Workdir.open(args.workdir), args.fold, args.model))
+    wd, tag = Workdir.open(args.workdir), model_tag(_train_configs(args)["emotion"])
+    if args.on is None:
+        if args.cloak is not None:
+            raise ValueError("--cloak needs --on OTHER_WORKDIR (in-corpus cloaks: `experiment`)")
+        result = evaluate_fold(wd, args.fold, tag)
+    else:
+        result = evaluate_on(wd, args.fold, tag, Workdir.open(args.on), args.cloak, args.seed)
+        print(f"fold {args.fold} of {wd.root} ({tag}) on every utterance of {args.on}")
+        if result["shared_speakers"]:
+            print(f"warning: {len(result['shared_speakers'])} speakers of {args.on} were seen "
+                  f"in training: {', '.join(result['shared_speakers'][:5])} ...")
+    _print_eval(result)
+    if "cloaked" in result:
+        print(f"through the cloak {args.cloak}:")
+        _print_eval(result["cloaked"])
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
     wd = Workdir.open(args.workdir)
     results = run_baselines(wd, parse_folds(args.folds), _train_configs(args), not args.quiet)
     print(table2(results))
-    name = results_name(args.model)
+    name = results_name(model_tag(_train_configs(args)["emotion"]))
     print(f"wall time {results['wall_time_s']} s; wrote {wd.root / (name + '.json')} and .md")
 
 
@@ -152,6 +176,9 @@ def _workdir_options(p: argparse.ArgumentParser, default: Path | None = None) ->
 
 
 def _corpus_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--normalise", choices=NORMALISATIONS, default="none",
+                   help="none (default): log-mel in dB; user: each mel bin standardised with "
+                        "the speaker's own speech statistics (leave-one-out), as a device would")
     p.add_argument("--ravdess-calm-as-neutral", action="store_true",
                    help="RAVDESS: count calm (02) as neutral instead of leaving it out")
     p.add_argument("--iemocap-scripted", action="store_true",
@@ -161,15 +188,17 @@ def _corpus_options(p: argparse.ArgumentParser) -> None:
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
-    d = TrainConfig()
+    d = recipe_config(DEFAULT_RECIPE, "emotion")
+    p.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE,
+                   help=f"training recipe (default {DEFAULT_RECIPE}; paper: the paper's settings)")
     p.add_argument("--model", choices=["light", "reference"], default="light",
                    help="light (default, fast on CPU) or the published reference network")
-    p.add_argument("--epochs", type=int, help=f"maximum epochs (default {d.max_epochs})")
-    p.add_argument("--patience", type=int, help=f"early-stopping patience (default {d.patience})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--epochs", type=int, help=f"(maximum) epochs (recipe's: {d.max_epochs})")
+    p.add_argument("--patience", type=int, help="early-stopping patience (recipes that stop early)")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (recipe's: {d.lr})")
+    p.add_argument("--batch-size", type=int, help=f"recipe's: {d.batch_size}")
     p.add_argument("--spec-augment", type=int,
-                   help=f"time and frequency masks per training segment (default {d.spec_augment})")
+                   help=f"time and frequency masks per segment (recipe's: {d.spec_augment})")
     p.add_argument("--speaker-weighting", action="store_true",
                    help="give every training speaker the same total loss weight")
 
@@ -220,8 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="score a fold's two models on its test speakers")
+    p = sub.add_parser("evaluate", help="score a fold's two models on its test speakers, "
+                                        "or on every utterance of another workdir")
     p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--on", type=Path, metavar="OTHER_WORKDIR",
+                   help="score on every utterance of this prepared workdir instead")
+    p.add_argument("--cloak", type=Path, metavar="FILE",
+                   help="with --on: also score through this cloak file (.npz)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the result as JSON")
     _workdir_options(p)
     _training_options(p)
     p.set_defaults(func=cmd_evaluate)

@@ -138,7 +138,7 @@ class Cloak(nn.Module):
             raise ValueError(f"{path}: not a readable cloak file ({err})") from err
         if meta.get("format") != CLOAK_FORMAT:
             raise ValueError(f"{path}: not a {CLOAK_FORMAT} file")
-        if feature_cfg is not None and meta["feature_config"] != feature_cfg.to_dict():
+        if feature_cfg is not None and not feature_cfg.matches(meta["feature_config"]):
             raise ValueError(
                 f"{path} was made for other features (ours != its: "
                 f"{feature_cfg.describe_mismatch(meta['feature_config'])})"

@@ -9,7 +9,6 @@ Training sets use the 1 s hop, evaluation sets the 0.5 s hop.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,10 @@ import torch
 
 from .cache import FeatureCache
 from .corpora import EMOTIONS, GENDERS, Utterance
-from .features import FeatureConfig, cut_segments, normalise_utterance, segment_starts
+from .features import FeatureConfig, cut_segments, pad_to_segment, segment_starts
+from .normalise import SpeechStats, leave_one_out, standardise
 from .prepare import read_manifest
 
-UTT_NORM = os.environ.get("UTT_NORM", "")
 TASK_LABELS = {"emotion": EMOTIONS, "gender": GENDERS}
 # which pool trains which model (the paper's D_p and D_adv)
 TASK_POOL = {"emotion": "primary", "gender": "adversary"}
@@ -77,6 +76,7 @@ class Workdir:
     folds: list[dict]
     cache: FeatureCache
     cfg: FeatureConfig
+    _user_stats: dict[str, SpeechStats] | None = None  # utt_id -> leave-one-out statistics
 
     @classmethod
     def open(cls, root: Path | str) -> Workdir:
@@ -102,9 +102,27 @@ class Workdir:
         speakers = set(self.folds[fold][part])
         return [u for u in self.utterances if u.speaker in speakers]
 
+    def raw_features(self, utts: list[Utterance]) -> list[np.ndarray]:
+        """The (frames, mels) dB features of `utts` as cached (read-only views)."""
+        return [self.cache.get(u.utt_id) for u in utts]
+
     def features(self, utts: list[Utterance]) -> list[np.ndarray]:
-        """The (frames, mels) dB features of `utts`, as the models see them."""
-        return [normalise_utterance(np.asarray(self.cache.get(u.utt_id)), self.cfg) for u in utts]
+        """The (frames, mels) features of `utts` as the models see them: dB, or in
+        standard units of the speaker's other utterances with `normalise="user"`."""
+        if self.cfg.normalise == "none":
+            return [np.asarray(f) for f in self.raw_features(utts)]
+        stats = self.user_stats()
+        # short utterances are padded in dB first, so padding is normalised like silence
+        return [standardise(pad_to_segment(np.asarray(f), self.cfg), stats[u.utt_id])
+                for u, f in zip(utts, self.raw_features(utts), strict=True)]
+
+    def user_stats(self) -> dict[str, SpeechStats]:
+        """Leave-one-out speech statistics of every utterance, within its own speaker."""
+        if self._user_stats is None:
+            stats = [SpeechStats.of(f) for f in self.raw_features(self.utterances)]
+            loo = leave_one_out([u.speaker for u in self.utterances], stats)
+            self._user_stats = {u.utt_id: st for u, st in zip(self.utterances, loo, strict=True)}
+        return self._user_stats
 
     def segments(self, fold: int, part: str, task: str, train: bool) -> SegmentSet:
         hop = self.cfg.train_hop_frames if train else self.cfg.test_hop_frames

@@ -14,7 +14,7 @@ cloaks at SR = 20, 40, 60%, each scored by
   `gender_informed` are the `cnn` attacker: the paper's protocol.
 
 Every cloak is saved as a cloak file and every scored setting as JSON under
-``<workdir>/cloaks/<preset>/<shape>-<hash>/fold<K>/``, the hash covering every
+``<workdir>/cloaks/<model>-<recipe>/<shape>-<hash>/fold<K>/``, the hash covering every
 setting that shapes a cloak (cloak, its training, the baselines'), so an
 interrupted run skips what is done and a run with other settings never
 reuses it. Scores are reused only when made with the same attacker settings.
@@ -40,7 +40,7 @@ from .attacks.suite import (
     load_encoder,
     mean_eer,
 )
-from .baselines import aggregate, model_path, run_baselines
+from .baselines import aggregate, model_path, model_tag, run_baselines
 from .cloak import Cloak, CloakConfig
 from .cloak_train import CloakTrainConfig, new_adversary, train_perturbation, train_suppression
 from .data import Workdir
@@ -93,7 +93,8 @@ class FoldRunner:
         self.dir = run_dir / f"fold{fold}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = pick_device()
-        self.f_theta, _ = load_checkpoint(model_path(wd, self.preset, fold, "emotion"), wd.cfg,
+        self.f_theta, _ = load_checkpoint(
+            model_path(wd, model_tag(baseline_configs["emotion"]), fold, "emotion"), wd.cfg,
                                           self.device)
         self.attacks = FoldAttacks(wd, fold, cfg.attacks, baseline_configs["gender"], self.dir,
                                    encoder, show_progress, test_part=part)
@@ -208,8 +209,8 @@ def score_grid(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainC
     Needs the baselines of `folds` trained (`run_baselines`). `encoder`: the
     speaker encoder, loaded here when the `dvector` family is asked for.
     """
-    preset = baseline_configs["emotion"].model
-    run_dir = wd.root / "cloaks" / preset / run_tag(cfg, baseline_configs)
+    run_dir = wd.root / "cloaks" / model_tag(baseline_configs["emotion"]) / run_tag(
+        cfg, baseline_configs)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     if encoder is None:
@@ -239,7 +240,6 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
                    show_progress: bool = True) -> dict:
     """Baselines, then the cloak grid; writes results.json, report.md and figures."""
     started = time.perf_counter()
-    preset = baseline_configs["emotion"].model
     baseline = run_baselines(wd, folds, baseline_configs, show_progress)
     encoder, attacks = load_encoder(cfg.attacks)
     cfg = replace(cfg, attacks=attacks)
@@ -248,7 +248,8 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
     results = {
         "baseline": {**baseline, **clean},
         "cloak": grid,
-        "config": {**cfg.to_dict(), "model": preset, "folds": folds,
+        "config": {**cfg.to_dict(), "model": baseline["model"], "recipe": baseline["recipe"],
+                   "normalise": wd.cfg.normalise, "folds": folds,
                    "cloak_dir": str(run_dir.relative_to(wd.root))},
         "wall_time_s": round(time.perf_counter() - started, 1),
     }

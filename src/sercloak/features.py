@@ -5,9 +5,9 @@
 librosa's defaults), power converted to dB: ``10 * log10(max(P, amin))``.
 There is no per-utterance reference or top-dB clipping, so a frame's features
 depend on that frame alone (what a streaming client needs). An optional
-per-utterance normalisation (`utterance_norm`: remove the mean dB, or the
-mean of each mel bin) is computed from the utterance alone, on the client;
-it is off by default because it did not help on validation speakers.
+per-user normalisation (`normalise="user"`, see `normalise.py`) standardises
+each mel bin with the statistics of the speaker's own speech; it is applied
+after the feature cache, which always holds raw dB.
 
 Segments are 200 frames (2 s). Training segments start every 100 frames
 (1 s), test segments every 50 frames (0.5 s); when the last window does not
@@ -21,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
+
+NORMALISATIONS = ("none", "user")
 
 
 @dataclass(frozen=True)
@@ -38,21 +40,39 @@ class FeatureConfig:
     f_max: float = 8000.0
     window: str = "hamming"
     amin: float = 1e-10
-    utterance_norm: str = "none"  # "none", "gain" (remove mean dB) or "bins" (remove mean per bin)
+    normalise: str = "none"  # "none" (dB) or "user" (standard units of the user's speech)
     segment_frames: int = 200
     train_hop_frames: int = 100
     test_hop_frames: int = 50
 
+    def __post_init__(self):
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {self.normalise!r} "
+                             f"(known: {', '.join(NORMALISATIONS)})")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def extraction(self) -> FeatureConfig:
+        """The settings the feature cache depends on (it holds raw dB, never normalised)."""
+        return replace(self, normalise="none")
+
     @classmethod
     def from_dict(cls, d: dict) -> FeatureConfig:
+        if d.get("utterance_norm") == "none":  # an unused setting of workdirs before 0.9
+            d = {k: v for k, v in d.items() if k != "utterance_norm"}
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown feature settings {sorted(unknown)}")
         return cls(**d)
+
+    def matches(self, saved: dict) -> bool:
+        """Whether settings saved in a file (a checkpoint, a cloak) are these."""
+        try:
+            return FeatureConfig.from_dict(saved) == self
+        except (TypeError, ValueError):
+            return False
 
     def fingerprint(self) -> str:
         """Short hash of the settings: caches, checkpoints and cloaks carry it."""
@@ -141,17 +161,6 @@ class LogMel:
         return db.numpy()
 
 
-def normalise_utterance(feats: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Per-utterance normalisation, computed on the client from the utterance alone."""
-    if cfg.utterance_norm == "none":
-        return feats
-    if cfg.utterance_norm == "gain":
-        return feats - feats.mean()
-    if cfg.utterance_norm == "bins":
-        return feats - feats.mean(axis=0, keepdims=True)
-    raise ValueError(f"unknown utterance_norm {cfg.utterance_norm!r}")
-
-
 def segment_starts(n_frames: int, hop: int, length: int = 200) -> list[int]:
     """Start frames of the windows covering an utterance (one if it is short)."""
     if n_frames <= length:
@@ -162,10 +171,16 @@ def segment_starts(n_frames: int, hop: int, length: int = 200) -> list[int]:
     return starts
 
 
+def pad_to_segment(feats: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Utterances shorter than a segment, padded at the end with the dB floor."""
+    length = cfg.segment_frames
+    if feats.shape[0] >= length:
+        return feats
+    pad = np.full((length - feats.shape[0], feats.shape[1]), cfg.pad_value, np.float32)
+    return np.concatenate([feats, pad])
+
+
 def cut_segments(feats: np.ndarray, starts: list[int], cfg: FeatureConfig) -> np.ndarray:
     """(frames, mels) -> (len(starts), segment_frames, mels), padding short utterances."""
-    length = cfg.segment_frames
-    if feats.shape[0] < length:
-        pad = np.full((length - feats.shape[0], feats.shape[1]), cfg.pad_value, np.float32)
-        feats = np.concatenate([feats, pad])
-    return np.stack([feats[s : s + length] for s in starts])
+    feats = pad_to_segment(feats, cfg)
+    return np.stack([feats[s : s + cfg.segment_frames] for s in starts])

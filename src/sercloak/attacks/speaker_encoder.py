@@ -42,6 +42,7 @@ from scipy.signal import get_window
 from torch import nn
 
 from ..features import FeatureConfig, mel_filterbank
+from ..normalise import as_db
 
 ENCODER_MELS = 40
 PARTIAL_FRAMES = 160  # 1.6 s
@@ -150,8 +151,9 @@ class MelConverter:
         self.cfg = cfg
         self.matrix = mel_map(cfg).astype(np.float64)
 
-    def __call__(self, db: np.ndarray) -> np.ndarray:
-        power = 10.0 ** (np.asarray(db, dtype=np.float64) / 10.0)
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        db = as_db(np.asarray(feats, dtype=np.float64), self.cfg.normalise)
+        power = 10.0 ** (db / 10.0)
         dbfs = 10 * np.log10(max(mean_square(power, self.cfg), 1e-20))
         if dbfs < TARGET_DBFS:  # like the package: raise quiet audio, never lower loud audio
             power = power * 10.0 ** ((TARGET_DBFS - dbfs) / 10.0)

@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..corpora import GENDERS
 from ..evaluate import scores
+from ..normalise import as_db
 from .base import View, mean_over_draws
 
 PERCENTILES = (10, 50, 90)
@@ -44,7 +45,7 @@ def utterance_stats(db: np.ndarray, smoothing: int = 1) -> np.ndarray:
 def view_stats(view: View, smoothing: int) -> np.ndarray:
     """(n_observed, mels * 5), computed once per view."""
     return view.derived(("stats", smoothing), lambda: np.stack(
-        [utterance_stats(f, smoothing) for f in view.observed()]))
+        [utterance_stats(as_db(f, view.cfg.normalise), smoothing) for f in view.observed()]))
 
 
 def logistic(c: float, seed: int = 0):

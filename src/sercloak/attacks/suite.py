@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..baselines import aggregate, mean_std, model_path
+from ..baselines import aggregate, mean_std, model_path, model_tag
 from ..cloak import Cloak
 from ..data import Workdir
 from ..train import TrainConfig
@@ -108,7 +108,7 @@ class FoldAttacks:
     # -- the attackers ------------------------------------------------------------------
 
     def _cnn_checkpoint(self) -> Path:
-        base = model_path(self.wd, self.gender_config.model, self.fold, "gender")
+        base = model_path(self.wd, model_tag(self.gender_config), self.fold, "gender")
         return base.with_name(f"gender{self.cfg.suffix}.pt")  # the Table 2 f_g for the paper's pool
 
     def _new(self, family: str, informed: bool, tag: str = ""):
