@@ -9,6 +9,7 @@ import torch
 from sercloak import train as train_module
 from sercloak.augment import spec_augment
 from sercloak.cli import main
+from sercloak.cloak import Cloak, CloakConfig
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import TASK_POOL, Workdir, balanced_index
 from sercloak.evaluate import predict, scores
@@ -199,7 +200,6 @@ def test_evaluate_on_another_workdir(workdir, tmp_path, capsys):
                                                                 utterances_per_emotion=2,
                                                                 seed=7)}})
     main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet"])
-    from sercloak.cloak import Cloak, CloakConfig
     model, _ = load_checkpoint(workdir.root / "models/light-strong/fold0/emotion.pt")
     cloak = Cloak(CloakConfig(sigma_max=3.0, rho_init=0.0), model.feat_mean, model.feat_std)
     cloak.save(tmp_path / "cloak.npz", workdir.cfg)
@@ -220,9 +220,9 @@ def test_evaluate_on_another_workdir(workdir, tmp_path, capsys):
         result["emotion"]["overall"]["confusion"]
     # both synthetic corpora name their speakers spk00, spk01, ...: flagged as seen in training
     assert result["shared_speakers"] and "warning: " in printed
+    Cloak(CloakConfig(), torch.zeros(64), torch.ones(64)).save(
+        tmp_path / "bad.npz", FeatureConfig(n_mels=64))
     with pytest.raises(SystemExit):  # a cloak made for other features is refused, clearly
-        Cloak(CloakConfig(), torch.zeros(64), torch.ones(64)).save(
-            tmp_path / "bad.npz", FeatureConfig(n_mels=64))
         main(["evaluate", "--workdir", str(workdir.root), "--fold", "0", "--on", str(other),
               "--cloak", str(tmp_path / "bad.npz")])
     assert "made for other features" in capsys.readouterr().err

@@ -18,9 +18,11 @@ import torch
 from .cloak import Cloak
 from .data import TASK_POOL, Workdir, build_segments
 from .evaluate import evaluate
+from .folds import PARTS
 from .train import DEFAULT_RECIPE, TrainConfig, load_checkpoint, pick_device, train
 
 TASKS = ("emotion", "gender")
+DEFAULT_TAG = f"light-{DEFAULT_RECIPE}"
 
 
 def model_tag(cfg: TrainConfig) -> str:
@@ -34,7 +36,7 @@ def model_path(wd: Workdir, tag: str, fold: int, task: str) -> Path:
 
 def results_name(tag: str) -> str:
     """baselines.json for the default light model and recipe, baselines-<tag>.json otherwise."""
-    return "baselines" if tag == f"light-{DEFAULT_RECIPE}" else f"baselines-{tag}"
+    return "baselines" if tag == DEFAULT_TAG else f"baselines-{tag}"
 
 
 def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, show_progress: bool = True) -> Path:
@@ -52,7 +54,7 @@ def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, show_progress: bool = T
     return out
 
 
-def evaluate_fold(wd: Workdir, fold: int, tag: str = f"light-{DEFAULT_RECIPE}") -> dict:
+def evaluate_fold(wd: Workdir, fold: int, tag: str = DEFAULT_TAG) -> dict:
     """Both models of `fold` on the fold's test speakers; also written to eval.json."""
     device = pick_device()
     result = {}
@@ -78,8 +80,7 @@ def evaluate_on(wd: Workdir, fold: int, tag: str, other: Workdir,
     """
     device = pick_device()
     cloak = Cloak.load(cloak_file, other.cfg).to(device).eval() if cloak_file else None
-    seen = {s for part, speakers in wd.folds[fold].items()
-            if part != "test" and isinstance(speakers, list) for s in speakers}
+    seen = {s for part in PARTS if part != "test" for s in wd.folds[fold][part]}
     result = {"source": str(wd.root), "fold": fold, "models": tag, "target": str(other.root),
               "shared_speakers": sorted(seen & {u.speaker for u in other.utterances})}
     feats = other.features(other.utterances)

@@ -115,10 +115,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
-    wd = Workdir.open(args.workdir)
-    results = run_baselines(wd, parse_folds(args.folds), _train_configs(args), not args.quiet)
+    wd, configs = Workdir.open(args.workdir), _train_configs(args)
+    results = run_baselines(wd, parse_folds(args.folds), configs, not args.quiet)
     print(table2(results))
-    name = results_name(model_tag(_train_configs(args)["emotion"]))
+    name = results_name(model_tag(configs["emotion"]))
     print(f"wall time {results['wall_time_s']} s; wrote {wd.root / (name + '.json')} and .md")
 
 
