@@ -1,6 +1,6 @@
 """Table 2 on RAVDESS + nEMO: `prepare` + `baselines` over 5 folds, both recipes, timed.
 
-    python bench/baselines.py [--normalise none|user] [--recipes strong,paper]
+    python bench/baselines.py [--normalise user|none] [--recipes strong,paper]
                               [--model light|reference] [--workdir DIR]
 
 Runs the real commands on ../shared/corpora in a fresh workdir (or DIR, whose
@@ -58,7 +58,7 @@ def figures(results: dict, recipe: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="light", choices=sorted(PRESETS))
-    parser.add_argument("--normalise", default="none", choices=["none", "user"])
+    parser.add_argument("--normalise", default="user", choices=["user", "none"])
     parser.add_argument("--recipes", default="strong,paper")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--folds", default="0-4")

@@ -1,6 +1,7 @@
 """Cross-corpus evaluation: train on RAVDESS, test on nEMO, and the reverse.
 
-    python bench/cross_corpus.py [--workdir DIR] [--recipe strong] [--folds 0-4]
+    python bench/cross_corpus.py [--workdir DIR] [--recipe strong] [--normalise user|none]
+                                 [--folds 0-4]
 
 Prepares each corpus alone (DIR/ravdess, DIR/nemo), trains both models on
 every fold of each (`sercloak baselines`: fold K's primary pool trains the
@@ -33,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--recipe", default="strong")
+    parser.add_argument("--normalise", default="user", choices=["user", "none"])
     parser.add_argument("--folds", default="0-4")
     args = parser.parse_args()
     if not all((CORPORA / n).is_dir() for n in NAMES):
@@ -43,6 +45,7 @@ def main() -> None:
     in_corpus = {}
     for name in NAMES:
         subprocess.run(sercloak + ["prepare", "--quiet", "--workdir", str(work / name),
+                                   "--normalise", args.normalise,
                                    "--corpus", f"{name}={CORPORA / name}"], check=True,
                        stdout=subprocess.DEVNULL)
         subprocess.run(sercloak + ["baselines", "--quiet", "--workdir", str(work / name),
@@ -50,7 +53,7 @@ def main() -> None:
                        stdout=subprocess.DEVNULL)
         in_corpus[name] = json.loads(
             (work / name / f"{results_name('light-' + args.recipe)}.json").read_text())
-    line = {"recipe": args.recipe}
+    line = {"recipe": args.recipe, "normalise": args.normalise}
     for source, target in (NAMES, NAMES[::-1]):
         uars = {"emotion": [], "gender": []}
         for fold in parse_folds(args.folds):

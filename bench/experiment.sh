@@ -10,7 +10,8 @@
 # models, and at SR = 60% with adversarial training the emotion UAR, the
 # paper's ignorant and informed cnn attackers, the worst case over all
 # attackers (and which), and the speaker EER. Extra options go to
-# `sercloak experiment` (e.g. --attacker-pool all).
+# `sercloak experiment` (e.g. --attacker-pool all). NORMALISE=none prepares dB features
+# instead of the default per-user normalisation.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 corpora="$here/../shared/corpora"
@@ -20,7 +21,7 @@ work="${1:-$(mktemp -d -t sercloak-experiment-XXXX)}"
 shift || true
 
 start=$(date +%s)
-"$python" -m sercloak prepare --workdir "$work" \
+"$python" -m sercloak prepare --workdir "$work" --normalise "${NORMALISE:-user}" \
     --corpus "ravdess=$corpora/ravdess" --corpus "nemo=$corpora/nemo"
 "$python" -m sercloak experiment --workdir "$work" --folds 0-4 "$@"
 wall=$(( $(date +%s) - start ))

@@ -1,5 +1,7 @@
 """The noise module, suppression, the cloak file and the gradient-reversal layer."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +131,72 @@ def test_gradient_reversal_sign_and_scale():
     assert torch.equal(y, x)
     (y * torch.arange(5.0)).sum().backward()
     assert torch.allclose(x.grad, -0.1 * torch.arange(5.0))
+
+
+# -- the temporal kind: a learned offset per 2 s window that does not average out ----------
+
+
+def temporal(**kw) -> Cloak:
+    cloak = make(kind="temporal", sigma_max=2.0, **kw)
+    with torch.no_grad():
+        cloak.rho.fill_(-30.0)  # σ ≈ 0: only the offset is left
+        cloak.rho_offset.fill_(0.0)  # τ = 1
+    return cloak
+
+
+def test_temporal_offset_is_constant_within_a_window_and_fresh_across_windows():
+    cloak = temporal()
+    x = torch.zeros(8, 450, 128)  # 2 full windows of 200 frames and a partial one
+    offset = (cloak(x) - x - MEAN) / STD
+    for lo, hi in ((0, 200), (200, 400), (400, 450)):
+        window = offset[:, lo:hi]
+        assert torch.allclose(window, window[:, :1].expand_as(window), atol=1e-5)
+    assert not torch.allclose(offset[:, 0], offset[:, 200])
+    # τ = 1 standardised unit: per window, per bin, across draws
+    assert offset[:, ::200].std().item() == pytest.approx(1.0, abs=0.1)
+
+
+def test_temporal_offset_survives_averaging_over_an_utterance_and_frame_noise_does_not():
+    x = torch.zeros(256, 200, 128)
+    noise_only = make(rho_init=0.0, sigma_max=2.0)  # σ = 1, drawn per frame
+    utterance_mean = ((noise_only(x) - MEAN) / STD).mean(dim=1)
+    assert utterance_mean.std().item() < 0.1  # ≈ 1/√200
+    utterance_mean = ((temporal()(x) - MEAN) / STD).mean(dim=1)
+    assert utterance_mean.std().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_temporal_scale_is_learned_saved_and_counted_in_the_mask(tmp_path):
+    cloak = temporal()
+    assert any(p is cloak.rho_offset for p in cloak.parameters_to_learn())
+    assert len(make().parameters_to_learn()) == 2 and len(cloak.parameters_to_learn()) == 3
+    cloak.information_loss().backward()
+    assert cloak.rho_offset.grad.abs().sum() > 0
+    with torch.no_grad():  # τ large on the first 32 bins: those are the least useful
+        cloak.rho_offset[:32] = 5.0
+    cloak.suppress(25)
+    assert (cloak.mask[:32] == 0).all() and (cloak.mask[32:] == 1).all()
+    cloak.save(tmp_path / "t.npz", FeatureConfig())
+    back = Cloak.load(tmp_path / "t.npz", FeatureConfig())
+    assert back.cfg.kind == "temporal"
+    assert torch.equal(back.offset_sigma(), cloak.offset_sigma().detach())
+
+
+def test_temporal_kind_needs_the_mel_shape_and_unknown_kinds_are_refused():
+    with pytest.raises(ValueError, match="use shape 'mel'"):
+        make("cell", kind="temporal")
+    with pytest.raises(ValueError, match="unknown cloak kind 'wobble'"):
+        make(kind="wobble")
+    assert torch.equal(make().offset_sigma(), torch.zeros(128))
+
+
+def test_cloak_files_from_before_the_temporal_kind_still_load(tmp_path):
+    cloak = make(rho_init=0.3)
+    cloak.save(tmp_path / "c.npz", FeatureConfig())
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files if k not in ("rho_offset", "offset_sigma")}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["cloak_config"]["kind"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = Cloak.load(tmp_path / "old.npz", FeatureConfig())
+    assert old.cfg.kind == "noise" and torch.equal(old.sigma(), cloak.sigma().detach())

@@ -259,6 +259,18 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     assert results["config"]["cloak_dir"] != str(run_dir.parent.relative_to(workdir.root))
     assert results["config"]["cloak"]["shape"] == "cell"
 
+    # another kind of cloak: its own folder, method name and report label
+    temporal = replace(TINY, cloak=CloakConfig(kind="temporal"), ratios=(0,),
+                       attacks=AttackConfig(families=("stats",)))
+    results = run_experiment(workdir, [0], tiny_configs(), temporal, show_progress=False)
+    assert {e["method"] for e in results["cloak"]} == {"cloak_temporal",
+                                                       "cloak_temporal_adversarial"}
+    trained = Cloak.load(workdir.root / results["config"]["cloak_dir"] / "fold0" /
+                         "cloak_sr0.npz", workdir.cfg)
+    assert trained.cfg.kind == "temporal"
+    assert not torch.allclose(trained.rho_offset, torch.full_like(trained.rho_offset, -1.0))
+    assert "| Temporal cloak + adversarial | 0 |" in (workdir.root / "report.md").read_text()
+
 
 def test_experiment_with_the_all_speakers_attacker_pool(workdir):
     """`--attacker-pool all`: attackers train on both pools; results and report apart."""

@@ -9,6 +9,7 @@ from sercloak import cache as cache_module
 from sercloak.cache import FeatureCache
 from sercloak.cli import main
 from sercloak.corpora.synthetic import SyntheticSpec
+from sercloak.data import Workdir
 from sercloak.features import FeatureConfig, LogMel
 from sercloak.folds import PARTS
 from sercloak.prepare import MANIFEST_COLUMNS, prepare, read_manifest
@@ -116,3 +117,5 @@ def test_cli_prepare_prints_summary(corpus_dir, tmp_path, capsys):
           "--workdir", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
     assert "| mine | 20 (" in out and "Skipped files: 0" in out
+    # per-user normalisation is the command's default (it won on validation speakers)
+    assert Workdir.open(tmp_path).cfg.normalise == "user"

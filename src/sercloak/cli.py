@@ -19,12 +19,12 @@ from .baselines import (
     table2,
     train_fold,
 )
-from .cloak import CloakConfig
+from .cloak import KINDS, CloakConfig
 from .cloak_train import CloakTrainConfig
 from .corpora import CorpusLayoutError, canonical_name
 from .data import Workdir
 from .experiment import ExperimentConfig, results_file, run_experiment
-from .features import NORMALISATIONS, FeatureConfig
+from .features import DEFAULT_NORMALISATION, NORMALISATIONS, FeatureConfig
 from .prepare import format_summary, prepare
 from .report import privacy_table, write_report
 from .train import DEFAULT_RECIPE, RECIPES, CheckpointMismatch, TrainConfig, recipe_config
@@ -123,7 +123,8 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
-    cloak = CloakConfig(shape=args.cloak_shape, sigma_max=args.sigma_max, rho_init=args.rho_init)
+    cloak = CloakConfig(kind=args.cloak_kind, shape=args.cloak_shape, sigma_max=args.sigma_max,
+                        rho_init=args.rho_init)
     training = CloakTrainConfig(lam=args.lam, perturbation_epochs=args.perturbation_epochs,
                                 suppression_epochs=args.suppression_epochs, seed=args.seed)
     attacks = AttackConfig(families=_families(args.attackers), pool=args.attacker_pool,
@@ -176,9 +177,10 @@ def _workdir_options(p: argparse.ArgumentParser, default: Path | None = None) ->
 
 
 def _corpus_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--normalise", choices=NORMALISATIONS, default="none",
-                   help="none (default): log-mel in dB; user: each mel bin standardised with "
-                        "the speaker's own speech statistics (leave-one-out), as a device would")
+    p.add_argument("--normalise", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
+                   help="user (default): each mel bin standardised with "
+                        "the speaker's own speech statistics (leave-one-out), as a device would; "
+                        "none: log-mel in dB")
     p.add_argument("--ravdess-calm-as-neutral", action="store_true",
                    help="RAVDESS: count calm (02) as neutral instead of leaving it out")
     p.add_argument("--iemocap-scripted", action="store_true",
@@ -205,6 +207,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
 
 def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
     c, t, e = CloakConfig(), CloakTrainConfig(), ExperimentConfig()
+    p.add_argument("--cloak-kind", choices=KINDS, default=c.kind,
+                   help="noise (default, the paper's) or temporal (plus a learned spectral "
+                        "offset per 2 s window, which does not average out over an utterance)")
     p.add_argument("--cloak-shape", choices=["mel", "cell"], default=c.shape,
                    help="one noise value per mel bin (default) or per cell of the 2 s window")
     p.add_argument("--sigma-max", type=float, default=c.sigma_max,

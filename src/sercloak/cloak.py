@@ -17,6 +17,19 @@ Shapes. ``mel``: one μ and σ per mel bin, the same for every frame, so the
 cloak applies to utterances of any length and to a stream, frame by frame.
 ``cell``: one per time–frequency cell of the 2 s window (the published code).
 
+Kinds (`CloakConfig.kind`). ``noise`` is the paper's cloak above. Its noise
+is drawn independently for every frame, so it averages out over an
+utterance: the long-term spectrum, which carries gender, gets through.
+``temporal`` adds a second learned component that does not average out:
+
+    φ(x) = x + σ·ε + τ·η + μ,    η ~ N(0, 1) once per mel bin and 2 s window
+
+one spectral offset per window (`n_frames` frames), held over the window's
+frames, with τ = σ_min + (σ_max − σ_min)·(1 + tanh ρ_τ)/2 learned like σ and
+masked like it after suppression. A 2 s training segment gets one offset;
+an utterance of n windows gets n, so its mean spectrum keeps noise of
+std τ/√n instead of σ/√(frames).
+
 Initialisation. The paper initialises ρ = −10, where tanh is saturated: the
 gradient reaching ρ is about 1e-8 of what it would be at 0, and σ never moves.
 Here ρ starts at −1 (σ at 12% of its range, tanh' = 0.42), which learns.
@@ -35,10 +48,12 @@ from torch import nn
 from .features import FeatureConfig
 
 CLOAK_FORMAT = "sercloak.cloak/1"
+KINDS = ("noise", "temporal")
 
 
 @dataclass(frozen=True)
 class CloakConfig:
+    kind: str = "noise"  # "noise" (the paper's) or "temporal" (plus a per-window offset)
     shape: str = "mel"  # "mel" (per mel bin) or "cell" (per cell of the 2 s window)
     sigma_min: float = 0.0
     sigma_max: float = 5.0  # in standard deviations of each mel bin
@@ -60,24 +75,56 @@ class Cloak(nn.Module):
         super().__init__()
         if cfg.shape not in ("mel", "cell"):
             raise ValueError(f"cloak shape must be 'mel' or 'cell', not {cfg.shape!r}")
-        self.cfg = cfg
+        if cfg.kind not in KINDS:
+            raise ValueError(f"unknown cloak kind {cfg.kind!r} (known: {', '.join(KINDS)})")
+        if cfg.kind == "temporal" and cfg.shape != "mel":
+            raise ValueError("a temporal cloak has one offset per mel bin: use shape 'mel'")
+        self.cfg, self.window = cfg, n_frames
         n_mels = feat_mean.numel()
         shape = (n_mels,) if cfg.shape == "mel" else (n_frames, n_mels)
         self.mu = nn.Parameter(torch.zeros(shape))
         self.rho = nn.Parameter(torch.full(shape, float(cfg.rho_init)))
         self.mu_s = nn.Parameter(torch.zeros(shape))  # suppression values, used once masked
+        # the temporal kind's per-window offset scale τ (kept, unused, by other kinds)
+        self.rho_offset = nn.Parameter(torch.full(shape, float(cfg.rho_init)))
         self.register_buffer("mask", torch.ones(shape))  # 1 = kept, 0 = suppressed
         self.register_buffer("suppressed", torch.tensor(False))
         self.register_buffer("feat_mean", feat_mean.detach().clone().float())
         self.register_buffer("feat_std", feat_std.detach().clone().float())
 
-    def sigma(self) -> torch.Tensor:
+    def _scale(self, rho: torch.Tensor) -> torch.Tensor:
         lo, hi = self.cfg.sigma_min, self.cfg.sigma_max
-        return lo + (hi - lo) * (1 + torch.tanh(self.rho)) / 2
+        return lo + (hi - lo) * (1 + torch.tanh(rho)) / 2
+
+    def sigma(self) -> torch.Tensor:
+        """Std of the per-frame noise, in standard units of each mel bin."""
+        return self._scale(self.rho)
+
+    def offset_sigma(self) -> torch.Tensor:
+        """τ: std of the temporal kind's per-window offset (zero for other kinds)."""
+        if self.cfg.kind != "temporal":
+            return torch.zeros_like(self.rho)
+        return self._scale(self.rho_offset)
+
+    def parameters_to_learn(self) -> list[nn.Parameter]:
+        """What the perturbation stage trains: μ and the noise scales of this kind."""
+        return [self.mu, self.rho] + ([self.rho_offset] if self.cfg.kind == "temporal" else [])
 
     def information_loss(self) -> torch.Tensor:
-        """L_c = −mean(log σ²): small when σ is large, i.e. little of x gets through."""
-        return -torch.log(self.sigma().square() + 1e-12).mean()
+        """L_c = −mean(log σ²) (and of τ²): small when the noise is large, i.e. little of x
+        gets through."""
+        scales = [self.sigma()] + ([self.offset_sigma()] if self.cfg.kind == "temporal" else [])
+        return torch.stack([-torch.log(s.square() + 1e-12).mean() for s in scales]).mean()
+
+    def noise(self, z: torch.Tensor) -> torch.Tensor:
+        """A fresh draw of the additive noise for standardised features z (batch, frames, mels)."""
+        noise = self.sigma() * torch.randn_like(z)
+        if self.cfg.kind == "temporal":
+            batch, frames, mels = z.shape
+            windows = -(-frames // self.window)
+            eta = torch.randn(batch, windows, mels, device=z.device, dtype=z.dtype)
+            noise = noise + self.offset_sigma() * eta.repeat_interleave(self.window, 1)[:, :frames]
+        return noise
 
     @property
     def suppression_ratio(self) -> float:
@@ -86,7 +133,7 @@ class Cloak(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.feat_mean) / self.feat_std
-        noise = self.sigma() * torch.randn_like(z)
+        noise = self.noise(z)
         if self.suppressed:
             z = (z + noise) * self.mask + self.mu_s
         else:
@@ -95,17 +142,18 @@ class Cloak(nn.Module):
 
     @torch.no_grad()
     def suppress(self, ratio: float) -> None:
-        """Mask the `ratio` percent of features with the largest σ; μ_s starts from μ.
+        """Mask the `ratio` percent of features with the largest noise; μ_s starts from μ.
 
         (The published code's evaluation masked at percentile SR instead of
         100 − SR, suppressing the complementary set; topk avoids percentiles.)
         """
         if not 0 <= ratio < 100:
             raise ValueError(f"suppression ratio must be in [0, 100), not {ratio}")
-        sigma = self.sigma().flatten()
-        k = int(round(ratio / 100 * sigma.numel()))
-        mask = torch.ones_like(sigma)
-        mask[torch.topk(sigma, k).indices] = 0
+        # with a temporal offset, its scale counts too: both say "emotion needs little here"
+        scale = (self.sigma().square() + self.offset_sigma().square()).sqrt().flatten()
+        k = int(round(ratio / 100 * scale.numel()))
+        mask = torch.ones_like(scale)
+        mask[torch.topk(scale, k).indices] = 0
         self.mask.copy_(mask.view_as(self.mask))
         self.mu_s.copy_(self.mu)
         self.suppressed.fill_(True)
@@ -118,6 +166,7 @@ class Cloak(nn.Module):
                 "suppression_ratio": self.suppression_ratio, **(extra or {})}
         arrays = {k: v.detach().cpu().numpy() for k, v in
                   [("mu", self.mu), ("rho", self.rho), ("sigma", self.sigma()),
+                   ("rho_offset", self.rho_offset), ("offset_sigma", self.offset_sigma()),
                    ("mu_s", self.mu_s), ("mask", self.mask), ("feat_mean", self.feat_mean),
                    ("feat_std", self.feat_std)]}
         path = Path(path)
@@ -148,8 +197,9 @@ class Cloak(nn.Module):
                     torch.from_numpy(arrays["feat_mean"]), torch.from_numpy(arrays["feat_std"]),
                     n_frames=saved.segment_frames)
         with torch.no_grad():
-            for name in ("mu", "rho", "mu_s", "mask"):
-                getattr(cloak, name).copy_(torch.from_numpy(arrays[name]))
+            for name in ("mu", "rho", "mu_s", "mask", "rho_offset"):
+                if name in arrays:  # files from before the temporal kind lack rho_offset
+                    getattr(cloak, name).copy_(torch.from_numpy(arrays[name]))
             cloak.suppressed.fill_(meta["suppressed"])
             if not np.allclose(cloak.sigma().numpy(), arrays["sigma"], rtol=1e-5, atol=1e-6):
                 raise ValueError(f"{path}: its σ does not follow from its ρ and σ range")

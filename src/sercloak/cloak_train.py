@@ -90,9 +90,10 @@ def _run_stage(cloak: Cloak, f_theta: CnnRnn, adversary: CnnRnn | None, data: Se
             opt.step()
             totals["loss"] += loss.item() * len(pick)
             totals["emotion_ce"] += emotion_ce.item() * len(pick)
-        sigma = cloak.sigma().detach()
+        sigma, tau = cloak.sigma().detach(), cloak.offset_sigma().detach()
         history.append({"epoch": epoch + 1, **{k: v / len(data) for k, v in totals.items()},
-                        "sigma_mean": sigma.mean().item(), "sigma_std": sigma.std().item()})
+                        "sigma_mean": sigma.mean().item(), "sigma_std": sigma.std().item(),
+                        "offset_sigma_mean": tau.mean().item()})
     return history
 
 
@@ -112,10 +113,10 @@ def new_adversary(f_theta: CnnRnn, preset: str = "light", seed: int = 0) -> CnnR
 
 def train_perturbation(cloak: Cloak, f_theta: CnnRnn, data: SegmentSet, cfg: CloakTrainConfig,
                        adversary: CnnRnn | None = None, show_progress: bool = True) -> list[dict]:
-    """Stage 1: learn μ and ρ (and ψ when adversarial)."""
+    """Stage 1: learn μ and ρ (ρ_τ too for the temporal kind; ψ when adversarial)."""
     torch.manual_seed(cfg.seed)
     freeze(f_theta)
-    return _run_stage(cloak, f_theta, adversary, data, [cloak.mu, cloak.rho], True,
+    return _run_stage(cloak, f_theta, adversary, data, cloak.parameters_to_learn(), True,
                       cfg.perturbation_epochs, cfg, "cloak: perturbation", show_progress)
 
 

@@ -66,7 +66,10 @@ class ExperimentConfig:
 
 def run_tag(cfg: ExperimentConfig, baseline_configs: dict[str, TrainConfig]) -> str:
     """Folder name of one configuration's cloaks: other settings never reuse them."""
-    everything = {"cloak": cfg.cloak.to_dict(), "cloak_train": cfg.cloak_train.to_dict(),
+    cloak = cfg.cloak.to_dict()
+    if cloak["kind"] == "noise":  # the paper's kind hashes as before `kind` existed: reused
+        del cloak["kind"]
+    everything = {"cloak": cloak, "cloak_train": cfg.cloak_train.to_dict(),
                   "baselines": {t: c.to_dict() for t, c in sorted(baseline_configs.items())}}
     # neither the ratios run nor the attackers change what a cloak is
     digest = hashlib.sha1(json.dumps(everything, sort_keys=True).encode()).hexdigest()[:8]
@@ -77,8 +80,10 @@ def setting_name(ratio: int, adversarial: bool) -> str:
     return f"{'adversarial' if adversarial else 'cloak'}_sr{ratio}"
 
 
-def method_name(adversarial: bool) -> str:
-    return "cloak_adversarial" if adversarial else "cloak"
+def method_name(kind: str, adversarial: bool) -> str:
+    """results.json's `method`: cloak, cloak_adversarial, cloak_temporal, ..."""
+    base = "cloak" if kind == "noise" else f"cloak_{kind}"
+    return f"{base}_adversarial" if adversarial else base
 
 
 class FoldRunner:
@@ -173,7 +178,7 @@ class FoldRunner:
                 torch.manual_seed(1000 + self.fold)  # the evaluation's noise draws
                 emotion = evaluate(self.f_theta, self.segments(self.part, "emotion", False),
                                    cloak, self.device)
-            result = {"method": method_name(adversarial),
+            result = {"method": method_name(self.cfg.cloak.kind, adversarial),
                       "suppression_ratio": cloak.suppression_ratio, "emotion": emotion,
                       **self.attacks.cloaked(cloak, name)}
             if "cnn" in result["attackers"]:
@@ -225,7 +230,7 @@ def score_grid(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainC
             for ratio in cfg.ratios:
                 per_setting.setdefault((ratio, adversarial), []).append(
                     runner.score(ratio, adversarial))
-    grid = [{"method": method_name(adversarial), "suppression_ratio": ratio,
+    grid = [{"method": method_name(cfg.cloak.kind, adversarial), "suppression_ratio": ratio,
              "adversarial": adversarial, **summarise_setting(runs)}
             for (ratio, adversarial), runs in per_setting.items()]
     return grid, summarise_clean(clean_runs), run_dir

@@ -27,6 +27,10 @@ import numpy as np
 import torch
 
 NORMALISATIONS = ("none", "user")
+# What `sercloak prepare` uses unless told otherwise: per-user normalisation won on
+# validation speakers (docs/training.md). FeatureConfig itself defaults to plain dB, which
+# is also what a saved configuration without the field meant.
+DEFAULT_NORMALISATION = "user"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,16 @@ STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
          "gender_informed": ("gender, informed cnn", "tab:red"),
          "gender_worst": ("gender, worst case (any attacker)", "tab:purple")}
 FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector"}
+METHOD_NAMES = {"cloak": "Cloak", "cloak_adversarial": "Cloak + adversarial",
+                "cloak_temporal": "Temporal cloak",
+                "cloak_temporal_adversarial": "Temporal cloak + adversarial"}
+
+
+def method_label(entry: dict, short: bool = False) -> str:
+    """How a results.json entry's method reads in tables and legends."""
+    method = entry.get("method", "cloak_adversarial" if entry["adversarial"] else "cloak")
+    label = METHOD_NAMES.get(method, method)
+    return label.replace("adversarial", "adv.") if short else label
 
 
 def file_suffix(results: dict) -> str:
@@ -48,7 +58,7 @@ def tradeoff_figure(results: dict, out: Path) -> None:
                 continue
             mean = [e[key]["uar"]["mean"] for e in entries]
             std = [e[key]["uar"]["std"] for e in entries]
-            name = f"{label}, {'Cloak + adversarial' if adversarial else 'Cloak'}"
+            name = f"{label}, {method_label(entries[0])}"
             ax.errorbar(ratios, mean, yerr=std, fmt=line, color=colour, capsize=3,
                         alpha=1.0 if adversarial else 0.6, label=name)
     base = results["baseline"]
@@ -113,7 +123,7 @@ def _per_corpus_table(results: dict) -> str:
                                             for k, v in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in results["cloak"]:
-        name = "Cloak + adv." if e["adversarial"] else "Cloak"
+        name = method_label(e, short=True)
         for c in corpora:
             cells = [fmt((e[k] if v is None else e["attackers"][k][v])["per_corpus"][c]["uar"])
                      for k, v in columns]
@@ -154,7 +164,7 @@ def privacy_table(results: dict) -> str:
         cells = [fmt(base["gender"]["uar"])] * 2
     lines.append(f"| clean | – | {fmt(base['emotion']['uar'])} | " + " | ".join(cells) + " |")
     for entry in results["cloak"]:
-        name = "Cloak + adversarial" if entry["adversarial"] else "Cloak"
+        name = method_label(entry)
         if families:
             cells = [f"{entry['attackers'][f]['ignorant']['uar']['mean']:.1f} / "
                      f"{entry['attackers'][f]['informed']['uar']['mean']:.1f}" for f in families]

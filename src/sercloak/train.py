@@ -215,49 +215,64 @@ class WeightAverage:
                 avg.copy_(new)
 
 
-def _augment(x: torch.Tensor, model: CnnRnn, cfg: TrainConfig, gen: torch.Generator,
-             feature_cfg: FeatureConfig) -> torch.Tensor:
-    x = augment.warp(x, cfg.tempo, cfg.vtlp, gen)
-    if feature_cfg.normalise == "none":  # per-user normalisation removes any gain anyway
-        x = augment.random_gain(x, cfg.gain_db, feature_cfg.pad_value, gen)
-    return augment.spec_augment(x, model.feat_mean.cpu(), cfg.spec_augment, gen)
+@dataclass
+class _Run:
+    """What every training step of one run needs."""
 
+    model: CnnRnn
+    opt: torch.optim.Optimizer
+    average: WeightAverage | None
+    cfg: TrainConfig
+    feature_cfg: FeatureConfig
+    gen: torch.Generator  # every random draw of the run, so a resumed run continues exactly
+    device: torch.device
+    transform: Transform | None
+    weights: torch.Tensor  # per training segment
 
-def _epoch(model: CnnRnn, opt: torch.optim.Optimizer, train: SegmentSet, cfg: TrainConfig,
-           weights: torch.Tensor, gen: torch.Generator, device: torch.device,
-           transform: Transform | None, epoch: int, average: WeightAverage | None,
-           feature_cfg: FeatureConfig) -> float:
-    model.train()
-    index, is_copy = balanced_index(train, cfg.task, gen)
-    order = torch.randperm(len(index), generator=gen)
-    n_batches = math.ceil(len(order) / cfg.batch_size)
-    total, n = 0.0, 0
-    for b, start in enumerate(range(0, len(order), cfg.batch_size)):
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(epoch + b / n_batches, cfg)
-        pick = index[order[start : start + cfg.batch_size]]
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        cfg, gen = self.cfg, self.gen
+        x = augment.warp(x, cfg.tempo, cfg.vtlp, gen)
+        if self.feature_cfg.normalise == "none":  # per-user normalisation removes any gain anyway
+            x = augment.random_gain(x, cfg.gain_db, self.feature_cfg.pad_value, gen)
+        return augment.spec_augment(x, self.model.feat_mean.cpu(), cfg.spec_augment, gen)
+
+    def batch(self, train: SegmentSet, pick: torch.Tensor, copies: torch.Tensor):
+        """(features, soft targets, weights) of one training batch, augmented, on the device."""
         x = train.x[pick].clone()
-        if transform is not None:  # e.g. a cloak: the attacker trains on what it will see
+        if self.transform is not None:  # e.g. a cloak: the attacker trains on what it will see
             with torch.no_grad():
-                x = transform(x.to(device)).cpu()
-        copies = is_copy[order[start : start + cfg.batch_size]]
+                x = self.transform(x.to(self.device)).cpu()
         if copies.any():  # the paper's augmentation: noisy copies of minority segments
-            noise = torch.randn(x[copies].shape, generator=gen)
-            x[copies] += cfg.copy_noise_std * noise * model.feat_std.cpu()
-        x = _augment(x, model, cfg, gen, feature_cfg)
+            noise = torch.randn(x[copies].shape, generator=self.gen)
+            x[copies] += self.cfg.copy_noise_std * noise * self.model.feat_std.cpu()
+        x = self.augment(x)
         target = F.one_hot(train.y[pick], len(train.labels)).float()
-        x, target = augment.mixup(x, target, cfg.mixup, gen)
-        x, target, w = x.to(device), target.to(device), weights[pick].to(device)
-        loss = (F.cross_entropy(model(x), target, reduction="none",
-                                label_smoothing=cfg.label_smoothing) * w).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if average is not None:
-            average.update(model)
-        total += loss.item() * len(pick)
-        n += len(pick)
-    return total / n
+        x, target = augment.mixup(x, target, self.cfg.mixup, self.gen)
+        return x.to(self.device), target.to(self.device), self.weights[pick].to(self.device)
+
+    def epoch(self, train: SegmentSet, epoch: int) -> float:
+        """One pass over the (class-balanced) training set; returns the mean loss."""
+        cfg, model, opt = self.cfg, self.model, self.opt
+        model.train()
+        index, is_copy = balanced_index(train, cfg.task, self.gen)
+        order = torch.randperm(len(index), generator=self.gen)
+        n_batches = math.ceil(len(order) / cfg.batch_size)
+        total, n = 0.0, 0
+        for b, start in enumerate(range(0, len(order), cfg.batch_size)):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(epoch + b / n_batches, cfg)
+            batch = order[start : start + cfg.batch_size]
+            x, target, w = self.batch(train, index[batch], is_copy[batch])
+            loss = (F.cross_entropy(model(x), target, reduction="none",
+                                    label_smoothing=cfg.label_smoothing) * w).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if self.average is not None:
+                self.average.update(model)
+            total += loss.item() * len(batch)
+            n += len(batch)
+        return total / n
 
 
 def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: FeatureConfig,
@@ -286,6 +301,7 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
     if state_file.is_file():
         st, best = _restore(state_file, cfg, feature_cfg, model, opt, gen, average)
     weights = speaker_weights(train) if cfg.speaker_weighting else torch.ones(len(train))
+    run = _Run(model, opt, average, cfg, feature_cfg, gen, device, transform, weights)
     scored = average.model if average is not None else model  # what validation sees
     early_stop = cfg.select == "best"
 
@@ -293,8 +309,7 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
     bar = tqdm(total=cfg.max_epochs, initial=st.epoch, desc=f"train {cfg.task}", unit="epoch",
                disable=not show_progress)
     while st.epoch < cfg.max_epochs and not (early_stop and st.bad_epochs >= cfg.patience):
-        loss = _epoch(model, opt, train, cfg, weights, gen, device, transform, st.epoch, average,
-                      feature_cfg)
+        loss = run.epoch(train, st.epoch)
         uar = evaluate(scored, valid, transform, device=device)["overall"]["uar"]
         st.epoch += 1
         st.history.append({"epoch": st.epoch, "loss": loss, "valid_uar": uar})
