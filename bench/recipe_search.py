@@ -22,7 +22,7 @@ import numpy as np
 
 from sercloak.cli import parse_folds
 from sercloak.data import TASK_POOL, Workdir
-from sercloak.train import load_checkpoint, recipe_config, train
+from sercloak.train import TrainConfig, load_checkpoint, recipe_config, train
 
 
 def parse_value(text: str):
@@ -34,6 +34,12 @@ def parse_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def as_field_type(key: str, value):
+    """`value` as the type of TrainConfig's default for `key` (so lr=0 and lr=0.0 are one run)."""
+    default = getattr(TrainConfig(), key)
+    return type(default)(value) if isinstance(default, (int, float)) else value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", required=True)
@@ -42,7 +48,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--folds", default="0-4")
     args = parser.parse_args()
-    overrides = {k: parse_value(v) for k, _, v in (s.partition("=") for s in args.set)}
+    overrides = {k: as_field_type(k, parse_value(v))
+                 for k, _, v in (s.partition("=") for s in args.set)}
     cfg = recipe_config(args.recipe, args.task, **overrides)
     wd = Workdir.open(args.workdir)
     name = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
