@@ -83,10 +83,11 @@ def evaluate_on(wd: Workdir, fold: int, tag: str, other: Workdir,
     seen = {s for part in PARTS if part != "test" for s in wd.folds[fold][part]}
     result = {"source": str(wd.root), "fold": fold, "models": tag, "target": str(other.root),
               "shared_speakers": sorted(seen & {u.speaker for u in other.utterances})}
-    feats = other.features(other.utterances)
+    emotion = build_segments(other.utterances, other.features(other.utterances), "emotion",
+                             other.cfg.test_hop_frames, other.cfg)
     for task in TASKS:
         model, _ = load_checkpoint(model_path(wd, tag, fold, task), other.cfg, device)
-        data = build_segments(other.utterances, feats, task, other.cfg.test_hop_frames, other.cfg)
+        data = emotion if task == "emotion" else emotion.relabel(task)
         result[task] = evaluate(model, data, device=device)
         if cloak is not None:
             with torch.random.fork_rng(devices=[]):

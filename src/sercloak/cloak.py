@@ -85,8 +85,9 @@ class Cloak(nn.Module):
         self.mu = nn.Parameter(torch.zeros(shape))
         self.rho = nn.Parameter(torch.full(shape, float(cfg.rho_init)))
         self.mu_s = nn.Parameter(torch.zeros(shape))  # suppression values, used once masked
-        # the temporal kind's per-window offset scale τ (kept, unused, by other kinds)
-        self.rho_offset = nn.Parameter(torch.full(shape, float(cfg.rho_init)))
+        # τ's ρ: the temporal kind's per-window offset scale (None for the paper's kind)
+        self.rho_offset = (nn.Parameter(torch.full(shape, float(cfg.rho_init)))
+                           if cfg.kind == "temporal" else None)
         self.register_buffer("mask", torch.ones(shape))  # 1 = kept, 0 = suppressed
         self.register_buffer("suppressed", torch.tensor(False))
         self.register_buffer("feat_mean", feat_mean.detach().clone().float())
@@ -102,24 +103,24 @@ class Cloak(nn.Module):
 
     def offset_sigma(self) -> torch.Tensor:
         """τ: std of the temporal kind's per-window offset (zero for other kinds)."""
-        if self.cfg.kind != "temporal":
+        if self.rho_offset is None:
             return torch.zeros_like(self.rho)
         return self._scale(self.rho_offset)
 
     def parameters_to_learn(self) -> list[nn.Parameter]:
         """What the perturbation stage trains: μ and the noise scales of this kind."""
-        return [self.mu, self.rho] + ([self.rho_offset] if self.cfg.kind == "temporal" else [])
+        return [p for p in (self.mu, self.rho, self.rho_offset) if p is not None]
 
     def information_loss(self) -> torch.Tensor:
         """L_c = −mean(log σ²) (and of τ²): small when the noise is large, i.e. little of x
         gets through."""
-        scales = [self.sigma()] + ([self.offset_sigma()] if self.cfg.kind == "temporal" else [])
+        scales = [self._scale(rho) for rho in (self.rho, self.rho_offset) if rho is not None]
         return torch.stack([-torch.log(s.square() + 1e-12).mean() for s in scales]).mean()
 
     def noise(self, z: torch.Tensor) -> torch.Tensor:
         """A fresh draw of the additive noise for standardised features z (batch, frames, mels)."""
         noise = self.sigma() * torch.randn_like(z)
-        if self.cfg.kind == "temporal":
+        if self.rho_offset is not None:
             batch, frames, mels = z.shape
             windows = -(-frames // self.window)
             eta = torch.randn(batch, windows, mels, device=z.device, dtype=z.dtype)
@@ -166,9 +167,11 @@ class Cloak(nn.Module):
                 "suppression_ratio": self.suppression_ratio, **(extra or {})}
         arrays = {k: v.detach().cpu().numpy() for k, v in
                   [("mu", self.mu), ("rho", self.rho), ("sigma", self.sigma()),
-                   ("rho_offset", self.rho_offset), ("offset_sigma", self.offset_sigma()),
                    ("mu_s", self.mu_s), ("mask", self.mask), ("feat_mean", self.feat_mean),
                    ("feat_std", self.feat_std)]}
+        if self.rho_offset is not None:  # the temporal kind's τ
+            arrays["rho_offset"] = self.rho_offset.detach().cpu().numpy()
+            arrays["offset_sigma"] = self.offset_sigma().detach().cpu().numpy()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -198,7 +201,7 @@ class Cloak(nn.Module):
                     n_frames=saved.segment_frames)
         with torch.no_grad():
             for name in ("mu", "rho", "mu_s", "mask", "rho_offset"):
-                if name in arrays:  # files from before the temporal kind lack rho_offset
+                if getattr(cloak, name) is not None:
                     getattr(cloak, name).copy_(torch.from_numpy(arrays[name]))
             cloak.suppressed.fill_(meta["suppressed"])
             if not np.allclose(cloak.sigma().numpy(), arrays["sigma"], rtol=1e-5, atol=1e-6):

@@ -45,12 +45,6 @@ class CloakTrainConfig:
         return asdict(self)
 
 
-def gender_targets(data: SegmentSet) -> torch.Tensor:
-    """Gender class index of every segment of an emotion SegmentSet."""
-    per_utt = torch.tensor([GENDERS.index(u.gender) for u in data.utterances])
-    return per_utt[data.utt]
-
-
 def freeze(model: CnnRnn) -> CnnRnn:
     model.eval()
     for p in model.parameters():
@@ -66,7 +60,7 @@ def _run_stage(cloak: Cloak, f_theta: CnnRnn, adversary: CnnRnn | None, data: Se
         groups.append({"params": list(adversary.parameters()), "lr": cfg.adversary_lr})
     opt = torch.optim.Adam(groups)
     gen = torch.Generator().manual_seed(cfg.seed)
-    genders = gender_targets(data)
+    genders = data.relabel("gender").y
     device = cloak.mu.device
     history = []
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not show_progress):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,12 @@ class SegmentSet:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def relabel(self, task: str) -> SegmentSet:
+        """The same segments (features shared, not copied) labelled for another task."""
+        labels = TASK_LABELS[task]
+        per_utt = torch.tensor([labels.index(label_of(u, task)) for u in self.utterances])
+        return replace(self, y=per_utt[self.utt], labels=labels)
 
 
 def build_segments(utts: list[Utterance], feats: list[np.ndarray], task: str, hop: int,
