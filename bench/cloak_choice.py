@@ -23,7 +23,7 @@ from sercloak.attacks.suite import AttackConfig
 from sercloak.baselines import model_path, model_tag, run_baselines
 from sercloak.cli import parse_folds
 from sercloak.cloak import Cloak, CloakConfig
-from sercloak.cloak_train import CloakTrainConfig
+from sercloak.cloak.training import CloakTrainConfig
 from sercloak.data import Workdir
 from sercloak.evaluate import evaluate
 from sercloak.experiment import ExperimentConfig, score_grid

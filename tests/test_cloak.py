@@ -1,13 +1,18 @@
 """The noise module, suppression, the cloak file and the gradient-reversal layer."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
+from sercloak.augment import warp_by
 from sercloak.cloak import Cloak, CloakConfig, reverse_gradient
+from sercloak.cloak.saliency import gender_over_emotion
+from sercloak.corpora import Utterance
+from sercloak.data import SegmentSet
 from sercloak.features import FeatureConfig
 from sercloak.models import CnnRnn
 
@@ -200,3 +205,90 @@ def test_cloak_files_from_before_the_temporal_kind_still_load(tmp_path):
     np.savez(tmp_path / "old.npz", **arrays)
     old = Cloak.load(tmp_path / "old.npz", FeatureConfig())
     assert old.cfg.kind == "noise" and torch.equal(old.sigma(), cloak.sigma().detach())
+
+
+# -- issue 10: warping, the saliency mask, the file format of every kind -------------------
+
+
+def test_warp_is_the_identity_at_factor_one_and_moves_spectra_otherwise():
+    x = torch.randn(3, 200, 128)
+    # exact up to rounding: float64 shows it, float32's grid coordinates round at ~1e-4
+    ones = torch.ones(3, dtype=torch.float64)
+    assert torch.allclose(warp_by(x.double(), ones, ones), x.double(), atol=1e-10)
+    assert torch.allclose(warp_by(x, torch.ones(3), torch.ones(3)), x, atol=1e-3)
+    # a peak at bin 60 moves down the mel axis when stretched by 1.2 (bin f reads f * 1.2)
+    peak = torch.zeros(1, 200, 128)
+    peak[..., 60] = 1.0
+    moved = warp_by(peak, torch.ones(1), torch.full((1,), 1.2))
+    assert moved[0, 0].argmax().item() == 50
+    cloak = make(warp=0.2, rho_init=-50.0)  # σ ≈ 0: only the warp acts
+    out = cloak(x * 12 - 30)
+    assert out.shape == x.shape and not torch.allclose(out, x * 12 - 30, atol=1e-3)
+    assert torch.allclose(make(warp=0.0, rho_init=-50.0)(x), x, atol=1e-4)
+
+
+def test_warp_factors_are_drawn_per_item_within_the_range():
+    cloak = make(warp=0.1, rho_init=-50.0)
+    ramp = torch.linspace(0, 127, 128).expand(64, 200, 128).contiguous()  # value = bin index
+    out = cloak(ramp)
+    factors = out[:, 0, 1:100].diff(dim=-1).mean(-1)  # slope of the warped ramp = the factor
+    assert factors.min() >= 0.9 - 1e-3 and factors.max() <= 1.1 + 1e-3
+    assert factors.std() > 0.03  # different items, different factors
+    # within an item, every frame has the same factor: one warp per utterance
+    assert torch.allclose(out[:, 0], out[:, -1])
+
+
+def test_mask_follows_given_scores_and_refuses_the_wrong_shape():
+    cloak = make()
+    scores = torch.zeros(128)
+    scores[[3, 70, 100]] = 1.0
+    cloak.suppress(100 * 3 / 128, scores)
+    assert torch.nonzero(cloak.mask == 0).flatten().tolist() == [3, 70, 100]
+    with pytest.raises(ValueError, match="mask scores of shape"):
+        make().suppress(20, torch.zeros(5))
+
+
+def test_saliency_scores_point_at_the_bins_that_carry_gender():
+    """Gender lives in bins 10-13 and emotion in bins 40-43: the mask goes to 10-13."""
+    torch.manual_seed(0)
+    n = 256
+    gender = torch.randint(0, 2, (n,))
+    emotion = torch.randint(0, 4, (n,))
+    x = torch.randn(n, 20, 128)  # short segments: the scores only need bins
+    x[:, :, 10:14] += 2.0 * gender[:, None, None]
+    x[:, :, 40:44] += 1.5 * emotion[:, None, None]
+    genders = ("female", "male")
+    utts = [Utterance(f"s:u{i}", "s", f"s:spk{i % 8}", genders[int(gender[i])], "happy",
+                      Path("x.wav"), 2.0) for i in range(n)]
+    data = SegmentSet(x=x, y=emotion, utt=torch.arange(n), speaker=torch.arange(n) % 8,
+                      utterances=utts, speakers=[f"spk{i}" for i in range(8)],
+                      labels=("neutral", "happy", "sad", "angry"))
+
+    class EmotionProbe(torch.nn.Module):  # reads the emotion bins only, as f_θ would
+        def forward(self, x):
+            return x[:, :, 40:44].mean(dim=(1, 2))[:, None] * torch.arange(4.0) - torch.arange(
+                4.0) ** 2 / 2 * 1.5
+
+    cloak = Cloak(CloakConfig(rho_init=-50.0), torch.zeros(128), torch.ones(128))
+    scores = gender_over_emotion(cloak, EmotionProbe(), data)
+    assert set(scores.topk(4).indices.tolist()) == {10, 11, 12, 13}
+    assert scores[40:44].max() < scores.median()
+
+
+def test_cloak_file_carries_warp_and_mask_rule_and_refuses_unknown_kinds(tmp_path):
+    cloak = make(kind="temporal", warp=0.15, mask_by="saliency")
+    cloak.save(tmp_path / "c.npz", FeatureConfig())
+    again = Cloak.load(tmp_path / "c.npz", FeatureConfig())
+    assert again.cfg == cloak.cfg
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["cloak_config"]["kind"] = "hologram"
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "future.npz", **arrays)
+    with pytest.raises(ValueError, match=r"future\.npz: unknown cloak kind 'hologram'"):
+        Cloak.load(tmp_path / "future.npz", FeatureConfig())
+    with pytest.raises(ValueError, match="unknown mask rule"):
+        CloakConfig(mask_by="vibes")
+    with pytest.raises(ValueError, match="warp must be"):
+        CloakConfig(warp=1.5)

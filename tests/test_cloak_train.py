@@ -1,8 +1,10 @@
 """Cloak training (both stages, adversarial variant), attacker protocols, the experiment."""
 
 import json
+import re
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,13 +12,8 @@ from sercloak import experiment as experiment_module
 from sercloak.attacks import cnn as cnn_module
 from sercloak.attacks.suite import AttackConfig, fold_uars
 from sercloak.cli import main as cli_main
-from sercloak.cloak import Cloak, CloakConfig
-from sercloak.cloak_train import (
-    CloakTrainConfig,
-    new_adversary,
-    train_perturbation,
-    train_suppression,
-)
+from sercloak.cloak import Cloak, CloakConfig, new_adversary
+from sercloak.cloak.training import CloakTrainConfig, train_perturbation, train_suppression
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir, normalisation_stats
 from sercloak.evaluate import evaluate
@@ -105,9 +102,11 @@ def test_adversarial_training_updates_psi_and_changes_the_cloak(primary):
         psi = new_adversary(f_theta) if adversarial else None
         start = [p.detach().clone() for p in psi.parameters()] if psi else []
         cfg = replace(QUICK, adversarial=adversarial)
-        history = train_perturbation(cloak, f_theta, primary, cfg, psi, show_progress=False)
+        history = train_perturbation(cloak, f_theta, primary, cfg, {"cnn": psi} if psi else None,
+                                     show_progress=False)
         if psi is not None:
             assert history[-1]["gender_ce"] > 0
+            assert 0 <= history[-1]["adversary_acc_cnn"] <= 100
             assert any(not torch.equal(a, p) for a, p in zip(start, psi.parameters(), strict=True))
         cloaks[adversarial] = cloak
     # same seed and data: only the reversed gender gradient can make them differ
@@ -177,11 +176,12 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     check_attacker_results(saved, workdir.root / saved["config"]["cloak_dir"])
     report = (workdir.root / "report.md").read_text()
     assert "d-vector (ign. / inf.)" in report and "worst case" in report
-    assert "tradeoff.png" in report
-    # one training row per fold and setting; ψ's cross-entropy only for the adversarial one
-    rows = [line for line in report.splitlines() if line.startswith(("| 0 | Cloak", "| 1 | Cloak"))]
-    assert len(rows) == 4 and all(r.endswith("| – |") != ("adv." in r) for r in rows)
-    for png in ("tradeoff.png", "noise_map.png"):
+    assert "tradeoff.png" in report and "pareto.png" in report
+    # one training row per fold and setting; ψ's cross-entropy and accuracy for adversarial ones
+    rows = [line for line in report.splitlines() if line.startswith(("| 0 | ", "| 1 | "))]
+    assert len(rows) == 4 and all(r.endswith("| – | – |") != ("adversarial" in r) for r in rows)
+    assert all(re.search(r"cnn \d+% \|$", r) for r in rows if "adversarial" in r)
+    for png in ("tradeoff.png", "noise_map.png", "pareto.png"):
         assert (workdir.root / png).read_bytes()[:4] == b"\x89PNG"
     cloak_files = sorted((workdir.root / saved["config"]["cloak_dir"] / "fold1").glob("*.npz"))
     assert [f.name for f in cloak_files] == ["adversarial_sr0.npz", "adversarial_sr60.npz",
@@ -263,13 +263,15 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     temporal = replace(TINY, cloak=CloakConfig(kind="temporal"), ratios=(0,),
                        attacks=AttackConfig(families=("stats",)))
     results = run_experiment(workdir, [0], tiny_configs(), temporal, show_progress=False)
-    assert {e["method"] for e in results["cloak"]} == {"cloak_temporal",
-                                                       "cloak_temporal_adversarial"}
+    # results.json keeps the methods run before (the cell cloak replaced the mel one's entries)
+    assert {e["method"] for e in results["cloak"]} == {
+        "cloak", "cloak_adversarial", "cloak_temporal", "cloak_temporal_adversarial"}
+    assert json.loads((workdir.root / "results.json").read_text())["cloak"] == results["cloak"]
     trained = Cloak.load(workdir.root / results["config"]["cloak_dir"] / "fold0" /
                          "cloak_sr0.npz", workdir.cfg)
     assert trained.cfg.kind == "temporal"
     assert not torch.allclose(trained.rho_offset, torch.full_like(trained.rho_offset, -1.0))
-    assert "| Temporal cloak + adversarial | 0 |" in (workdir.root / "report.md").read_text()
+    assert "| Cloak (temporal) + adversarial | 0 |" in (workdir.root / "report.md").read_text()
 
 
 def test_experiment_with_the_all_speakers_attacker_pool(workdir):
@@ -287,3 +289,105 @@ def test_experiment_with_the_all_speakers_attacker_pool(workdir):
     # primary validation speakers now belong to the attacker's pool: scoring on them is refused
     with pytest.raises(ValueError, match="test speakers"):
         score_grid(workdir, [0], tiny_configs(), cfg, "primary_valid", show_progress=False)
+
+
+# -- issue 10's methods, each through the whole experiment on the fixture -----------------
+
+STATS_ONLY = AttackConfig(families=("stats",), informed_epochs=1)
+
+
+def test_minmax_game_trains_both_adversary_families_and_reports_their_accuracy(primary):
+    f_theta = frozen_emotion_model(primary)
+    adversaries = {f: new_adversary(f_theta, f) for f in ("cnn", "stats")}
+    start = {f: [p.detach().clone() for p in a.parameters()] for f, a in adversaries.items()}
+    cfg = replace(QUICK, adversarial=True, game="minmax", adversaries=("cnn", "stats"),
+                  adversary_steps=2, adversary_lr=1e-3, weight_warmup=0.5)
+    cloak = new_cloak(f_theta)
+    history = train_perturbation(cloak, f_theta, primary, cfg, adversaries, show_progress=False)
+    for family, adversary in adversaries.items():
+        assert any(not torch.equal(a, p) for a, p in zip(start[family], adversary.parameters(),
+                                                          strict=True))
+        assert 0 <= history[-1][f"adversary_acc_{family}"] <= 100
+    assert history[-1]["privacy_loss"] > 0
+    plain = new_cloak(f_theta)
+    train_perturbation(plain, f_theta, primary, replace(QUICK, adversarial=False),
+                       show_progress=False)
+    assert not torch.allclose(plain.mu.detach(), cloak.mu.detach())  # the game moved it
+
+
+def test_weight_ramps_up_over_the_warmup_then_stays():
+    from sercloak.cloak.training import _Stage
+
+    class Stub:
+        cfg = CloakTrainConfig(weight_warmup=0.5)
+        ramp = True
+    assert [_Stage.weight(Stub, p) for p in (0.0, 0.25, 0.5, 0.9)] == [0.0, 0.5, 1.0, 1.0]
+    Stub.ramp = False  # the suppression stage plays at full weight
+    assert _Stage.weight(Stub, 0.0) == 1.0
+
+
+def test_unknown_game_or_adversary_is_refused():
+    with pytest.raises(ValueError, match="unknown game"):
+        CloakTrainConfig(game="chess")
+    with pytest.raises(ValueError, match="adversaries"):
+        CloakTrainConfig(adversaries=("oracle",))
+
+
+def test_waveform_baseline_runs_through_the_same_harness(workdir):
+    cfg = replace(TINY, transform="mcadams", attacks=STATS_ONLY)
+    results = run_experiment(workdir, [0], tiny_configs(), cfg, show_progress=False)
+    entry = next(e for e in results["cloak"] if e["method"] == "mcadams")
+    assert entry["suppression_ratio"] == 0 and not entry["adversarial"]
+    assert set(entry["attackers"]["stats"]) == {"ignorant", "informed"}
+    assert (workdir.root / "features-mcadams" / "synthetic").is_dir()
+    # its features differ from the clean ones for every utterance
+    anonymised = workdir.transformed(experiment_module.TRANSFORMS["mcadams"], False)
+    utt = workdir.utterances[0]
+    clean, moved = workdir.raw_features([utt])[0], anonymised.raw_features([utt])[0]
+    assert clean.shape == moved.shape and not np.allclose(clean, moved)
+    assert "McAdams (VPC B2)" in (workdir.root / "report.md").read_text()
+
+
+def test_server_adaptation_and_selection_on_validation_speakers(workdir):
+    cfg = replace(TINY, attacks=STATS_ONLY, adapt_epochs=1, variants=("plain",),
+                  select_folds=(0,), cloak=CloakConfig(kind="temporal"))
+    results = run_experiment(workdir, [0], tiny_configs(), cfg, show_progress=False)
+    chosen = [e for e in results["cloak"] if e["method"] == "cloak_temporal_adapted"]
+    assert len(chosen) == 1  # one operating point of the two ratios went to test
+    entry = chosen[0]
+    assert entry["suppression_ratio"] in (0, 60)
+    assert entry["validation"]["method"] == entry["method"]
+    assert entry["emotion"] != entry["emotion_unadapted"]
+    run_dir = workdir.root / entry["cloak_dir"] / "fold0"
+    name = experiment_module.setting_name(round(entry["suppression_ratio"]), False)
+    assert (run_dir / f"{name}.adapted1.pt").is_file()
+    report = (workdir.root / "report.md").read_text()
+    assert "Operating points chosen on validation speakers" in report
+    assert "| Cloak (temporal), adapted |" in report
+
+
+def test_choose_takes_the_most_private_setting_within_the_emotion_budget():
+    def entry(method, ratio, emotion, gender):
+        return {"method": method, "suppression_ratio": ratio,
+                "emotion": {"uar": {"mean": emotion}}, "gender_worst": {"uar": {"mean": gender}}}
+    grid = [entry("a", 0, 50.0, 80.0), entry("a", 60, 48.5, 70.0), entry("a", 80, 40.0, 55.0),
+            entry("b", 0, 45.0, 60.0), entry("b", 60, 46.0, 65.0)]
+    chosen = experiment_module.choose(grid, clean_emotion=50.0)
+    assert chosen["a"]["suppression_ratio"] == 60  # 80 costs 10 points
+    assert chosen["b"]["suppression_ratio"] == 60  # none within 2 points: the cheapest
+
+
+def test_warping_and_saliency_cloaks_run_and_the_warp_has_its_own_emotion_model(workdir):
+    configs = {t: replace(c, vtlp=0.2 if t == "emotion" else 0.0)
+               for t, c in tiny_configs().items()}
+    cfg = replace(TINY, attacks=STATS_ONLY, variants=("plain",), ratios=(40,),
+                  cloak=CloakConfig(warp=0.2, mask_by="saliency"))
+    results = run_experiment(workdir, [0], configs, cfg, show_progress=False)
+    entry = next(e for e in results["cloak"] if e["method"] == "cloak_warp_saliency")
+    assert entry["emotion_model"] == "light-paper-vtlp0.2"
+    assert (workdir.root / "models" / "light-paper-vtlp0.2" / "fold0" / "emotion.pt").is_file()
+    cloak = Cloak.load(workdir.root / entry["cloak_dir"] / "fold0" / "cloak_sr40.npz",
+                       workdir.cfg)
+    scores = torch.tensor(cloak.meta["mask_scores"])
+    masked = cloak.mask.flatten() == 0
+    assert scores[masked].min() >= scores[~masked].max()  # the mask follows the saliency

@@ -19,15 +19,28 @@ from .cloak import Cloak
 from .data import TASK_POOL, Workdir, build_segments
 from .evaluate import evaluate
 from .folds import PARTS
-from .train import DEFAULT_RECIPE, TrainConfig, load_checkpoint, pick_device, train
+from .train import DEFAULT_RECIPE, TrainConfig, load_checkpoint, pick_device, recipe_config, train
 
 TASKS = ("emotion", "gender")
 DEFAULT_TAG = f"light-{DEFAULT_RECIPE}"
 
 
+# settings that make a different model family when they differ from the recipe's own:
+# a warping cloak's emotion model is trained with the cloak's warp range
+TAGGED_SETTINGS = ("vtlp",)
+
+
 def model_tag(cfg: TrainConfig) -> str:
-    """The name of a model family's folder: network preset and training recipe."""
-    return f"{cfg.model}-{cfg.recipe}"
+    """The name of a model family's folder: network preset and training recipe, and any
+    of `TAGGED_SETTINGS` that differs from the recipe's (e.g. light-strong-vtlp0.2)."""
+    recipe = recipe_config(cfg.recipe, cfg.task)
+    changed = "".join(f"-{name}{getattr(cfg, name):g}" for name in TAGGED_SETTINGS
+                      if getattr(cfg, name) != getattr(recipe, name))
+    return f"{cfg.model}-{cfg.recipe}{changed}"
+
+
+def model_tags(configs: dict[str, TrainConfig]) -> dict[str, str]:
+    return {task: model_tag(cfg) for task, cfg in configs.items()}
 
 
 def model_path(wd: Workdir, tag: str, fold: int, task: str) -> Path:
@@ -54,16 +67,18 @@ def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, show_progress: bool = T
     return out
 
 
-def evaluate_fold(wd: Workdir, fold: int, tag: str = DEFAULT_TAG) -> dict:
-    """Both models of `fold` on the fold's test speakers; also written to eval.json."""
+def evaluate_fold(wd: Workdir, fold: int, tags: dict[str, str] | None = None) -> dict:
+    """Both models of `fold` (model families `tags` per task, default the default
+    recipe's) on the fold's test speakers; also written to eval.json."""
+    tags = tags or {task: DEFAULT_TAG for task in TASKS}
     device = pick_device()
     result = {}
     for task in TASKS:
-        model, ckpt = load_checkpoint(model_path(wd, tag, fold, task), wd.cfg, device)
+        model, ckpt = load_checkpoint(model_path(wd, tags[task], fold, task), wd.cfg, device)
         test_set = wd.segments(fold, "test", task, train=False)
         result[task] = evaluate(model, test_set, device=device)
         result[task]["train"] = {k: v for k, v in ckpt["metrics"].items() if k != "history"}
-    out = model_path(wd, tag, fold, "eval").with_suffix(".json")
+    out = model_path(wd, tags["emotion"], fold, "eval").with_suffix(".json")
     out.write_text(json.dumps(result, indent=1))
     return result
 
@@ -161,7 +176,7 @@ def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig]
     for fold in folds:
         for task in TASKS:
             train_fold(wd, fold, configs[task], show_progress)
-        per_fold.append(evaluate_fold(wd, fold, tag))
+        per_fold.append(evaluate_fold(wd, fold, model_tags(configs)))
     results = {
         "model": configs["emotion"].model,
         "recipe": configs["emotion"].recipe,

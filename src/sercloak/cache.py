@@ -8,6 +8,10 @@ Layout under ``<workdir>/features/<corpus>/``::
                       offset and frame count (or the reason it was skipped),
                       plus the source file's size and mtime
 
+A cache of anonymised audio (`transform`, see `anonymise.py`) lives beside
+it in ``<workdir>/features-<transform name>/``, the same layout, its
+fingerprint covering the transform's settings too.
+
 Each shard is written to a temporary name and renamed into place, the index
 last, so a shard exists only when complete: an interrupted `prepare` keeps
 every finished shard and resumes with the next. A shard is reused only while
@@ -16,6 +20,7 @@ its feature settings, utterances and source files are unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .anonymise import WaveTransform
 from .audio import AudioError, load_audio
 from .corpora import Utterance
 from .features import FeatureConfig, LogMel
@@ -52,9 +58,16 @@ def _save_npy(array: np.ndarray) -> Callable[[Path], None]:
 class FeatureCache:
     """Features of every prepared utterance of one workdir, read lazily via mmap."""
 
-    def __init__(self, workdir: Path | str, cfg: FeatureConfig = FeatureConfig()):
-        self.root = Path(workdir) / "features"
+    def __init__(self, workdir: Path | str, cfg: FeatureConfig = FeatureConfig(),
+                 transform: WaveTransform | None = None):
+        folder = "features" if transform is None else f"features-{transform.name}"
+        self.root = Path(workdir) / folder
         self.cfg = cfg.extraction()  # raw dB: normalisation comes after the cache
+        self.transform = transform
+        self.fingerprint = self.cfg.fingerprint()
+        if transform is not None:
+            blob = json.dumps([self.fingerprint, transform.describe()], sort_keys=True)
+            self.fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:16]
         self._index: dict[str, tuple[Path, int, int]] = {}  # utt_id -> (npy, offset, n)
         self._arrays: dict[Path, np.ndarray] = {}
 
@@ -73,7 +86,7 @@ class FeatureCache:
             return False
         return (
             index.get("format_version") == FORMAT_VERSION
-            and index.get("features") == self.cfg.fingerprint()
+            and index.get("features") == self.fingerprint
             and [e["utt_id"] for e in index["utterances"]] == [u.utt_id for u in utts]
             and [e["source"] for e in index["utterances"]] == stamps
         )
@@ -84,7 +97,10 @@ class FeatureCache:
         for u in utts:
             entry = {"utt_id": u.utt_id, "source": _source_stamp(u.path)}
             try:
-                feats = extractor(load_audio(u.path, self.cfg.sample_rate))
+                wave = load_audio(u.path, self.cfg.sample_rate)
+                if self.transform is not None:
+                    wave = self.transform(wave, u.utt_id)
+                feats = extractor(wave)
                 if not np.isfinite(feats).all():
                     raise AudioError(u.path, "features contain NaN or infinite values")
                 entry.update(offset=offset, n_frames=int(feats.shape[0]))
@@ -96,7 +112,7 @@ class FeatureCache:
             on_done()
         frames = np.concatenate(chunks) if chunks else np.zeros((0, self.cfg.n_mels), np.float32)
         _atomic_write(npy, _save_npy(frames.astype(np.float32, copy=False)))
-        index = {"format_version": FORMAT_VERSION, "features": self.cfg.fingerprint(),
+        index = {"format_version": FORMAT_VERSION, "features": self.fingerprint,
                  "feature_config": self.cfg.to_dict(), "utterances": entries}
         _atomic_write(index_file, lambda tmp: tmp.write_text(json.dumps(index)))
 
@@ -132,7 +148,7 @@ class FeatureCache:
         paths = {u.utt_id: str(u.path) for u in utts}
         for index_file in sorted((self.root / corpus).glob("shard_*.json")):
             index = json.loads(index_file.read_text())
-            if index["features"] != self.cfg.fingerprint():
+            if index["features"] != self.fingerprint:
                 raise ValueError(
                     f"{index_file}: cached with other feature settings (ours != cached: "
                     f"{self.cfg.describe_mismatch(index['feature_config'])}); "

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .anonymise import TRANSFORMS
 from .attacks.suite import FAMILIES, POOLS, AttackConfig
 from .audio import AudioError
 from .baselines import (
@@ -14,16 +15,17 @@ from .baselines import (
     evaluate_fold,
     evaluate_on,
     model_tag,
+    model_tags,
     results_name,
     run_baselines,
     table2,
     train_fold,
 )
-from .cloak import KINDS, CloakConfig
-from .cloak_train import CloakTrainConfig
+from .cloak import ADVERSARIES, KINDS, MASKS, CloakConfig
+from .cloak.training import GAMES, CloakTrainConfig
 from .corpora import CorpusLayoutError, canonical_name
 from .data import Workdir
-from .experiment import ExperimentConfig, results_file, run_experiment
+from .experiment import VARIANTS, ExperimentConfig, results_file, run_experiment
 from .features import DEFAULT_NORMALISATION, NORMALISATIONS, FeatureConfig
 from .prepare import format_summary, prepare
 from .report import privacy_table, write_report
@@ -74,6 +76,8 @@ def _train_configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
         args.recipe, task, model=args.model, lr=args.lr, batch_size=args.batch_size,
         max_epochs=args.epochs, patience=args.patience, spec_augment=args.spec_augment,
         speaker_weighting=args.speaker_weighting or None, seed=args.seed,
+        # a warping cloak's emotion model learns with the same warp range (the attacker does not)
+        vtlp=getattr(args, "warp", 0) or None if task == "emotion" else None,
     ) for task in TASKS}
 
 
@@ -93,11 +97,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    wd, tag = Workdir.open(args.workdir), model_tag(_train_configs(args)["emotion"])
+    wd, configs = Workdir.open(args.workdir), _train_configs(args)
+    tag = model_tag(configs["emotion"])
     if args.on is None:
         if args.cloak is not None:
             raise ValueError("--cloak needs --on OTHER_WORKDIR (in-corpus cloaks: `experiment`)")
-        result = evaluate_fold(wd, args.fold, tag)
+        result = evaluate_fold(wd, args.fold, model_tags(configs))
     else:
         result = evaluate_on(wd, args.fold, tag, Workdir.open(args.on), args.cloak, args.seed)
         print(f"fold {args.fold} of {wd.root} ({tag}) on every utterance of {args.on}")
@@ -124,21 +129,31 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
     cloak = CloakConfig(kind=args.cloak_kind, shape=args.cloak_shape, sigma_max=args.sigma_max,
-                        rho_init=args.rho_init)
-    training = CloakTrainConfig(lam=args.lam, perturbation_epochs=args.perturbation_epochs,
-                                suppression_epochs=args.suppression_epochs, seed=args.seed)
-    attacks = AttackConfig(families=_families(args.attackers), pool=args.attacker_pool,
-                           informed_epochs=args.informed_epochs, seed=args.seed)
-    ratios = tuple(int(r) for r in args.ratios.split(","))
-    return ExperimentConfig(cloak=cloak, cloak_train=training, attacks=attacks, ratios=ratios)
+                        rho_init=args.rho_init, warp=args.warp, mask_by=args.mask_by)
+    training = CloakTrainConfig(
+        lam=args.lam, perturbation_epochs=args.perturbation_epochs,
+        suppression_epochs=args.suppression_epochs, seed=args.seed, game=args.game,
+        adversaries=_names(args.adversaries, ADVERSARIES, "--adversaries"),
+        adversary_steps=args.adversary_steps, adversary_lr=args.adversary_lr,
+        adversary_weight=args.adversary_weight, weight_warmup=args.weight_warmup)
+    attacks = AttackConfig(families=_names(args.attackers, FAMILIES, "--attackers"),
+                           pool=args.attacker_pool, informed_epochs=args.informed_epochs,
+                           seed=args.seed)
+    return ExperimentConfig(
+        cloak=cloak, cloak_train=training, attacks=attacks,
+        ratios=tuple(int(r) for r in args.ratios.split(",")),
+        variants=_names(args.variants, VARIANTS, "--variants"), transform=args.transform,
+        adapt_epochs=args.adapt_epochs,
+        select_folds=tuple(parse_folds(args.select_on_valid)) if args.select_on_valid else None)
 
 
-def _families(text: str) -> tuple[str, ...]:
-    families = tuple(f.strip() for f in text.split(",") if f.strip())
-    unknown = sorted(set(families) - set(FAMILIES))
-    if unknown or not families:
-        raise ValueError(f"--attackers: unknown families {unknown} (known: {','.join(FAMILIES)})")
-    return families
+def _names(text: str, known: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """A comma-separated list of names, each one of `known`."""
+    names = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise ValueError(f"{option}: unknown names {unknown} (known: {','.join(known)})")
+    return names
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
@@ -207,9 +222,40 @@ def _training_options(p: argparse.ArgumentParser) -> None:
 
 def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
     c, t, e = CloakConfig(), CloakTrainConfig(), ExperimentConfig()
-    p.add_argument("--cloak-kind", choices=KINDS, default=c.kind,
+    g = p.add_argument_group("method (docs/method.md)")
+    g.add_argument("--cloak-kind", choices=KINDS, default=c.kind,
                    help="noise (default, the paper's) or temporal (plus a learned spectral "
                         "offset per 2 s window, which does not average out over an utterance)")
+    g.add_argument("--warp", type=float, default=c.warp,
+                   help="random mel-axis warp per utterance in [1-W, 1+W] as part of the cloak; "
+                        "the emotion model is trained with the same range (default 0: none)")
+    g.add_argument("--mask-by", choices=MASKS, default=c.mask_by,
+                   help="suppress the features with the largest noise (sigma, the paper's) or "
+                        "those that reveal gender more than emotion (saliency)")
+    g.add_argument("--game", choices=GAMES, default=t.game,
+                   help="adversarial training: grl (the paper's gradient reversal) or minmax "
+                        "(adversaries take several steps per cloak step)")
+    g.add_argument("--adversaries", default=",".join(t.adversaries),
+                   help=f"gender adversaries of the adversarial variant, from "
+                        f"{','.join(ADVERSARIES)} (default {','.join(t.adversaries)})")
+    g.add_argument("--adversary-steps", type=int, default=t.adversary_steps,
+                   help="minmax: adversary updates per cloak update")
+    g.add_argument("--adversary-lr", type=float, default=t.adversary_lr)
+    g.add_argument("--adversary-weight", type=float, default=t.adversary_weight,
+                   help="minmax: weight of the privacy loss")
+    g.add_argument("--weight-warmup", type=float, default=t.weight_warmup,
+                   help="fraction of the perturbation stage over which the adversaries' weight "
+                        "(or α) ramps up from 0 (default 0: no ramp)")
+    g.add_argument("--variants", default=",".join(e.variants),
+                   help="cloaks to train: plain, adversarial or both (default)")
+    g.add_argument("--transform", choices=list(TRANSFORMS),
+                   help="score a waveform anonymisation baseline instead of a cloak")
+    g.add_argument("--adapt-epochs", type=int, default=e.adapt_epochs,
+                   help="server-side adaptation: fine-tune the emotion model this many epochs "
+                        "on protected features of its training speakers (default 0: off)")
+    g.add_argument("--select-on-valid", metavar="FOLDS",
+                   help="score every setting on validation speakers of these folds, choose "
+                        "each variant's operating point there and run only it on test")
     p.add_argument("--cloak-shape", choices=["mel", "cell"], default=c.shape,
                    help="one noise value per mel bin (default) or per cell of the 2 s window")
     p.add_argument("--sigma-max", type=float, default=c.sigma_max,

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from .anonymise import WaveTransform
 from .cache import FeatureCache
 from .corpora import EMOTIONS, GENDERS, Utterance
 from .features import FeatureConfig, cut_segments, pad_to_segment, segment_starts
@@ -121,6 +123,21 @@ class Workdir:
         # short utterances are padded in dB first, so padding is normalised like silence
         return [standardise(pad_to_segment(np.asarray(f), self.cfg), stats[u.utt_id])
                 for u, f in zip(utts, self.raw_features(utts), strict=True)]
+
+    def transformed(self, transform: WaveTransform, show_progress: bool = True) -> Workdir:
+        """The same utterances and folds, with features of anonymised audio (built once,
+        in ``features-<name>/``, resumable like `prepare`)."""
+        cache = FeatureCache(self.root, self.cfg, transform)
+        bad = {}
+        with tqdm(total=len(self.utterances), desc=f"features: {transform.name}", unit="utt",
+                  disable=not show_progress) as bar:
+            for corpus in self.corpora:
+                utts = [u for u in self.utterances if u.corpus == corpus]
+                bad.update(cache.build(corpus, utts, progress=bar.update))
+        if bad:  # every utterance of a fold is needed: the clean and anonymised sets must match
+            listing = "; ".join(f"{path}: {why}" for path, why in list(bad.items())[:5])
+            raise ValueError(f"{len(bad)} utterances failed under {transform.name} ({listing})")
+        return replace(self, cache=cache, _user_stats=None)
 
     def user_stats(self) -> dict[str, SpeechStats]:
         """Leave-one-out speech statistics of every utterance, within its own speaker."""

@@ -1,5 +1,8 @@
-"""The experiment's human report: Markdown tables and two PNG figures.
+"""The experiment's human report: Markdown tables and PNG figures.
 
+- ``pareto.png``: emotion UAR against the worst-case gender UAR, one point
+  per method and setting in results.json, the clean models and chance marked,
+  and the target region (gender ≤ 65%, emotion within 2 points of clean).
 - ``tradeoff.png`` (the paper's Figure 4): UAR against suppression ratio for
   the emotion model, the paper's ignorant and informed gender attackers and
   the worst case over the whole attacker suite, Cloak vs Cloak +
@@ -29,15 +32,29 @@ STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
          "gender_informed": ("gender, informed cnn", "tab:red"),
          "gender_worst": ("gender, worst case (any attacker)", "tab:purple")}
 FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector"}
-METHOD_NAMES = {"cloak": "Cloak", "cloak_adversarial": "Cloak + adversarial",
-                "cloak_temporal": "Temporal cloak",
-                "cloak_temporal_adversarial": "Temporal cloak + adversarial"}
+# how the parts of a method's name read: cloak_temporal_warp_minmax_adapted ->
+# "Cloak (temporal, warp) + min–max, adapted"
+METHOD_WORDS = {"temporal": "temporal", "warp": "warp", "saliency": "saliency mask"}
+GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
+BASELINE_NAMES = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift"}
+PAPER_METHODS = ("cloak", "cloak_adversarial")
+TARGET = {"gender": 65.0, "emotion_drop": 2.0}  # issue 10's target operating point
 
 
 def method_label(entry: dict, short: bool = False) -> str:
     """How a results.json entry's method reads in tables and legends."""
     method = entry.get("method", "cloak_adversarial" if entry["adversarial"] else "cloak")
-    label = METHOD_NAMES.get(method, method)
+    parts = method.split("_")
+    adapted = parts[-1] == "adapted"
+    parts = parts[:-1] if adapted else parts
+    if parts[0] != "cloak":
+        label = BASELINE_NAMES.get("_".join(parts), "_".join(parts))
+    else:
+        game = [GAME_WORDS[p] for p in parts[1:] if p in GAME_WORDS]
+        kinds = [METHOD_WORDS.get(p, p) for p in parts[1:] if p not in GAME_WORDS]
+        label = "Cloak" + (f" ({', '.join(kinds)})" if kinds else "")
+        label += f" + {game[0]}" if game else ""
+    label += ", adapted" if adapted else ""
     return label.replace("adversarial", "adv.") if short else label
 
 
@@ -47,11 +64,60 @@ def file_suffix(results: dict) -> str:
     return "" if pool == "adversary" else f"-pool-{pool}"
 
 
-def tradeoff_figure(results: dict, out: Path) -> None:
+def pareto_figure(results: dict, out: Path) -> None:
+    """Emotion UAR against worst-case gender UAR: every method and setting, clean, chance."""
+    base = results["baseline"]
+    clean_emotion = base["emotion"]["uar"]["mean"]
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    ax.axvspan(45, TARGET["gender"], ymin=0, ymax=1, color="tab:green", alpha=0.06)
+    ax.axhspan(clean_emotion - TARGET["emotion_drop"], 100, color="tab:green", alpha=0.06,
+               label=f"target: gender ≤ {TARGET['gender']:.0f}%, emotion within "
+                     f"{TARGET['emotion_drop']:.0f} points of clean (both shaded)")
+    methods = list(dict.fromkeys(method_label(e) for e in results["cloak"]))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
+    markers = "osD^v<>phX*"
+    for i, method in enumerate(methods):
+        entries = [e for e in results["cloak"] if method_label(e) == method]
+        x = [e["gender_worst"]["uar"]["mean"] for e in entries]
+        y = [e["emotion"]["uar"]["mean"] for e in entries]
+        ax.errorbar(x, y, xerr=[e["gender_worst"]["uar"]["std"] for e in entries],
+                    yerr=[e["emotion"]["uar"]["std"] for e in entries], fmt=markers[i % 11],
+                    color=colours[i], capsize=2, alpha=0.85, label=method, elinewidth=0.6)
+        for e, xi, yi in zip(entries, x, y, strict=True):
+            if e["suppression_ratio"]:
+                ax.annotate(f"SR {e['suppression_ratio']:g}", (xi, yi), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+    if "gender_worst" in base:
+        ax.plot(base["gender_worst"]["uar"]["mean"], clean_emotion, "k*", ms=14,
+                label="clean (no protection)")
+    for tag, agg in results.get("clean_emotion", {}).items():
+        if abs(agg["uar"]["mean"] - clean_emotion) > 1e-9:
+            ax.axhline(agg["uar"]["mean"], color="grey", ls="--", lw=0.8)
+            ax.annotate(f"clean f_θ {tag}", (50.5, agg["uar"]["mean"]), fontsize=7)
+    ax.axhline(clean_emotion, color="black", ls=":", lw=1)
+    ax.axvline(50, color="grey", ls=":", lw=1)
+    ax.annotate("gender chance", (50.3, ax.get_ylim()[0] + 1), fontsize=7, color="grey")
+    ax.set_xlabel("worst-case gender UAR (%), any attacker, informed or not (lower is better)")
+    ax.set_ylabel("emotion UAR (%) (higher is better)")
+    ax.set_title("Privacy against utility on test speakers, mean ± std over folds")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def tradeoff_figure(results: dict, out: Path) -> bool:
+    """The paper's Figure 4 for its two methods; False when results.json has neither."""
+    paper = [e for e in results["cloak"] if e.get("method", PAPER_METHODS[e["adversarial"]])
+             in PAPER_METHODS]
+    if not paper:
+        return False
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for adversarial, line, shift in ((False, "--o", -0.7), (True, "-s", 0.7)):
-        entries = sorted((e for e in results["cloak"] if e["adversarial"] == adversarial),
+        entries = sorted((e for e in paper if e["adversarial"] == adversarial),
                          key=lambda e: e["suppression_ratio"])
+        if not entries:
+            continue
         ratios = [e["suppression_ratio"] + shift for e in entries]  # error bars side by side
         for key, (label, colour) in STYLE.items():
             if key not in entries[0]:
@@ -70,11 +136,12 @@ def tradeoff_figure(results: dict, out: Path) -> None:
     ax.set_xlabel("suppression ratio SR (%)")
     ax.set_ylabel("UAR (%), mean ± std over folds")
     ax.set_title("Privacy–utility trade-off (dotted: clean baselines, chance gender 50%)")
-    ax.set_xticks(sorted({e["suppression_ratio"] for e in results["cloak"]}))
+    ax.set_xticks(sorted({e["suppression_ratio"] for e in paper}))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+    return True
 
 
 def noise_map_figure(wd: Workdir, cloak_dir: Path, out: Path) -> bool:
@@ -177,13 +244,45 @@ def privacy_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def selection_table(results: dict) -> str:
+    """Markdown: per method its operating point chosen on validation speakers, then test.
+
+    Drops are against the clean f_θ on the same speakers (validation or test).
+    """
+    chosen = [e for e in results["cloak"] if "validation" in e]
+    if not chosen:
+        return ""
+    clean = results["baseline"]["emotion"]["uar"]["mean"]
+    head = ["method", "SR %", "valid: emotion drop", "valid: worst gender",
+            "test: emotion UAR", "emotion drop", "worst gender UAR", "worst attacker",
+            "speaker EER", "adversary's last accuracy"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    worst = results["baseline"].get("gender_worst")
+    lines.append(f"| clean | – | – | – | {fmt(results['baseline']['emotion']['uar'])} | 0.0 | "
+                 f"{fmt(worst['uar']) if worst else '–'} | {worst['attacker'] if worst else '–'}"
+                 f" | {_eer(results['baseline'])} | – |")
+    for e in sorted(chosen, key=lambda e: e["gender_worst"]["uar"]["mean"]):
+        v = e["validation"]
+        valid_drop = e["validation_clean"]["valid_emotion"]["mean"] - v["emotion"]["uar"]["mean"]
+        accuracy = ", ".join(f"{k} {a['mean']:.0f}%" for k, a in
+                             e.get("adversary_accuracy", {}).items()) or "–"
+        lines.append(
+            f"| {method_label(e)} | {e['suppression_ratio']:g} | {valid_drop:.1f} | "
+            f"{v['gender_worst']['uar']['mean']:.1f} | {fmt(e['emotion']['uar'])} | "
+            f"{clean - e['emotion']['uar']['mean']:.1f} | {fmt(e['gender_worst']['uar'])} | "
+            f"{e['gender_worst']['attacker']} | {_eer(e)} | {accuracy} |")
+    return "\n".join(lines) + "\n"
+
+
 def _eer(entry: dict) -> str:
     return fmt(entry["speaker_eer"]) if "speaker_eer" in entry else "–"
 
 
 def training_table(wd: Workdir, results: dict) -> str:
-    """Markdown: how each fold's SR 0 cloaks ended training (the history in their files)."""
-    lines = ["| fold | setting | mean σ | emotion CE | gender CE of ψ |", "|---|---|---|---|---|"]
+    """Markdown: how each fold's SR 0 cloaks of the last run ended training (the history in
+    their files), with the adversaries' accuracy on their last epoch's batches."""
+    lines = ["| fold | setting | mean σ | emotion CE | gender CE of ψ | ψ accuracy |",
+             "|---|---|---|---|---|---|"]
     cloak_dir = wd.root / results["config"]["cloak_dir"]
     for fold in results["config"]["folds"]:
         for name in ("cloak_sr0", "adversarial_sr0"):
@@ -192,9 +291,12 @@ def training_table(wd: Workdir, results: dict) -> str:
                 continue
             last = Cloak.load(file, wd.cfg).meta["history"][-1]
             adversarial = name.startswith("adversarial")
-            psi = f"{last['gender_ce']:.2f}" if adversarial else "–"
-            lines.append(f"| {fold} | {'Cloak + adv.' if adversarial else 'Cloak'} | "
-                         f"{last['sigma_mean']:.2f} | {last['emotion_ce']:.2f} | {psi} |")
+            psi = f"{last['gender_ce']:.2f}" if "gender_ce" in last and adversarial else "–"
+            accuracy = ", ".join(f"{k.removeprefix('adversary_acc_')} {v:.0f}%"
+                                 for k, v in last.items() if k.startswith("adversary_acc_"))
+            lines.append(f"| {fold} | {'adversarial' if adversarial else 'plain'} | "
+                         f"{last['sigma_mean']:.2f} | {last['emotion_ce']:.2f} | {psi} | "
+                         f"{accuracy or '–'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,8 +316,9 @@ def write_report(wd: Workdir, results: dict) -> Path:
     """report.md and its figures, from results.json's content and the cloak files it names."""
     cfg = results["config"]
     suffix = file_suffix(results)
-    tradeoff = f"tradeoff{suffix}.png"
-    tradeoff_figure(results, wd.root / tradeoff)
+    tradeoff, pareto = f"tradeoff{suffix}.png", f"pareto{suffix}.png"
+    has_tradeoff = tradeoff_figure(results, wd.root / tradeoff)
+    pareto_figure(results, wd.root / pareto)
     first_fold_dir = wd.root / cfg["cloak_dir"] / f"fold{cfg['folds'][0]}"
     has_map = noise_map_figure(wd, first_fold_dir, wd.root / "noise_map.png")
     attacks = cfg.get("attacks", {})
@@ -233,8 +336,16 @@ def write_report(wd: Workdir, results: dict) -> Path:
         "## Privacy and utility under the cloak (UAR)", "",
         ATTACKERS_TEXT.format(draws=attacks.get("informed_draws", 1),
                               pool=attacks.get("pool", "adversary")), "",
-        privacy_table(results), "", f"![trade-off]({tradeoff})", "",
+        privacy_table(results), "", f"![privacy against utility]({pareto})", "",
     ]
+    if selection_table(results):
+        text += ["## Operating points chosen on validation speakers", "",
+                 "Per method, the setting with the lowest worst-case gender UAR among those "
+                 "costing at most 2 points of emotion UAR on the primary pool's validation "
+                 "speakers (else the one costing least); then its test figures.", "",
+                 selection_table(results), ""]
+    if has_tradeoff:
+        text += [f"![trade-off]({tradeoff})", ""]
     if has_map:
         text += ["![noise maps](noise_map.png)", ""]
     text += ["## Cloak training (SR 0, last epoch, primary training speakers)", "",

@@ -150,11 +150,23 @@ class FoldAttacks:
     def cloaked(self, cloak: Cloak, tag: str) -> dict:
         """Each family, ignorant and informed, on cloaked test utterances; and the speaker EER."""
         c = self.cfg
-        test = self.test.through(cloak, 1, seed=1000 + self.fold)
-        train = self.train.through(cloak, c.informed_draws, seed=c.seed)
-        valid = self.valid.through(cloak, 1, seed=c.seed + 1)
+        return self.protected(self.test.through(cloak, 1, seed=1000 + self.fold),
+                              self.train.through(cloak, c.informed_draws, seed=c.seed),
+                              self.valid.through(cloak, 1, seed=c.seed + 1), tag)
+
+    def transformed(self, other: Workdir, tag: str) -> dict:
+        """The same on features of anonymised audio (`other`: the same utterances, e.g.
+        `Workdir.transformed`): the informed attackers train on those features."""
+        def view(clean: View) -> View:
+            return View(clean.utterances, other.features(clean.utterances), other.cfg)
+
+        return self.protected(view(self.test), view(self.train), view(self.valid), tag)
+
+    def protected(self, test: View, train: View, valid: View, tag: str) -> dict:
+        """Each family, ignorant and informed, on protected test utterances (informed ones
+        fitted on protected `train`, selected on `valid`); and the speaker EER."""
         result, variants = {"attackers": {}}, ["raw"]
-        for family in c.families:
+        for family in self.cfg.families:
             ignorant = self.ignorant(family)
             informed = self._new(family, informed=True, tag=tag)
             result["attackers"][family] = {

@@ -30,6 +30,17 @@ masked like it after suppression. A 2 s training segment gets one offset;
 an utterance of n windows gets n, so its mean spectrum keeps noise of
 std τ/√n instead of σ/√(frames).
 
+Warping (`CloakConfig.warp` > 0, any kind). Before the noise, the mel axis
+of each utterance (each segment in training) is stretched by one random
+factor drawn uniformly from [1 − warp, 1 + warp], anchored at 0 Hz, the
+vocal-tract-length perturbation of `augment.warp_by`: wide enough, male and
+female formant positions overlap. The emotion model is trained with the same
+warp range (`TrainConfig.vtlp`), so it tolerates it. Factor 1 is the identity.
+
+Suppression mask (`CloakConfig.mask_by`). ``sigma`` (the paper's): mask the
+features with the largest noise. ``saliency``: mask those whose gender
+saliency, relative to their emotion saliency, is largest (`cloak.saliency`).
+
 Initialisation. The paper initialises ρ = −10, where tanh is saturated: the
 gradient reaching ρ is about 1e-8 of what it would be at 0, and σ never moves.
 Here ρ starts at −1 (σ at 12% of its range, tanh' = 0.42), which learns.
@@ -45,10 +56,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .features import FeatureConfig
+from ..augment import warp_by
+from ..features import FeatureConfig
 
 CLOAK_FORMAT = "sercloak.cloak/1"
 KINDS = ("noise", "temporal")
+MASKS = ("sigma", "saliency")
 
 
 @dataclass(frozen=True)
@@ -58,9 +71,32 @@ class CloakConfig:
     sigma_min: float = 0.0
     sigma_max: float = 5.0  # in standard deviations of each mel bin
     rho_init: float = -1.0
+    warp: float = 0.0  # random mel-axis warp factor in [1 - warp, 1 + warp]; 0 = none
+    mask_by: str = "sigma"  # what the suppression mask follows: "sigma" or "saliency"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown cloak kind {self.kind!r} (known: {', '.join(KINDS)})")
+        if self.shape not in ("mel", "cell"):
+            raise ValueError(f"cloak shape must be 'mel' or 'cell', not {self.shape!r}")
+        if self.kind == "temporal" and self.shape != "mel":
+            raise ValueError("a temporal cloak has one offset per mel bin: use shape 'mel'")
+        if self.mask_by not in MASKS:
+            raise ValueError(f"unknown mask rule {self.mask_by!r} (known: {', '.join(MASKS)})")
+        if not 0 <= self.warp < 1:
+            raise ValueError(f"warp must be in [0, 1), not {self.warp}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def defaults_dropped(self) -> dict:
+        """to_dict() without the fields added after the paper's cloak while at their default
+        (so cloak folders made before they existed keep their names)."""
+        d = self.to_dict()
+        for name, default in (("kind", "noise"), ("warp", 0.0), ("mask_by", "sigma")):
+            if d[name] == default:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> CloakConfig:
@@ -73,12 +109,6 @@ class Cloak(nn.Module):
     def __init__(self, cfg: CloakConfig, feat_mean: torch.Tensor, feat_std: torch.Tensor,
                  n_frames: int = 200):
         super().__init__()
-        if cfg.shape not in ("mel", "cell"):
-            raise ValueError(f"cloak shape must be 'mel' or 'cell', not {cfg.shape!r}")
-        if cfg.kind not in KINDS:
-            raise ValueError(f"unknown cloak kind {cfg.kind!r} (known: {', '.join(KINDS)})")
-        if cfg.kind == "temporal" and cfg.shape != "mel":
-            raise ValueError("a temporal cloak has one offset per mel bin: use shape 'mel'")
         self.cfg, self.window = cfg, n_frames
         n_mels = feat_mean.numel()
         shape = (n_mels,) if cfg.shape == "mel" else (n_frames, n_mels)
@@ -132,8 +162,15 @@ class Cloak(nn.Module):
         """Percent of features suppressed (0 before `suppress`)."""
         return 100.0 * float((self.mask == 0).float().mean())
 
+    def warp(self, x: torch.Tensor) -> torch.Tensor:
+        """Stretch each item's mel axis by a fresh random factor (identity when warp = 0)."""
+        if self.cfg.warp == 0:
+            return x
+        factor = 1.0 + self.cfg.warp * (2.0 * torch.rand(x.shape[0], device=x.device) - 1.0)
+        return warp_by(x, torch.ones_like(factor), factor)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self.feat_mean) / self.feat_std
+        z = (self.warp(x) - self.feat_mean) / self.feat_std
         noise = self.noise(z)
         if self.suppressed:
             z = (z + noise) * self.mask + self.mu_s
@@ -142,19 +179,25 @@ class Cloak(nn.Module):
         return z * self.feat_std + self.feat_mean
 
     @torch.no_grad()
-    def suppress(self, ratio: float) -> None:
-        """Mask the `ratio` percent of features with the largest noise; μ_s starts from μ.
+    def suppress(self, ratio: float, scores: torch.Tensor | None = None) -> None:
+        """Mask the `ratio` percent of features with the largest `scores` (default: the
+        largest noise, Cloak's rule); μ_s starts from μ.
 
         (The published code's evaluation masked at percentile SR instead of
         100 − SR, suppressing the complementary set; topk avoids percentiles.)
         """
         if not 0 <= ratio < 100:
             raise ValueError(f"suppression ratio must be in [0, 100), not {ratio}")
-        # with a temporal offset, its scale counts too: both say "emotion needs little here"
-        scale = (self.sigma().square() + self.offset_sigma().square()).sqrt().flatten()
-        k = int(round(ratio / 100 * scale.numel()))
-        mask = torch.ones_like(scale)
-        mask[torch.topk(scale, k).indices] = 0
+        if scores is None:
+            # with a temporal offset, its scale counts too: both say "emotion needs little here"
+            scores = (self.sigma().square() + self.offset_sigma().square()).sqrt()
+        if scores.shape != self.mask.shape:
+            raise ValueError(f"mask scores of shape {tuple(scores.shape)}, the cloak's mask "
+                             f"is {tuple(self.mask.shape)}")
+        scores = scores.flatten().to(self.mask.device)
+        k = int(round(ratio / 100 * scores.numel()))
+        mask = torch.ones_like(scores)
+        mask[torch.topk(scores, k).indices] = 0
         self.mask.copy_(mask.view_as(self.mask))
         self.mu_s.copy_(self.mu)
         self.suppressed.fill_(True)
@@ -196,7 +239,11 @@ class Cloak(nn.Module):
                 f"{feature_cfg.describe_mismatch(meta['feature_config'])})"
             )
         saved = FeatureConfig.from_dict(meta["feature_config"])
-        cloak = cls(CloakConfig.from_dict(meta["cloak_config"]),
+        try:
+            cfg = CloakConfig.from_dict(meta["cloak_config"])
+        except (ValueError, TypeError) as err:  # e.g. a kind this version does not know
+            raise ValueError(f"{path}: {err}") from err
+        cloak = cls(cfg,
                     torch.from_numpy(arrays["feat_mean"]), torch.from_numpy(arrays["feat_std"]),
                     n_frames=saved.segment_frames)
         with torch.no_grad():
@@ -208,20 +255,3 @@ class Cloak(nn.Module):
                 raise ValueError(f"{path}: its σ does not follow from its ρ and σ range")
         cloak.meta = meta
         return cloak
-
-
-class GradientReversal(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by −α backward (Ganin & Lempitsky)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
-        ctx.alpha = alpha
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.alpha * grad, None
-
-
-def reverse_gradient(x: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
-    return GradientReversal.apply(x, alpha)
