@@ -175,6 +175,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {write_report(wd, json.loads(file.read_text()))}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """One setting of results.json as a bundle: client part, server part, manifest."""
+    from .serving.export import export_bundle  # torch.onnx loads only when exporting
+
+    manifest = export_bundle(Workdir.open(args.workdir), args.fold, args.setting, args.out)
+    measured = manifest["measured"]
+    print(f"wrote {args.out} (bundle_id {manifest['bundle_id']}): {args.setting}, fold "
+          f"{args.fold}; measured on test speakers (mean over folds): emotion UAR "
+          f"{measured['emotion_uar']['mean']}, worst-case gender UAR "
+          f"{measured.get('worst_gender_uar', {}).get('mean', '–')}; ONNX agrees with torch "
+          f"within {manifest['onnx_check']['max_abs_logit_difference']:.1e}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The built-in demo: the synthetic corpus, prepared, then the whole experiment."""
     print("sercloak demo on the SYNTHETIC corpus (generated, not real speech)\n")
@@ -329,6 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     _workdir_options(p)
     _pool_option(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="one setting of results.json as a bundle for a client "
+                                      "and a service")
+    p.add_argument("--fold", type=int, required=True, help="whose cloak and emotion model")
+    p.add_argument("--setting", required=True, metavar="METHOD[:SR]",
+                   help="a results.json entry, e.g. cloak_adversarial:60")
+    p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="a new folder")
+    _workdir_options(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the whole experiment on the built-in synthetic corpus, "
                                     "with small settings")
