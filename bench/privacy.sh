@@ -33,13 +33,13 @@ run() {
     echo "sercloak experiment $* ($(( $(date +%s) - t0 )) s)"
 }
 run                                                        # cloak, cloak_adversarial: the paper's
+run --transform mcadams                                    # 6: VoicePrivacy B2
+run --transform pitch_shift                                # 6: pitch/formant shift
 run --cloak-kind temporal                                  # 1: noise that does not average out
-run --warp 0.2 --variants plain                            # 2: random warping (+ f_θ with VTLP)
-run --mask-by saliency --variants plain                    # 3: mask by gender saliency
 run --cloak-kind temporal --variants adversarial --game minmax --adversaries cnn,stats \
     --adversary-steps 2 --adversary-lr 1e-3 --weight-warmup 0.5   # 4: real min–max
 run --cloak-kind temporal --variants plain --adapt-epochs 3       # 5: server-side adaptation
-run --transform mcadams                                    # 6: VoicePrivacy B2
-run --transform pitch_shift                                # 6: pitch/formant shift
+run --warp 0.2 --variants plain                            # 2: random warping (+ f_θ with VTLP)
+run --mask-by saliency --variants plain                    # 3: mask by gender saliency
 wall=$(( $(date +%s) - start ))
 "$python" "$here/bench/privacy_lines.py" "$work/results.json" --wall "$wall"

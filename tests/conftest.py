@@ -42,3 +42,41 @@ def encoder():
         return SpeakerEncoder.load()
     except EncoderUnavailable as err:
         pytest.skip(f"speaker encoder weights not installed: {err}")
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory):
+    """A prepared synthetic workdir with a tiny adversarial-cloak experiment on folds 0-1
+    (SR 0 and 40, the stats attacker only): what `export` needs."""
+    from sercloak.attacks.suite import AttackConfig
+    from sercloak.cloak.training import CloakTrainConfig
+    from sercloak.corpora.synthetic import SyntheticSpec
+    from sercloak.data import Workdir
+    from sercloak.experiment import ExperimentConfig, run_experiment
+    from sercloak.prepare import prepare
+    from sercloak.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("tiny-experiment")
+    spec = SyntheticSpec(n_speakers=10, utterances_per_emotion=2)
+    prepare({"synthetic": root / "corpus"}, root, loader_options={"synthetic": {"spec": spec}},
+            show_progress=False)
+    wd = Workdir.open(root)
+    configs = {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)
+               for t in ("emotion", "gender")}
+    cfg = ExperimentConfig(cloak_train=CloakTrainConfig(perturbation_epochs=1,
+                                                        suppression_epochs=1, batch_size=16),
+                           attacks=AttackConfig(families=("stats",)), ratios=(0, 40),
+                           variants=("adversarial",))
+    run_experiment(wd, [0, 1], configs, cfg, show_progress=False)
+    return wd
+
+
+@pytest.fixture(scope="session")
+def bundle(tiny_experiment, tmp_path_factory) -> Path:
+    """The tiny experiment's adversarial SR 40 cloak of fold 1, exported."""
+    from sercloak.cli import main as cli_main
+
+    out = tmp_path_factory.mktemp("bundles") / "bundle"
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1",
+              "--setting", "cloak_adversarial:40", "--out", str(out), "--quiet"])
+    return out

@@ -5,39 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from sercloak.attacks.suite import AttackConfig
 from sercloak.cli import main as cli_main
-from sercloak.cloak.training import CloakTrainConfig
-from sercloak.corpora.synthetic import SyntheticSpec
-from sercloak.data import Workdir
-from sercloak.experiment import ExperimentConfig, run_experiment
 from sercloak.features import LogMel
-from sercloak.prepare import prepare
 from sercloak.serving.bundle import read_manifest
 from sercloak.serving.client import CloakArrays
-from sercloak.train import TrainConfig
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    root = tmp_path_factory.mktemp("work")
-    spec = SyntheticSpec(n_speakers=10, utterances_per_emotion=2)
-    prepare({"synthetic": root / "corpus"}, root, loader_options={"synthetic": {"spec": spec}},
-            show_progress=False)
-    wd = Workdir.open(root)
-    configs = {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)
-               for t in ("emotion", "gender")}
-    cfg = ExperimentConfig(cloak_train=CloakTrainConfig(perturbation_epochs=1,
-                                                        suppression_epochs=1, batch_size=16),
-                           attacks=AttackConfig(families=("stats",)), ratios=(0, 40),
-                           variants=("adversarial",))
-    run_experiment(wd, [0, 1], configs, cfg, show_progress=False)
-    return wd
-
-
-def test_export_writes_a_checked_bundle_the_client_can_read(experiment, tmp_path):
+def test_export_writes_a_checked_bundle_the_client_can_read(tiny_experiment, tmp_path):
     out = tmp_path / "bundle"
-    cli_main(["export", "--workdir", str(experiment.root), "--fold", "1",
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1",
               "--setting", "cloak_adversarial:40", "--out", str(out)])
     manifest = read_manifest(out)
     assert set(manifest["files"]) == {"client/cloak.npz", "client/mel_filterbank.npy",
@@ -46,7 +22,7 @@ def test_export_writes_a_checked_bundle_the_client_can_read(experiment, tmp_path
     assert manifest["setting"]["fold"] == 1
     assert manifest["labels"] == ["neutral", "happy", "sad", "angry"]
     assert manifest["onnx_check"]["max_abs_logit_difference"] < 1e-3
-    results = json.loads((experiment.root / "results.json").read_text())
+    results = json.loads((tiny_experiment.root / "results.json").read_text())
     entry = next(e for e in results["cloak"] if e["method"] == "cloak_adversarial"
                  and round(e["suppression_ratio"]) == 40)
     assert manifest["measured"]["emotion_uar"]["mean"] == entry["emotion"]["uar"]["mean"]
@@ -56,7 +32,7 @@ def test_export_writes_a_checked_bundle_the_client_can_read(experiment, tmp_path
     cloak = CloakArrays.load(out / "client" / "cloak.npz")
     assert cloak.suppressed and 0.35 < (cloak.mask == 0).mean() < 0.45
     assert np.allclose(np.load(out / "client" / "mel_filterbank.npy", allow_pickle=False),
-                       LogMel(experiment.cfg).fb_t.numpy().T)
+                       LogMel(tiny_experiment.cfg).fb_t.numpy().T)
     # the ONNX model runs without torch's help
     import onnxruntime
     session = onnxruntime.InferenceSession(str(out / "server" / "emotion.onnx"))
@@ -64,9 +40,9 @@ def test_export_writes_a_checked_bundle_the_client_can_read(experiment, tmp_path
     assert logits.shape == (3, 4)
 
 
-def test_a_tampered_or_incomplete_bundle_is_refused(experiment, tmp_path):
+def test_a_tampered_or_incomplete_bundle_is_refused(tiny_experiment, tmp_path):
     out = tmp_path / "bundle"
-    cli_main(["export", "--workdir", str(experiment.root), "--fold", "0",
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0",
               "--setting", "cloak_adversarial:0", "--out", str(out), "--quiet"])
     read_manifest(out)
     cloak = out / "client" / "cloak.npz"
@@ -82,15 +58,15 @@ def test_a_tampered_or_incomplete_bundle_is_refused(experiment, tmp_path):
         read_manifest(out)
 
 
-def test_export_refuses_unknown_settings_and_existing_folders(experiment, tmp_path, capsys):
+def test_export_refuses_unknown_settings_and_existing_folders(tiny_experiment, tmp_path, capsys):
     for setting, message in (("cloak_temporal", "names 0 entries"),
                              ("cloak_adversarial", "names 2 entries")):
         with pytest.raises(SystemExit):
-            cli_main(["export", "--workdir", str(experiment.root), "--fold", "0",
+            cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0",
                       "--setting", setting, "--out", str(tmp_path / "b")])
         assert message in capsys.readouterr().err
     (tmp_path / "taken").mkdir()
     with pytest.raises(SystemExit):
-        cli_main(["export", "--workdir", str(experiment.root), "--fold", "0",
+        cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0",
                   "--setting", "cloak_adversarial:0", "--out", str(tmp_path / "taken")])
     assert "exists" in capsys.readouterr().err

@@ -122,7 +122,19 @@ def test_per_user_normalisation_uses_the_history_and_never_the_utterance_itself(
     client(second)  # joins the history afterwards
     assert client.history.stats.frames == (SpeechStats.of(LogMel(CFG)(first)).frames
                                            + SpeechStats.of(LogMel(CFG)(second)).frames)
-    assert len(client.stream().finish()) == 1  # an empty stream: one centred frame
+    assert len(client.stream().finish()) == 200  # an empty stream: padded to one window
+
+
+def test_short_utterances_are_padded_the_same_whole_and_streamed(tmp_path):
+    saved_cloak(tmp_path, sigma_max=1e-9)
+    wave = speechlike(0.6)
+    client = Client(settings(), mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"))
+    whole = client(wave)
+    stream = client.stream()
+    streamed = np.concatenate([stream.push(wave[:4000]), stream.push(wave[4000:]),
+                               stream.finish()])
+    assert whole.shape == streamed.shape == (200, 128)
+    assert np.abs(whole - streamed).max() < 1e-4
 
 
 def test_a_file_that_is_not_a_cloak_is_refused(tmp_path):

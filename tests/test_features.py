@@ -9,8 +9,8 @@ from sercloak.features import (
     hz_to_mel,
     mel_filterbank,
     mel_to_hz,
-    segment_starts,
 )
+from sercloak.segments import segment_starts
 
 CFG = FeatureConfig()
 

@@ -188,6 +188,26 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"within {manifest['onnx_check']['max_abs_logit_difference']:.1e}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    """The emotion service of a bundle (FastAPI on uvicorn)."""
+    import uvicorn
+
+    from .serving.service import create_app
+
+    app = create_app(args.bundle)
+    print(f"serving {args.bundle} on http://{args.host}:{args.port} (docs at /docs)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Cloak audio files on the client side; the emotion from the server (or locally)."""
+    from .serving.predict import predict_files
+
+    failed = predict_files(args.files, args.bundle, args.server, args.json, args.seed)
+    if failed:
+        sys.exit(1)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The built-in demo: the synthetic corpus, prepared, then the whole experiment."""
     print("sercloak demo on the SYNTHETIC corpus (generated, not real speech)\n")
@@ -351,6 +371,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="a new folder")
     _workdir_options(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="the emotion service of a bundle: cloaked features in, "
+                                     "emotion out")
+    p.add_argument("--bundle", type=Path, required=True, help="a folder written by `export`")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("predict", help="cloak audio files on this side, get their emotion "
+                                       "from a server (or locally)")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--server", metavar="URL", help="e.g. http://127.0.0.1:8000 (default: run "
+                                                   "the server part here)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("--seed", type=int, help="seed of the cloak's noise (default: fresh)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the whole experiment on the built-in synthetic corpus, "
                                     "with small settings")

@@ -20,9 +20,10 @@ from tqdm import tqdm
 from .anonymise import WaveTransform
 from .cache import FeatureCache
 from .corpora import EMOTIONS, GENDERS, Utterance
-from .features import FeatureConfig, cut_segments, pad_to_segment, segment_starts
+from .features import FeatureConfig, cut_segments, pad_to_segment
 from .normalise import SpeechStats, leave_one_out, standardise
 from .prepare import read_manifest
+from .segments import segment_starts
 
 TASK_LABELS = {"emotion": EMOTIONS, "gender": GENDERS}
 # which pool trains which model (the paper's D_p and D_adv)

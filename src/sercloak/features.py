@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 import torch
 
+from .segments import pad_frames
+
 NORMALISATIONS = ("none", "user")
 # What `sercloak prepare` uses unless told otherwise: per-user normalisation won on
 # validation speakers (docs/training.md). FeatureConfig itself defaults to plain dB, which
@@ -165,23 +167,9 @@ class LogMel:
         return db.numpy()
 
 
-def segment_starts(n_frames: int, hop: int, length: int = 200) -> list[int]:
-    """Start frames of the windows covering an utterance (one if it is short)."""
-    if n_frames <= length:
-        return [0]
-    starts = list(range(0, n_frames - length + 1, hop))
-    if starts[-1] + length < n_frames:
-        starts.append(n_frames - length)  # one more window flush with the end
-    return starts
-
-
 def pad_to_segment(feats: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """Utterances shorter than a segment, padded at the end with the dB floor."""
-    length = cfg.segment_frames
-    if feats.shape[0] >= length:
-        return feats
-    pad = np.full((length - feats.shape[0], feats.shape[1]), cfg.pad_value, np.float32)
-    return np.concatenate([feats, pad])
+    return pad_frames(feats, cfg.segment_frames, cfg.pad_value)
 
 
 def cut_segments(feats: np.ndarray, starts: list[int], cfg: FeatureConfig) -> np.ndarray:

@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from .cache import FeatureCache
 from .corpora import EMOTIONS, GENDERS, CorpusListing, Utterance, canonical_name, load_corpus
-from .features import FeatureConfig, segment_starts
+from .features import FeatureConfig
 from .folds import make_folds
+from .segments import segment_starts
 
 MANIFEST_COLUMNS = ("utt_id", "corpus", "speaker", "gender", "emotion", "path", "duration_s")
 

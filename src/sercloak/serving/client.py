@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..normalise import SpeechStats, standardise
+from ..segments import pad_frames
+from .bundle import read_manifest
 
 CLOAK_FORMAT = "sercloak.cloak/1"  # the cloak file this client reads (cloak.noise writes it)
 
@@ -47,6 +49,11 @@ class FeatureSettings:
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSettings:
         return cls(**{name: d[name] for name in cls.__dataclass_fields__})
+
+    @property
+    def pad_value(self) -> float:
+        """The dB floor, 10·log10(amin): what silence (and padding) reads as."""
+        return 10.0 * float(np.log10(self.amin))
 
 
 def hamming(n: int) -> np.ndarray:
@@ -185,10 +192,24 @@ class Client:
     history: UserHistory = field(default_factory=UserHistory)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
+    bundle_id: str | None = None  # the bundle it came from: the service checks it
+
+    @classmethod
+    def from_bundle(cls, bundle: Path | str, seed: int | None = None) -> Client:
+        """The client part of a bundle (hash-checked): settings, filterbank, cloak."""
+        bundle = Path(bundle)
+        manifest = read_manifest(bundle)
+        filterbank = np.load(bundle / "client" / "mel_filterbank.npy", allow_pickle=False)
+        return cls(FeatureSettings.from_dict(manifest["features"]), filterbank,
+                   CloakArrays.load(bundle / "client" / "cloak.npz"),
+                   rng=np.random.default_rng(seed), bundle_id=manifest["bundle_id"])
+
     def features(self, wave: np.ndarray) -> np.ndarray:
-        """Log-mel as the models see them: dB, or standard units of the user's history."""
-        feats = log_mel(wave, self.settings, self.filterbank)
-        if self.settings.normalise == "none":
+        """Log-mel as the models see them: dB, or standard units of the user's history;
+        an utterance shorter than 2 s padded with the dB floor first, as in training."""
+        s = self.settings
+        feats = pad_frames(log_mel(wave, s, self.filterbank), s.segment_frames, s.pad_value)
+        if s.normalise == "none":
             return feats
         return self.history.normalise(feats)
 
@@ -223,15 +244,17 @@ class Stream:
         self.factor = client.cloak.draw(0, client.rng)["factor"]  # one warp per utterance
         self.eta: dict[int, np.ndarray] = {}  # per window, drawn when first needed
 
-    def _frames(self, n_total: int) -> np.ndarray:
-        """Frames done..n_total-1 from the buffer, cloaked; the buffer keeps what is needed."""
+    def _frames(self, n_total: int, padding: int = 0) -> np.ndarray:
+        """Frames done..n_total-1 from the buffer (then `padding` frames of the dB floor),
+        cloaked; the buffer keeps what the next frames need."""
         c, s = self.client, self.client.settings
         count = n_total - self.done
         if count <= 0:
             return np.zeros((0, s.n_mels), np.float32)
         offset = self.done * s.hop_length - self.start
         view = np.lib.stride_tricks.sliding_window_view(self.buffer[offset:], s.n_fft)
-        feats = frames_to_db(view[:: s.hop_length][:count], s, c.filterbank)
+        feats = frames_to_db(view[:: s.hop_length][: count - padding], s, c.filterbank)
+        feats = pad_frames(feats, count, s.pad_value)
         if s.normalise == "user":
             feats = c.history.normalise(feats)
         window = s.segment_frames
@@ -256,6 +279,9 @@ class Stream:
         return self._frames(max(0, (available - s.n_fft) // s.hop_length + 1))
 
     def finish(self) -> np.ndarray:
+        """The last frames; an utterance shorter than 2 s padded like `Client.features`."""
         s = self.client.settings
         self.buffer = np.concatenate([self.buffer, np.zeros(s.n_fft // 2, np.float32)])
-        return self._frames(1 + self.n_samples // s.hop_length)
+        n_frames = 1 + self.n_samples // s.hop_length
+        padding = max(0, s.segment_frames - n_frames)
+        return self._frames(n_frames + padding, padding)

@@ -1,0 +1,34 @@
+"""Where the 2 s windows of an utterance start, and padding short ones (NumPy only).
+
+Shared by the training pipeline (`features`, `data`) and the torch-free
+service, so both cut utterances into windows the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def segment_starts(n_frames: int, hop: int, length: int = 200) -> list[int]:
+    """Start frames of the windows covering an utterance (one if it is short)."""
+    if n_frames <= length:
+        return [0]
+    starts = list(range(0, n_frames - length + 1, hop))
+    if starts[-1] + length < n_frames:
+        starts.append(n_frames - length)  # one more window flush with the end
+    return starts
+
+
+def pad_frames(feats: np.ndarray, length: int, pad_value: float) -> np.ndarray:
+    """(frames, mels) padded at the end with `pad_value` to at least `length` frames."""
+    if feats.shape[0] >= length:
+        return feats
+    pad = np.full((length - feats.shape[0], feats.shape[1]), pad_value, np.float32)
+    return np.concatenate([feats, pad])
+
+
+def windows(feats: np.ndarray, hop: int, length: int, pad_value: float) -> np.ndarray:
+    """(frames, mels) -> (n_windows, length, mels): every window of `segment_starts`."""
+    starts = segment_starts(feats.shape[0], hop, length)
+    feats = pad_frames(feats, length, pad_value)
+    return np.stack([feats[s : s + length] for s in starts])

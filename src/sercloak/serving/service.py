@@ -1,0 +1,98 @@
+"""`sercloak serve`: the emotion service. It only ever sees cloaked features.
+
+    POST /v1/emotion   cloaked features, `application/x-npy` (float32, frames × mel bins,
+                       read without pickle) or JSON {"features": [[...], ...]}; header
+                       X-Bundle-Id must name the bundle served. Returns probabilities
+                       per 2 s window and for the utterance. Audio is never accepted.
+    GET  /healthz      liveness
+    GET  /v1/bundle    the bundle's manifest (settings, labels, measured privacy)
+    GET  /docs         OpenAPI documentation
+
+Every bad request gets a 4xx whose `detail` names the problem: a missing or
+wrong bundle id (409), a body over `MAX_BODY_BYTES` (413), a content type
+other than the two above (415), an unreadable, truncated or pickled .npy or
+malformed JSON (400), and features of the wrong shape, mel count or length,
+non-finite or out of range (422). Inference runs in a worker thread with
+onnxruntime, one thread per request.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+from .inference import BadFeatures, EmotionModel
+
+MAX_BODY_BYTES = 8 * 2**20  # 8 MiB: about 4 minutes of float32 features at 128 mel bins
+NPY_TYPES = ("application/x-npy", "application/octet-stream")
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused as soon as it grows past MAX_BODY_BYTES."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"body of {declared} bytes is over the limit of "
+                                 f"{MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPException(413, f"body is over the limit of {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_features(body: bytes, content_type: str) -> np.ndarray:
+    """A request body as an array, or HTTPException naming what is wrong with it."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in NPY_TYPES:
+        try:
+            return np.load(io.BytesIO(body), allow_pickle=False)
+        except Exception as err:  # truncated, garbled, or an object array needing pickle
+            problem = ("a pickled (object) array: refused" if "allow_pickle" in str(err)
+                       else f"unreadable .npy body ({err})")
+            raise HTTPException(400, problem) from err
+    if kind == "application/json":
+        try:
+            data = json.loads(body)
+            return np.asarray(data["features"], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as err:
+            raise HTTPException(400, 'JSON body must be {"features": [[...], ...]} of numbers '
+                                     f"({type(err).__name__}: {err})") from err
+    raise HTTPException(415, f"content type {kind or '(none)'!r}: send application/x-npy or "
+                             f"application/json features (never audio)")
+
+
+def create_app(bundle: Path | str) -> FastAPI:
+    model = EmotionModel(bundle)
+    app = FastAPI(title="sercloak emotion service",
+                  description="Emotion recognition from cloaked log-mel features. "
+                              f"Bundle {model.bundle_id}.")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "bundle_id": model.bundle_id}
+
+    @app.get("/v1/bundle")
+    def bundle_manifest() -> dict:
+        return model.manifest
+
+    @app.post("/v1/emotion")
+    async def emotion(request: Request) -> dict:
+        given = request.headers.get("x-bundle-id")
+        if given != model.bundle_id:
+            raise HTTPException(409, f"X-Bundle-Id {given!r} does not match the bundle served "
+                                     f"({model.bundle_id}): features cloaked for another "
+                                     f"bundle cannot be read")
+        feats = parse_features(await _body(request), request.headers.get("content-type", ""))
+        try:
+            return await run_in_threadpool(model.predict, feats)
+        except BadFeatures as err:
+            raise HTTPException(err.status, str(err)) from err
+
+    return app
