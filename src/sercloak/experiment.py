@@ -118,6 +118,14 @@ def run_tag(cfg: ExperimentConfig, baseline_configs: dict[str, TrainConfig]) -> 
     return f"{cfg.cloak.shape}-{digest}"
 
 
+def clean_dir(wd: Workdir, baseline_configs: dict[str, TrainConfig]) -> Path:
+    """Where the clean attackers' scores are kept: shared by every method run on the same
+    baselines (they do not depend on the method)."""
+    baselines = {t: c.to_dict() for t, c in sorted(baseline_configs.items())}
+    digest = hashlib.sha1(json.dumps(baselines, sort_keys=True).encode()).hexdigest()[:8]
+    return wd.root / "cloaks" / model_tag(baseline_configs["emotion"]) / f"clean-{digest}"
+
+
 def setting_name(ratio: int, adversarial: bool) -> str:
     return f"{'adversarial' if adversarial else 'cloak'}_sr{ratio}"
 
@@ -152,6 +160,8 @@ class FoldRunner:
         self.show_progress = show_progress
         self.dir = run_dir / f"fold{fold}"
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.clean_dir = clean_dir(wd, baseline_configs) / f"fold{fold}"
+        self.clean_dir.mkdir(parents=True, exist_ok=True)
         self.device = pick_device()
         self.f_theta, _ = load_checkpoint(
             model_path(wd, model_tag(self.emotion_config), fold, "emotion"), wd.cfg, self.device)
@@ -238,10 +248,10 @@ class FoldRunner:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _cached(self, name: str, compute) -> dict:
+    def _cached(self, name: str, compute, folder: Path | None = None) -> dict:
         """A JSON result in the fold's folder, reused only if made by the same attackers."""
         suffix = self.cfg.attacks.suffix + ("" if self.part == "test" else f".on-{self.part}")
-        out = self.dir / f"{name}{suffix}.json"
+        out = (folder or self.dir) / f"{name}{suffix}.json"
         attack_config = self.cfg.attacks.to_dict()
         if out.is_file():
             result = json.loads(out.read_text())
@@ -253,7 +263,7 @@ class FoldRunner:
 
     def clean(self) -> dict:
         """Every attacker on clean utterances of the scored part."""
-        return self._cached("clean", self.attacks.clean)
+        return self._cached("clean", self.attacks.clean, self.clean_dir)
 
     def _emotion(self, model: CnnRnn, cloak: Cloak | None) -> dict:
         wd = self.protected_wd or self.wd
