@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +85,33 @@ def bundle(tiny_experiment, tmp_path_factory) -> Path:
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1",
               "--setting", "cloak_adversarial:40", "--out", str(out), "--quiet"])
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(bundle):
+    """`sercloak serve` in its own process on a free port; stopped at the end."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "sercloak", "serve", "--bundle",
+                                str(bundle), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            break
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(process.stdout.read().decode()) from None
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise RuntimeError("the service did not start in 20 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)

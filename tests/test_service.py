@@ -3,10 +3,8 @@
 import http.client
 import io
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -17,36 +15,6 @@ import pytest
 from conftest import write_tone
 from sercloak.serving.bundle import read_manifest
 from sercloak.serving.client import Client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(bundle):
-    """`sercloak serve` in its own process on a free port; stopped at the end."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "sercloak", "serve", "--bundle",
-                                str(bundle), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            break
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(process.stdout.read().decode()) from None
-            time.sleep(0.1)
-    else:
-        process.kill()
-        raise RuntimeError("the service did not start in 20 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def npy(array: np.ndarray, allow_pickle: bool = False) -> bytes:

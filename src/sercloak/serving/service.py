@@ -6,6 +6,10 @@
                        per 2 s window and for the utterance. Audio is never accepted.
     GET  /healthz      liveness
     GET  /v1/bundle    the bundle's manifest (settings, labels, measured privacy)
+    GET  /v1/client    the bundle's client part as JSON (feature settings, mel
+                       filterbank, cloak arrays): what the browser demo computes with
+    GET  /             the browser demo (static/: plain JavaScript, served from the
+                       package, no external network)
     GET  /docs         OpenAPI documentation
 
 Every bad request gets a 4xx whose `detail` names the problem: a missing or
@@ -25,8 +29,13 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
+from .client import CloakArrays
 from .inference import BadFeatures, EmotionModel
+
+STATIC = Path(__file__).parent / "static"
 
 MAX_BODY_BYTES = 8 * 2**20  # 8 MiB: about 4 minutes of float32 features at 128 mel bins
 NPY_TYPES = ("application/x-npy", "application/octet-stream")
@@ -81,6 +90,23 @@ def create_app(bundle: Path | str) -> FastAPI:
     @app.get("/v1/bundle")
     def bundle_manifest() -> dict:
         return model.manifest
+
+    @app.get("/v1/client")
+    def client_part() -> dict:
+        cloak = CloakArrays.load(model.bundle / "client" / "cloak.npz")
+        filterbank = np.load(model.bundle / "client" / "mel_filterbank.npy", allow_pickle=False)
+        arrays = {name: getattr(cloak, name).tolist() for name in
+                  ("mu", "sigma", "offset_sigma", "mu_s", "mask", "feat_mean", "feat_std")}
+        return {"bundle_id": model.bundle_id, "features": model.features,
+                "measured": model.manifest.get("measured", {}), "filterbank":
+                filterbank.tolist(), "cloak": {**arrays, "suppressed": cloak.suppressed,
+                                               "warp": cloak.warp, "config": cloak.config}}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.post("/v1/emotion")
     async def emotion(request: Request) -> dict:
