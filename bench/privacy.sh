@@ -41,5 +41,8 @@ run --cloak-kind temporal --variants adversarial --game minmax --adversaries cnn
 run --cloak-kind temporal --variants plain --adapt-epochs 3       # 5: server-side adaptation
 run --warp 0.2 --variants plain                            # 2: random warping (+ f_θ with VTLP)
 run --mask-by saliency --variants plain                    # 3: mask by gender saliency
+run --cloak-kind temporal --variants adversarial --game minmax --adversaries cnn,stats \
+    --adversary-steps 2 --adversary-lr 1e-3 --weight-warmup 0.5 --adapt-epochs 3  # 4 + 5
+run --transform mcadams --adapt-epochs 3                   # 6 + 5: a service adapted to McAdams
 wall=$(( $(date +%s) - start ))
 "$python" "$here/bench/privacy_lines.py" "$work/results.json" --wall "$wall"
