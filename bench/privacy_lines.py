@@ -5,8 +5,9 @@
 Per method chosen on validation speakers (entries with a `validation` part):
 its test figures, 5-fold means. Emotion drop is against the clean emotion
 model on the same test speakers. Last line: the method with the lowest
-worst-case gender UAR among those within 2 points of clean emotion (else
-overall), and whether issue 10's target (gender <= 65, drop <= 2) was met.
+worst-case gender UAR among those within 2 points of clean emotion (`none`
+if none is), the method closest to issue 10's target (the fewest points
+missing from gender <= 65 and drop <= 2, added up), and whether any met it.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ def main() -> None:
               f"speaker_eer={e.get('speaker_eer', {}).get('mean', float('nan'))}")
     if not rows:
         raise SystemExit(f"{args.results}: no operating points chosen on validation speakers")
-    within = [r for r in rows if r[1] <= TARGET_DROP] or rows
-    best = min(within, key=lambda r: r[2])
-    met = best[1] <= TARGET_DROP and best[2] <= TARGET_GENDER
-    print(f"methods={len(rows)} best_method={best[0]} best_emotion_drop={best[1]:.2f} "
-          f"best_worst_gender_uar={best[2]:.2f} target_met={str(met).lower()} "
-          f"wall_s={args.wall if args.wall is not None else 'nan'}")
+    within = [r for r in rows if r[1] <= TARGET_DROP]
+    best = min(within, key=lambda r: r[2])[0] if within else "none"
+    # the closest to the target: the least points missing, emotion and gender added up
+    closest = min(rows, key=lambda r: max(0, r[1] - TARGET_DROP) + max(0, r[2] - TARGET_GENDER))
+    met = any(r[1] <= TARGET_DROP and r[2] <= TARGET_GENDER for r in rows)
+    print(f"methods={len(rows)} best_within_2_points={best} closest_method={closest[0]} "
+          f"closest_emotion_drop={closest[1]:.2f} closest_worst_gender_uar={closest[2]:.2f} "
+          f"target_met={str(met).lower()} wall_s={args.wall if args.wall is not None else 'nan'}")
 
 
 if __name__ == "__main__":
