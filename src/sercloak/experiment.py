@@ -118,12 +118,11 @@ def run_tag(cfg: ExperimentConfig, baseline_configs: dict[str, TrainConfig]) -> 
     return f"{cfg.cloak.shape}-{digest}"
 
 
-def clean_dir(wd: Workdir, baseline_configs: dict[str, TrainConfig]) -> Path:
-    """Where the clean attackers' scores are kept: shared by every method run on the same
-    baselines (they do not depend on the method)."""
-    baselines = {t: c.to_dict() for t, c in sorted(baseline_configs.items())}
-    digest = hashlib.sha1(json.dumps(baselines, sort_keys=True).encode()).hexdigest()[:8]
-    return wd.root / "cloaks" / model_tag(baseline_configs["emotion"]) / f"clean-{digest}"
+def clean_dir(wd: Workdir, gender_config: TrainConfig) -> Path:
+    """Where the clean attackers' scores are kept: shared by every method and emotion model
+    (they depend on the attackers alone, whose cnn family is the gender baseline)."""
+    digest = hashlib.sha1(json.dumps(gender_config.to_dict(), sort_keys=True).encode())
+    return wd.root / "cloaks" / f"clean-{model_tag(gender_config)}-{digest.hexdigest()[:8]}"
 
 
 def setting_name(ratio: int, adversarial: bool) -> str:
@@ -154,22 +153,20 @@ class FoldRunner:
 
     def __init__(self, wd: Workdir, fold: int, baseline_configs: dict[str, TrainConfig],
                  cfg: ExperimentConfig, run_dir: Path, encoder: SpeakerEncoder | None,
-                 show_progress: bool, part: str = "test"):
+                 show_progress: bool, part: str = "test", protected_wd: Workdir | None = None):
         self.wd, self.fold, self.cfg, self.part = wd, fold, cfg, part
         self.emotion_config = baseline_configs["emotion"]
         self.show_progress = show_progress
         self.dir = run_dir / f"fold{fold}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.clean_dir = clean_dir(wd, baseline_configs) / f"fold{fold}"
+        self.clean_dir = clean_dir(wd, baseline_configs["gender"]) / f"fold{fold}"
         self.clean_dir.mkdir(parents=True, exist_ok=True)
         self.device = pick_device()
         self.f_theta, _ = load_checkpoint(
             model_path(wd, model_tag(self.emotion_config), fold, "emotion"), wd.cfg, self.device)
         self.attacks = FoldAttacks(wd, fold, cfg.attacks, baseline_configs["gender"], self.dir,
                                    encoder, show_progress, test_part=part)
-        # a waveform baseline's features: the same utterances, anonymised before features
-        self.protected_wd = (wd.transformed(TRANSFORMS[cfg.transform], show_progress)
-                             if cfg.transform else None)
+        self.protected_wd = protected_wd  # a waveform baseline's anonymised features
         self._sets: dict[tuple, object] = {}
 
     def segments(self, part: str, task: str, train_hop: bool, wd: Workdir | None = None):
@@ -356,10 +353,13 @@ def score_grid(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainC
     if encoder is None:
         encoder, attacks = load_encoder(cfg.attacks)
         cfg = replace(cfg, attacks=attacks)
+    # a waveform baseline's features: the same utterances, anonymised before features
+    protected_wd = (wd.transformed(TRANSFORMS[cfg.transform], show_progress)
+                    if cfg.transform else None)
     clean_runs, per_setting, valid_emotion = [], {}, []
     for fold in folds:
         runner = FoldRunner(wd, fold, baseline_configs, cfg, run_dir, encoder, show_progress,
-                            part)
+                            part, protected_wd)
         clean_runs.append(runner.clean())
         valid_emotion.append(runner.clean_valid_emotion())
         for adversarial, ratio in settings or cfg.settings():

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 import torch
 
-from .segments import pad_frames
+from .segments import cut, pad_frames
 
 NORMALISATIONS = ("none", "user")
 # What `sercloak prepare` uses unless told otherwise: per-user normalisation won on
@@ -174,5 +174,4 @@ def pad_to_segment(feats: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 def cut_segments(feats: np.ndarray, starts: list[int], cfg: FeatureConfig) -> np.ndarray:
     """(frames, mels) -> (len(starts), segment_frames, mels), padding short utterances."""
-    feats = pad_to_segment(feats, cfg)
-    return np.stack([feats[s : s + cfg.segment_frames] for s in starts])
+    return cut(feats, starts, cfg.segment_frames, cfg.pad_value)

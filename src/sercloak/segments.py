@@ -27,8 +27,12 @@ def pad_frames(feats: np.ndarray, length: int, pad_value: float) -> np.ndarray:
     return np.concatenate([feats, pad])
 
 
-def windows(feats: np.ndarray, hop: int, length: int, pad_value: float) -> np.ndarray:
-    """(frames, mels) -> (n_windows, length, mels): every window of `segment_starts`."""
-    starts = segment_starts(feats.shape[0], hop, length)
+def cut(feats: np.ndarray, starts: list[int], length: int, pad_value: float) -> np.ndarray:
+    """(frames, mels) -> (len(starts), length, mels), padding a short utterance first."""
     feats = pad_frames(feats, length, pad_value)
     return np.stack([feats[s : s + length] for s in starts])
+
+
+def windows(feats: np.ndarray, hop: int, length: int, pad_value: float) -> np.ndarray:
+    """(frames, mels) -> (n_windows, length, mels): every window of `segment_starts`."""
+    return cut(feats, segment_starts(feats.shape[0], hop, length), length, pad_value)

@@ -8,8 +8,9 @@
 - `saliency`: which mel bins reveal gender more than emotion (a mask rule).
 """
 
+from ..cloakfile import CLOAK_FORMAT
 from .adversaries import ADVERSARIES, new_adversary, reverse_gradient
-from .noise import CLOAK_FORMAT, KINDS, MASKS, Cloak, CloakConfig
+from .noise import KINDS, MASKS, Cloak, CloakConfig
 
 __all__ = ["ADVERSARIES", "CLOAK_FORMAT", "KINDS", "MASKS", "Cloak", "CloakConfig",
            "new_adversary", "reverse_gradient"]

@@ -48,7 +48,6 @@ Here ρ starts at −1 (σ at 12% of its range, tanh' = 0.42), which learns.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -56,10 +55,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import cloakfile
 from ..augment import warp_by
 from ..features import FeatureConfig
 
-CLOAK_FORMAT = "sercloak.cloak/1"
 KINDS = ("noise", "temporal")
 MASKS = ("sigma", "saliency")
 
@@ -205,7 +204,7 @@ class Cloak(nn.Module):
     # -- the cloak file: numpy arrays + JSON, no pickle ---------------------------------
 
     def save(self, path: Path | str, feature_cfg: FeatureConfig, extra: dict | None = None) -> None:
-        meta = {"format": CLOAK_FORMAT, "cloak_config": self.cfg.to_dict(),
+        meta = {"cloak_config": self.cfg.to_dict(),
                 "feature_config": feature_cfg.to_dict(), "suppressed": bool(self.suppressed),
                 "suppression_ratio": self.suppression_ratio, **(extra or {})}
         arrays = {k: v.detach().cpu().numpy() for k, v in
@@ -215,24 +214,13 @@ class Cloak(nn.Module):
         if self.rho_offset is not None:  # the temporal kind's τ
             arrays["rho_offset"] = self.rho_offset.detach().cpu().numpy()
             arrays["offset_sigma"] = self.offset_sigma().detach().cpu().numpy()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        tmp.replace(path)
+        cloakfile.write(path, meta, arrays)
 
     @classmethod
     def load(cls, path: Path | str, feature_cfg: FeatureConfig | None = None) -> Cloak:
         """Load a cloak file exactly; refuse one made for other feature settings."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-            meta = json.loads(str(arrays.pop("meta")))
-        except Exception as err:
-            raise ValueError(f"{path}: not a readable cloak file ({err})") from err
-        if meta.get("format") != CLOAK_FORMAT:
-            raise ValueError(f"{path}: not a {CLOAK_FORMAT} file")
+        meta, arrays = cloakfile.read(path)
         if feature_cfg is not None and not feature_cfg.matches(meta["feature_config"]):
             raise ValueError(
                 f"{path} was made for other features (ours != its: "

@@ -20,17 +20,15 @@ device can send features while the user is still speaking.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .. import cloakfile
 from ..normalise import SpeechStats, standardise
 from ..segments import pad_frames
 from .bundle import read_manifest
-
-CLOAK_FORMAT = "sercloak.cloak/1"  # the cloak file this client reads (cloak.noise writes it)
 
 
 @dataclass(frozen=True)
@@ -119,15 +117,7 @@ class CloakArrays:
 
     @classmethod
     def load(cls, path: Path | str) -> CloakArrays:
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-            meta = json.loads(str(arrays.pop("meta")))
-        except Exception as err:
-            raise ValueError(f"{path}: not a readable cloak file ({err})") from err
-        if meta.get("format") != CLOAK_FORMAT:
-            raise ValueError(f"{path}: not a {CLOAK_FORMAT} file")
+        meta, arrays = cloakfile.read(path)
         return cls(config=meta["cloak_config"], feature_config=meta["feature_config"],
                    mu=arrays["mu"], sigma=arrays["sigma"],
                    offset_sigma=arrays.get("offset_sigma", np.zeros_like(arrays["sigma"])),
@@ -146,8 +136,11 @@ class CloakArrays:
         eps = rng.standard_normal((n_frames, n_mels))
         windows = (first_frame + n_frames - 1) // window - first_frame // window + 1
         eta = rng.standard_normal((windows, n_mels))
-        factor = 1.0 + self.warp * (2.0 * rng.random() - 1.0)
-        return {"eps": eps, "eta": eta, "factor": factor}
+        return {"eps": eps, "eta": eta, "factor": self.warp_factor(rng)}
+
+    def warp_factor(self, rng: np.random.Generator) -> float:
+        """One utterance's mel-axis warp factor, uniform in [1 - warp, 1 + warp]."""
+        return 1.0 + self.warp * (2.0 * rng.random() - 1.0)
 
     def apply(self, feats: np.ndarray, eps: np.ndarray, eta: np.ndarray, factor: float,
               first_frame: int = 0) -> np.ndarray:
@@ -241,7 +234,7 @@ class Stream:
         self.buffer = np.zeros(s.n_fft // 2, dtype=np.float32)  # the centre padding
         self.start = 0  # buffer[0] is sample start - n_fft // 2 of the padded stream
         self.n_samples = self.done = 0
-        self.factor = client.cloak.draw(0, client.rng)["factor"]  # one warp per utterance
+        self.factor = client.cloak.warp_factor(client.rng)  # one warp per utterance
         self.eta: dict[int, np.ndarray] = {}  # per window, drawn when first needed
 
     def _frames(self, n_total: int, padding: int = 0) -> np.ndarray:
