@@ -1,14 +1,18 @@
-"""Table 2 on RAVDESS + nEMO: `prepare` + `baselines` over 5 folds, both recipes, timed.
+"""Table 2 on RAVDESS + nEMO: `prepare` + `baselines` over 5 folds and the given seeds, timed.
 
-    python bench/baselines.py [--normalise user|none] [--recipes strong,paper]
-                              [--model light|reference] [--workdir DIR]
+    python bench/baselines.py [--protocol paper|shared] [--seeds 0] [--recipe strong]
+                              [--normalise user|none] [--model light|reference] [--workdir DIR]
 
 Runs the real commands on ../shared/corpora in a fresh workdir (or DIR, whose
-finished models would be reused): `prepare`, then `baselines` with each
-recipe, printing the Table-2-shaped result of each with per-corpus figures.
-Then times one training step (batch 32) of the reference and the light model
-in this same process. Last line: key=value figures, `wall_s_<recipe>` being
-the time to train and evaluate both models on every fold with that recipe.
+finished models are reused): `prepare`, then `baselines` under the protocol,
+printing its Table 2. Then times one training step (batch 32) of the
+reference and the light model in this same process. Last line: key=value
+figures (means over seeds and folds; speaker-balanced UAR first), per corpus,
+the emotion UAR per seed and its std across seeds, f_θ's speaker-balanced UAR
+on the validation speakers where operating points are chosen (to compare
+protocols without test speakers), and `wall_s`, the time of the `baselines`
+command: training and evaluating both models on every fold and seed (a few
+seconds when every model is reused).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from sercloak.baselines import results_name
+from sercloak.layout import Layout
 from sercloak.models import PRESETS, CnnRnn
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -44,22 +48,32 @@ def step_ms(preset: str, batch: int = 32, steps: int = 10) -> float:
     return (time.perf_counter() - start) / steps * 1000
 
 
-def figures(results: dict, recipe: str) -> dict:
+def figures(results: dict) -> dict:
     out = {}
     for task in ("emotion", "gender"):
         r = results[task]
-        out[f"{task}_uar_{recipe}"] = r["uar"]["mean"]
-        out[f"{task}_uar_std_{recipe}"] = r["uar"]["std"]
+        for metric in ("uar_speaker", "uar"):
+            out[f"{task}_{metric}"] = r[metric]["mean"]
+            out[f"{task}_{metric}_std"] = r[metric]["std"]
+        lo, hi = r["uar_speaker"]["ci95"]
+        out[f"{task}_uar_speaker_ci95"] = f"{lo}..{hi}"
         for corpus, c in r["per_corpus"].items():
-            out[f"{task}_uar_{corpus}_{recipe}"] = c["uar"]["mean"]
+            out[f"{task}_uar_speaker_{corpus}"] = c["uar_speaker"]["mean"]
+            out[f"{task}_uar_{corpus}"] = c["uar"]["mean"]
+        if "seeds" in r["uar_speaker"]:
+            out[f"{task}_uar_speaker_per_seed"] = ",".join(map(str, r["uar_speaker"]["seeds"]))
+            out[f"{task}_uar_speaker_seed_std"] = r["uar_speaker"]["seed_std"]
+    out["valid_emotion_uar_speaker"] = results["valid_emotion"]["uar_speaker"]["mean"]
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--protocol", default="paper", choices=["paper", "shared"])
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--recipe", default="strong")
     parser.add_argument("--model", default="light", choices=sorted(PRESETS))
     parser.add_argument("--normalise", default="user", choices=["user", "none"])
-    parser.add_argument("--recipes", default="strong,paper")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--folds", default="0-4")
     args = parser.parse_args()
@@ -70,16 +84,18 @@ def main() -> None:
     subprocess.run(sercloak + ["prepare", "--quiet", "--workdir", str(work), "--normalise",
                                args.normalise, "--corpus", f"ravdess={CORPORA / 'ravdess'}",
                                "--corpus", f"nemo={CORPORA / 'nemo'}"], check=True)
-    line = {"model": args.model, "normalise": args.normalise}
-    for recipe in args.recipes.split(","):
-        start = time.perf_counter()
-        out = subprocess.run(sercloak + ["baselines", "--quiet", "--workdir", str(work), "--folds",
-                                         args.folds, "--model", args.model, "--recipe", recipe],
-                             check=True, capture_output=True, text=True).stdout
-        line[f"wall_s_{recipe}"] = round(time.perf_counter() - start)
-        print(f"## recipe {recipe} ({args.normalise} normalisation)\n\n{out}", flush=True)
-        file = work / f"{results_name(f'{args.model}-{recipe}')}.json"
-        line.update(figures(json.loads(file.read_text()), recipe))
+    start = time.perf_counter()
+    out = subprocess.run(sercloak + ["baselines", "--quiet", "--workdir", str(work), "--folds",
+                                     args.folds, "--seeds", args.seeds, "--model", args.model,
+                                     "--recipe", args.recipe, "--protocol", args.protocol],
+                         check=True, capture_output=True, text=True).stdout
+    print(f"## {args.protocol} protocol, recipe {args.recipe}, seeds {args.seeds} "
+          f"({args.normalise} normalisation)\n\n{out}", flush=True)
+    file = Layout(work).baselines(args.protocol, f"{args.model}-{args.recipe}")
+    results = json.loads(file.read_text())
+    line = {"protocol": args.protocol, "model": args.model, "recipe": args.recipe,
+            "normalise": args.normalise, "seeds": args.seeds, **figures(results),
+            "wall_s": round(time.perf_counter() - start)}
     line["step_ms_light"] = round(step_ms("light"))
     line["step_ms_reference"] = round(step_ms("reference"))
     print(f"workdir {work}; torch threads={torch.get_num_threads()}", file=sys.stderr)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sercloak.baselines import results_name
 from sercloak.cli import parse_folds
+from sercloak.layout import Layout
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 NAMES = ("ravdess", "nemo")
@@ -52,7 +52,7 @@ def main() -> None:
                                    "--folds", args.folds, "--recipe", args.recipe], check=True,
                        stdout=subprocess.DEVNULL)
         in_corpus[name] = json.loads(
-            (work / name / f"{results_name('light-' + args.recipe)}.json").read_text())
+            Layout(work / name).baselines("paper", f"light-{args.recipe}").read_text())
     line = {"recipe": args.recipe, "normalise": args.normalise}
     for source, target in (NAMES, NAMES[::-1]):
         uars = {"emotion": [], "gender": []}

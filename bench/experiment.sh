@@ -6,11 +6,13 @@
 # Runs the real commands on ../shared/corpora in WORKDIR (default: a fresh
 # temporary folder; finished baselines, cloaks and attackers found there are
 # reused), prints the Table-2-shaped baselines, the privacy–utility table with
-# every attacker and the wall time. Last line: key=value figures: the clean
-# models, and at SR = 60% with adversarial training the emotion UAR, the
+# every attacker and the wall time. Last line: key=value figures (speaker-
+# balanced UAR): the clean models, and at SR = 60% with adversarial training the
+# emotion UAR and its paired drop with its 95% interval, the
 # paper's ignorant and informed cnn attackers, the worst case over all
 # attackers (and which), and the speaker EER. Extra options go to
-# `sercloak experiment` (e.g. --attacker-pool all). NORMALISE=none prepares dB features
+# `sercloak experiment` (e.g. --seeds 0,1,2). PROTOCOL=shared trains everything on
+# every non-test speaker (default: paper); NORMALISE=none prepares dB features
 # instead of the default per-user normalisation.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,25 +25,24 @@ shift || true
 start=$(date +%s)
 "$python" -m sercloak prepare --workdir "$work" --normalise "${NORMALISE:-user}" \
     --corpus "ravdess=$corpora/ravdess" --corpus "nemo=$corpora/nemo"
-"$python" -m sercloak experiment --workdir "$work" --folds 0-4 "$@"
+protocol="${PROTOCOL:-paper}"
+"$python" -m sercloak experiment --workdir "$work" --folds 0-4 --protocol "$protocol" "$@"
 wall=$(( $(date +%s) - start ))
 
-results="$work/results.json"
-case " $* " in *" --attacker-pool all "*) results="$work/results-pool-all.json" ;; esac
-"$python" - "$results" "$wall" <<'EOF'
+"$python" - "$work/$protocol/results.json" "$wall" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 adv60 = next(e for e in r["cloak"] if e["adversarial"] and e["suppression_ratio"] == 60)
-clean = r["baseline"]["emotion"]["uar"]["mean"]
 figures = {
-    "emotion_uar_clean": clean,
-    "gender_uar_clean": r["baseline"]["gender"]["uar"]["mean"],
-    "emotion_uar_adv_sr60": adv60["emotion"]["uar"]["mean"],
-    "emotion_drop_adv_sr60": round(clean - adv60["emotion"]["uar"]["mean"], 2),
-    "gender_ignorant_uar_adv_sr60": adv60["gender_ignorant"]["uar"]["mean"],
-    "gender_informed_uar_adv_sr60": adv60["gender_informed"]["uar"]["mean"],
-    "worst_gender_uar_clean": r["baseline"]["gender_worst"]["uar"]["mean"],
-    "worst_gender_uar_adv_sr60": adv60["gender_worst"]["uar"]["mean"],
+    "emotion_uar_clean": r["baseline"]["emotion"]["uar_speaker"]["mean"],
+    "gender_uar_clean": r["baseline"]["gender"]["uar_speaker"]["mean"],
+    "emotion_uar_adv_sr60": adv60["emotion"]["uar_speaker"]["mean"],
+    "emotion_drop_adv_sr60": adv60["emotion_drop"]["mean"],
+    "emotion_drop_adv_sr60_ci95": "..".join(map(str, adv60["emotion_drop"]["ci95"])),
+    "gender_ignorant_uar_adv_sr60": adv60["gender_ignorant"]["uar_speaker"]["mean"],
+    "gender_informed_uar_adv_sr60": adv60["gender_informed"]["uar_speaker"]["mean"],
+    "worst_gender_uar_clean": r["baseline"]["gender_worst"]["uar_speaker"]["mean"],
+    "worst_gender_uar_adv_sr60": adv60["gender_worst"]["uar_speaker"]["mean"],
     "worst_attacker_adv_sr60": adv60["gender_worst"]["attacker"],
     "speaker_eer_clean": r["baseline"].get("speaker_eer", {}).get("mean"),
     "speaker_eer_adv_sr60": adv60.get("speaker_eer", {}).get("mean"),

@@ -9,41 +9,58 @@
 # an interrupted run resumes. Each method is one `sercloak experiment` call
 # (options below) with --select-on-valid: every setting (SR 0 and 60 for cloaks)
 # is scored on the primary pool's validation speakers of the folds in SELECT
-# (default fold 0 only: a trim for time), each method's operating point is
-# chosen there, and only it runs on test speakers (FOLDS, default 0-4).
+# (default 0-4: every fold), each method's operating point is chosen there, and
+# only it is scored on test speakers (FOLDS, default 0-4) by the attackers that
+# were fitted for the choice.
+#
+# Settings (environment): PROTOCOL (default shared: everything trains on every
+# non-test speaker; paper: the paper's pools), SEEDS (default 0), FOLDS, SELECT,
+# METHODS (a comma-separated subset of the names below; default all).
 # Prints one line per method (bench/privacy_lines.py) and, last, one key=value
-# line with the best method and the wall time. Seed 0 throughout; figures move
-# a little with the thread count and the machine. On this 2-core machine the
-# whole comparison took 116 minutes (docs/privacy.md); finished runs are reused.
+# line with the best method, the widest 95% interval of an emotion drop and the
+# wall time. Figures move a little with the thread count and the machine.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 corpora="$here/../shared/corpora"
 python="${PYTHON:-$here/.venv/bin/python}"
 [ -d "$corpora/ravdess" ] && [ -d "$corpora/nemo" ] || { echo "needs RAVDESS and nEMO in $corpora" >&2; exit 1; }
 work="${1:-runs/privacy}"
+protocol="${PROTOCOL:-shared}"
 folds="${FOLDS:-0-4}"
-select="${SELECT:-0}"
+select="${SELECT:-0-4}"
+seeds="${SEEDS:-0}"
+
+minmax="--cloak-kind temporal --variants adversarial --game minmax --adversaries cnn,stats
+        --adversary-steps 2 --adversary-lr 1e-3 --weight-warmup 0.5"
+declare -A options=(
+    [cloak]=""                                       # cloak, cloak_adversarial: the paper's
+    [mcadams]="--transform mcadams"                  # VoicePrivacy B2
+    [pitch_shift]="--transform pitch_shift"          # pitch/formant shift
+    [temporal]="--cloak-kind temporal"               # noise that does not average out
+    [temporal_minmax]="$minmax"                      # a real min–max game
+    [temporal_adapted]="--cloak-kind temporal --variants plain --adapt-epochs 3"  # the service adapts
+    [warp]="--warp 0.2 --variants plain"             # random warping (+ f_θ trained with VTLP)
+    [saliency]="--mask-by saliency --variants plain" # mask by gender saliency
+    [temporal_minmax_adapted]="$minmax --adapt-epochs 3"
+    [mcadams_adapted]="--transform mcadams --adapt-epochs 3"
+)
+order="cloak mcadams pitch_shift temporal temporal_minmax temporal_adapted warp saliency"
+order="$order temporal_minmax_adapted mcadams_adapted"
+methods="${METHODS:-${order// /,}}"
+for name in ${methods//,/ }; do
+    [ -n "${options[$name]+set}" ] || { echo "unknown method $name (known: $order)" >&2; exit 1; }
+done
 
 start=$(date +%s)
 "$python" -m sercloak prepare --workdir "$work" --normalise user \
     --corpus "ravdess=$corpora/ravdess" --corpus "nemo=$corpora/nemo" --quiet
-run() {
-    local t0=$(date +%s)
-    "$python" -m sercloak experiment --workdir "$work" --folds "$folds" \
-        --select-on-valid "$select" --ratios 0,60 --quiet "$@" > "$work/last-run.log"
-    echo "sercloak experiment $* ($(( $(date +%s) - t0 )) s)"
-}
-run                                                        # cloak, cloak_adversarial: the paper's
-run --transform mcadams                                    # 6: VoicePrivacy B2
-run --transform pitch_shift                                # 6: pitch/formant shift
-run --cloak-kind temporal                                  # 1: noise that does not average out
-run --cloak-kind temporal --variants adversarial --game minmax --adversaries cnn,stats \
-    --adversary-steps 2 --adversary-lr 1e-3 --weight-warmup 0.5   # 4: real min–max
-run --cloak-kind temporal --variants plain --adapt-epochs 3       # 5: server-side adaptation
-run --warp 0.2 --variants plain                            # 2: random warping (+ f_θ with VTLP)
-run --mask-by saliency --variants plain                    # 3: mask by gender saliency
-run --cloak-kind temporal --variants adversarial --game minmax --adversaries cnn,stats \
-    --adversary-steps 2 --adversary-lr 1e-3 --weight-warmup 0.5 --adapt-epochs 3  # 4 + 5
-run --transform mcadams --adapt-epochs 3                   # 6 + 5: a service adapted to McAdams
+for name in ${methods//,/ }; do
+    t0=$(date +%s)
+    # shellcheck disable=SC2086  # the options are words
+    "$python" -m sercloak experiment --workdir "$work" --protocol "$protocol" --folds "$folds" \
+        --seeds "$seeds" --select-on-valid "$select" --ratios 0,60 --quiet ${options[$name]} \
+        > "$work/last-run.log"
+    echo "$name: sercloak experiment ${options[$name]//$'\n'/ } ($(( $(date +%s) - t0 )) s)"
+done
 wall=$(( $(date +%s) - start ))
-"$python" "$here/bench/privacy_lines.py" "$work/results.json" --wall "$wall"
+"$python" "$here/bench/privacy_lines.py" "$work/$protocol/results.json" --wall "$wall"

@@ -1,13 +1,17 @@
 """The lines of bench/privacy.sh from a results.json: one per method, then a summary.
 
-    python bench/privacy_lines.py WORKDIR/results.json [--wall SECONDS]
+    python bench/privacy_lines.py WORKDIR/PROTOCOL/results.json [--wall SECONDS]
 
 Per method chosen on validation speakers (entries with a `validation` part):
-its test figures, 5-fold means. Emotion drop is against the clean emotion
-model on the same test speakers. Last line: the method with the lowest
-worst-case gender UAR among those within 2 points of clean emotion (`none`
-if none is), the method closest to issue 10's target (the fewest points
-missing from gender <= 65 and drop <= 2, added up), and whether any met it.
+its test figures, means over seeds and folds, speaker-balanced: emotion UAR,
+the paired emotion drop from the clean emotion model on the same utterances
+and its 95% interval, the worst-case gender UAR and its interval, the
+pooled figures beside them. Last line: the method with the lowest worst-case
+gender UAR among those within 2 points of clean emotion (`none` if none is),
+the method closest to issue 10's target (the fewest points missing from
+gender <= 65 and drop <= 2, added up), whether any met it, and the widest
+half-width of any method's emotion-drop interval (the issue asks for <= 2
+points, so that a 2-point claim can be decided).
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ import argparse
 import json
 from pathlib import Path
 
-TARGET_GENDER, TARGET_DROP = 65.0, 2.0
+TARGET_GENDER, TARGET_DROP, MAX_HALF_WIDTH = 65.0, 2.0, 2.0
+
+
+def interval(stat: dict) -> str:
+    lo, hi = stat["ci95"]
+    return f"{lo:.2f}..{hi:.2f}"
 
 
 def main() -> None:
@@ -25,21 +34,28 @@ def main() -> None:
     parser.add_argument("--wall", type=float, help="wall time of the whole comparison (s)")
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
-    clean = results["baseline"]["emotion"]["uar"]["mean"]
-    worst_clean = results["baseline"]["gender_worst"]["uar"]["mean"]
-    print(f"method=clean emotion_uar={clean:.2f} emotion_drop=0.00 "
-          f"worst_gender_uar={worst_clean:.2f} "
-          f"worst_attacker={results['baseline']['gender_worst']['attacker']} "
-          f"speaker_eer={results['baseline'].get('speaker_eer', {}).get('mean', float('nan'))}")
+    base = results["baseline"]
+    worst_clean = base["gender_worst"]["uar_speaker"]
+    print(f"method=clean emotion_uar={base['emotion']['uar_speaker']['mean']:.2f} "
+          f"emotion_uar_ci95={interval(base['emotion']['uar_speaker'])} emotion_drop=0.00 "
+          f"worst_gender_uar={worst_clean['mean']:.2f} "
+          f"worst_gender_uar_ci95={interval(worst_clean)} "
+          f"worst_attacker={base['gender_worst']['attacker']} "
+          f"speaker_eer={base.get('speaker_eer', {}).get('mean', float('nan'))}")
     rows = []
     for e in results["cloak"]:
         if "validation" not in e:
             continue
-        emotion, worst = e["emotion"]["uar"]["mean"], e["gender_worst"]["uar"]["mean"]
-        rows.append((e["method"], clean - emotion, worst))
+        drop, worst = e["emotion_drop"], e["gender_worst"]["uar_speaker"]
+        half_width = (drop["ci95"][1] - drop["ci95"][0]) / 2
+        rows.append((e["method"], drop["mean"], worst["mean"], half_width))
         print(f"method={e['method']} setting=SR{e['suppression_ratio']:g} "
-              f"emotion_uar={emotion:.2f} emotion_drop={clean - emotion:.2f} "
-              f"worst_gender_uar={worst:.2f} worst_attacker={e['gender_worst']['attacker']} "
+              f"emotion_uar={e['emotion']['uar_speaker']['mean']:.2f} "
+              f"emotion_drop={drop['mean']:.2f} emotion_drop_ci95={interval(drop)} "
+              f"worst_gender_uar={worst['mean']:.2f} worst_gender_uar_ci95={interval(worst)} "
+              f"pooled_emotion_drop={e['emotion_drop_pooled']['mean']:.2f} "
+              f"pooled_worst_gender_uar={e['gender_worst']['uar']['mean']:.2f} "
+              f"worst_attacker={e['gender_worst']['attacker']} "
               f"speaker_eer={e.get('speaker_eer', {}).get('mean', float('nan'))}")
     if not rows:
         raise SystemExit(f"{args.results}: no operating points chosen on validation speakers")
@@ -48,9 +64,12 @@ def main() -> None:
     # the closest to the target: the least points missing, emotion and gender added up
     closest = min(rows, key=lambda r: max(0, r[1] - TARGET_DROP) + max(0, r[2] - TARGET_GENDER))
     met = any(r[1] <= TARGET_DROP and r[2] <= TARGET_GENDER for r in rows)
+    widest = max(rows, key=lambda r: r[3])
     print(f"methods={len(rows)} best_within_2_points={best} closest_method={closest[0]} "
           f"closest_emotion_drop={closest[1]:.2f} closest_worst_gender_uar={closest[2]:.2f} "
-          f"target_met={str(met).lower()} wall_s={args.wall if args.wall is not None else 'nan'}")
+          f"target_met={str(met).lower()} widest_drop_half_width={widest[3]:.2f} "
+          f"widest_method={widest[0]} intervals_within_2={str(widest[3] <= MAX_HALF_WIDTH).lower()}"
+          f" wall_s={args.wall if args.wall is not None else 'nan'}")
 
 
 if __name__ == "__main__":

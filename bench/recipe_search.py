@@ -21,7 +21,8 @@ import time
 import numpy as np
 
 from sercloak.cli import parse_folds
-from sercloak.data import TASK_POOL, Workdir
+from sercloak.data import Workdir
+from sercloak.folds import training_parts
 from sercloak.train import TrainConfig, load_checkpoint, recipe_config, train
 
 
@@ -53,13 +54,13 @@ def main() -> None:
     cfg = recipe_config(args.recipe, args.task, **overrides)
     wd = Workdir.open(args.workdir)
     name = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-    pool = TASK_POOL[args.task]
+    train_parts, valid_parts = training_parts("paper", args.task)
     curves, started = [], time.perf_counter()
     for fold in parse_folds(args.folds):
         out = wd.root / "recipe_search" / name / f"fold{fold}-{args.task}.pt"
         if not out.is_file():
-            train(wd.segments(fold, f"{pool}_train", args.task, train=True),
-                  wd.segments(fold, f"{pool}_valid", args.task, train=False),
+            train(wd.segments(fold, train_parts, args.task, train=True),
+                  wd.segments(fold, valid_parts, args.task, train=False),
                   cfg, wd.cfg, out, show_progress=False)
         _, ckpt = load_checkpoint(out, wd.cfg)
         curve = [h["valid_uar"] for h in ckpt["metrics"]["history"]]

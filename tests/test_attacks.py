@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sercloak.attacks import View, check_disjoint, fit_and_score, gender_worst, score
+from sercloak.attacks import View, check_disjoint, fit_and_score, score
 from sercloak.attacks.base import cloak_utterance
 from sercloak.attacks.dvector import DvectorAttacker, dvectors, fill_constant_bins
 from sercloak.attacks.linkability import equal_error_rate, speaker_eer, trial_pairs
@@ -17,6 +17,7 @@ from sercloak.corpora import Utterance
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir
 from sercloak.features import FeatureConfig
+from sercloak.layout import Setting
 from sercloak.prepare import prepare
 from sercloak.train import TrainConfig
 
@@ -145,9 +146,9 @@ def test_fill_constant_bins_interpolates_only_suppressed_bins():
 
 
 def test_dvector_attacker_ignorant_and_informed_on_synthetic_voices(workdir, encoder):
-    suite = FoldAttacks(workdir, 0, AttackConfig(), TrainConfig(task="gender"),
-                        workdir.root / "x", encoder)
-    train, valid, test = suite.train, suite.valid, suite.test
+    suite = FoldAttacks(workdir, 0, AttackConfig(), workdir.root / "x" / "gender.pt",
+                        TrainConfig(task="gender"), "paper", encoder)
+    train, valid, test = suite.train, suite.valid, suite.scored("test")
     ignorant = DvectorAttacker(encoder, max_per_speaker=3).fit(train, valid)
     assert ignorant.chosen["variant"] == "raw" and ignorant.chosen["train_utterances"] <= 3 * len(
         train.speakers)
@@ -166,7 +167,7 @@ def test_dvector_attacker_ignorant_and_informed_on_synthetic_voices(workdir, enc
     assert dvectors(test, encoder) is cached and cached.shape == (len(test), 256)
 
 
-# -- linkability and the worst case ---------------------------------------------------------
+# -- linkability ---------------------------------------------------------
 
 
 def test_equal_error_rate_on_hand_made_scores():
@@ -201,43 +202,37 @@ def test_speaker_eer_links_clustered_embeddings_and_not_random_ones():
     assert 25 < speaker_eer(noise, speakers) < 75
 
 
-def fold_result(uars: dict[str, tuple[float, float]]) -> dict:
-    return {"attackers": {f: {v: {"overall": {"uar": u}} for v, u in
-                              zip(("ignorant", "informed"), pair, strict=True)}
-                          for f, pair in uars.items()}}
-
-
-def test_gender_worst_takes_each_folds_maximum():
-    folds = [fold_result({"cnn": (60, 70), "stats": (55, 80), "dvector": (50, 75)}),
-             fold_result({"cnn": (65, 90), "stats": (55, 70), "dvector": (50, 85)})]
-    worst = gender_worst(folds)
-    assert worst["uar"]["folds"] == [80, 90] and worst["uar"]["mean"] == 85
-    assert worst["fold_attackers"] == ["stats.informed", "cnn.informed"]
-    assert worst["attacker"] == "cnn.informed"  # highest mean over folds: 80 vs 75 and 80
-    clean = [{"attackers": {"cnn": {"overall": {"uar": 72}}, "dvector": {"overall": {"uar": 99}}}}]
-    assert gender_worst(clean)["attacker"] == "dvector"
-
-
 def test_fold_attacks_score_clean_and_cloaked_without_test_speakers(workdir, encoder):
     cfg = AttackConfig(informed_epochs=1, dvector_max_per_speaker=3)
     gender = TrainConfig(task="gender", max_epochs=1, batch_size=16)
-    suite = FoldAttacks(workdir, 0, cfg, gender, workdir.root / "suite", encoder)
+    folder = workdir.root / "suite"
+    suite = FoldAttacks(workdir, 0, cfg, folder / "gender.pt", gender, "paper", encoder)
     clean = suite.clean()
     assert set(clean["attackers"]) == {"cnn", "stats", "dvector"}
     assert 0 <= clean["speaker_eer"] <= 100
-    cloaked = suite.cloaked(shifting_cloak(), "toy")
+    toy = Setting(folder, "toy")
+    cloaked = suite.protected(toy, cloak=shifting_cloak())
     for family in ("cnn", "stats", "dvector"):
         for version in ("ignorant", "informed"):
             assert 0 <= cloaked["attackers"][family][version]["overall"]["uar"] <= 100
-    assert (workdir.root / "suite" / "toy.informed.pt").is_file()
+    assert toy.informed("cnn").is_file()
+    test = suite.scored("test")
     for family in ("cnn", "stats", "dvector"):
-        assert suite.ignorant(family).fitted_on.isdisjoint(suite.test.speakers)
+        assert suite.ignorant(family).fitted_on.isdisjoint(test.speakers)
+    # the fitted informed attackers are kept: scoring another part fits nothing again
+    fitted = dict(suite._informed)
+    on_valid = suite.protected(toy, "primary_valid", cloak=shifting_cloak())
+    assert suite._informed == fitted and on_valid != cloaked
+    # ...but none may score speakers it was fitted or selected on
+    with pytest.raises(ValueError, match="fitted or selected on"):
+        suite.protected(toy, "adversary_valid", cloak=shifting_cloak())
 
-    everyone = FoldAttacks(workdir, 0, AttackConfig(pool="all", families=("stats",)), gender,
-                           workdir.root / "suite", None)
-    assert everyone.train.speakers == set(workdir.folds[0]["adversary_train"]) | set(
+    shared = FoldAttacks(workdir, 0, AttackConfig(families=("stats",)), folder / "gender.pt",
+                         gender, "shared", None)
+    assert shared.train.speakers == set(workdir.folds[0]["adversary_train"]) | set(
         workdir.folds[0]["primary_train"])
-    assert everyone.train.speakers.isdisjoint(everyone.test.speakers)
-    assert "speaker_eer" not in everyone.clean()
+    assert shared.valid.speakers == set(workdir.folds[0]["adversary_valid"])
+    assert shared.train.speakers.isdisjoint(shared.scored("test").speakers)
+    assert "speaker_eer" not in shared.clean()
     with pytest.raises(ValueError, match="unknown attacker families"):
         AttackConfig(families=("cnn", "svm"))

@@ -22,12 +22,14 @@ def test_export_writes_a_checked_bundle_the_client_can_read(tiny_experiment, tmp
     assert manifest["setting"]["fold"] == 1
     assert manifest["labels"] == ["neutral", "happy", "sad", "angry"]
     assert manifest["onnx_check"]["max_abs_logit_difference"] < 1e-3
-    results = json.loads((tiny_experiment.root / "results.json").read_text())
+    assert manifest["setting"]["protocol"] == "paper" and manifest["setting"]["seed"] == 0
+    results = json.loads(tiny_experiment.layout.results("paper").read_text())
     entry = next(e for e in results["cloak"] if e["method"] == "cloak_adversarial"
                  and round(e["suppression_ratio"]) == 40)
     assert manifest["measured"]["emotion_uar"]["mean"] == entry["emotion"]["uar"]["mean"]
     assert manifest["measured"]["emotion_uar"]["this_fold"] == entry["emotion"]["uar"]["folds"][1]
     assert manifest["measured"]["worst_gender_uar"]["mean"] == entry["gender_worst"]["uar"]["mean"]
+    assert manifest["measured"]["emotion_drop"]["ci95"] == entry["emotion_drop"]["ci95"]
     # the client part is plain NumPy: the same cloak as the experiment's
     cloak = CloakArrays.load(out / "client" / "cloak.npz")
     assert cloak.suppressed and 0.35 < (cloak.mask == 0).mean() < 0.45

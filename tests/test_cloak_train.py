@@ -10,16 +10,18 @@ import torch
 
 from sercloak import experiment as experiment_module
 from sercloak.attacks import cnn as cnn_module
-from sercloak.attacks.suite import AttackConfig, fold_uars
+from sercloak.attacks.suite import AttackConfig
 from sercloak.cli import main as cli_main
 from sercloak.cloak import Cloak, CloakConfig, new_adversary
 from sercloak.cloak.training import CloakTrainConfig, train_perturbation, train_suppression
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir, normalisation_stats
 from sercloak.evaluate import evaluate
-from sercloak.experiment import ExperimentConfig, run_experiment, score_grid
+from sercloak.experiment import ExperimentConfig, prepare_grid, run_experiment
+from sercloak.layout import setting_name
 from sercloak.models import CnnRnn
 from sercloak.prepare import prepare
+from sercloak.results import fold_uars
 from sercloak.train import TrainConfig, load_checkpoint, train
 
 FAST = dict(max_epochs=3, patience=10, batch_size=16, lr=1e-3)
@@ -159,34 +161,62 @@ TINY = ExperimentConfig(cloak_train=QUICK, ratios=(0, 60),
                         attacks=AttackConfig(informed_epochs=1, dvector_max_per_speaker=4))
 
 
+def setting_files(workdir, results: dict, name: str, fold: int, seed: int = 0):
+    return workdir.layout.setting(workdir.root / results["config"]["cloak_dir"], seed, fold,
+                                  name)
+
+
 def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     results = run_experiment(workdir, [0, 1], tiny_configs(), TINY, show_progress=False)
-    saved = json.loads((workdir.root / "results.json").read_text())
+    layout = workdir.layout
+    saved = json.loads(layout.results("paper").read_text())
     assert saved["cloak"] == json.loads(json.dumps(results["cloak"]))
     assert {(e["suppression_ratio"], e["adversarial"]) for e in saved["cloak"]} == {
         (0, False), (60, False), (0, True), (60, True)}
     for entry in saved["cloak"]:
         for attack in ("emotion", "gender_ignorant", "gender_informed"):
-            for metric in ("acc", "uar"):
+            for metric in ("acc", "uar", "uar_speaker"):
                 stat = entry[attack][metric]
                 assert len(stat["folds"]) == 2 and 0 <= stat["mean"] <= 100
             assert "synthetic" in entry[attack]["per_corpus"]
+        for drop in ("emotion_drop", "emotion_drop_pooled"):
+            lo, hi = entry[drop]["ci95"]
+            assert lo <= entry[drop]["mean"] <= hi and len(entry[drop]["folds"]) == 2
+        for metric in ("uar", "uar_speaker"):
+            lo, hi = entry["gender_worst"][metric]["ci95"]
+            assert lo <= entry["gender_worst"][metric]["mean"] <= hi
     assert saved["baseline"]["emotion"]["uar"]["folds"]
     assert saved["wall_time_s"] > 0
-    check_attacker_results(saved, workdir.root / saved["config"]["cloak_dir"])
-    report = (workdir.root / "report.md").read_text()
+    # every key results.json had before issue 17 is still there (readers rely on them)
+    assert {"baseline", "clean_emotion", "cloak", "config", "wall_time_s"} <= set(saved)
+    assert {"emotion", "gender", "attackers", "gender_worst", "speaker_eer", "model", "recipe",
+            "normalise", "folds", "train_config"} <= set(saved["baseline"])
+    for entry in saved["cloak"]:
+        assert {"method", "suppression_ratio", "adversarial", "emotion_model", "cloak_dir",
+                "emotion", "gender_ignorant", "gender_informed", "attackers", "gender_worst",
+                "speaker_eer"} <= set(entry)
+        assert {"uar", "attacker", "fold_attackers"} <= set(entry["gender_worst"])
+        assert {"mean", "std", "folds"} <= set(entry["gender_worst"]["uar"])
+    assert {"model", "recipe", "emotion_model", "normalise", "folds", "cloak_dir", "cloak",
+            "cloak_train", "attacks", "ratios", "variants"} <= set(saved["config"])
+    check_attacker_results(workdir, saved)
+    report = layout.report("paper").read_text()
     assert "d-vector (ign. / inf.)" in report and "worst case" in report
-    assert "tradeoff.png" in report and "pareto.png" in report
+    assert "tradeoff.png" in report and "pareto.png" in report and "speaker-balanced" in report
     # one training row per fold and setting; ψ's cross-entropy and accuracy for adversarial ones
     rows = [line for line in report.splitlines() if line.startswith(("| 0 | ", "| 1 | "))]
     assert len(rows) == 4 and all(r.endswith("| – | – |") != ("adversarial" in r) for r in rows)
     assert all(re.search(r"cnn \d+% \|$", r) for r in rows if "adversarial" in r)
-    for png in ("tradeoff.png", "noise_map.png", "pareto.png"):
-        assert (workdir.root / png).read_bytes()[:4] == b"\x89PNG"
-    cloak_files = sorted((workdir.root / saved["config"]["cloak_dir"] / "fold1").glob("*.npz"))
+    for png in ("tradeoff", "noise_map", "pareto"):
+        assert layout.figure("paper", png).read_bytes()[:4] == b"\x89PNG"
+    folder = setting_files(workdir, saved, "cloak_sr0", 1).folder
+    cloak_files = sorted(folder.glob("*.npz"))
     assert [f.name for f in cloak_files] == ["adversarial_sr0.npz", "adversarial_sr60.npz",
                                              "cloak_sr0.npz", "cloak_sr60.npz"]
     assert Cloak.load(cloak_files[1], workdir.cfg).suppression_ratio == pytest.approx(60, abs=1)
+    # the cloak trained on f_θ's own speakers (the primary pool's, under the paper's protocol)
+    assert set(Cloak.load(cloak_files[0], workdir.cfg).meta["speakers"]) == set(
+        workdir.folds[1]["primary_train"])
 
     # a second run finds everything done: no training of any kind
     def refuse(*args, **kwargs):
@@ -199,20 +229,20 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     assert again["cloak"] == results["cloak"]
 
     # the same cloaks and attackers scored on validation speakers, for choosing settings
-    on_valid, _, _ = score_grid(workdir, [0, 1], tiny_configs(), TINY, "primary_valid",
-                                show_progress=False)
+    grid = prepare_grid(workdir, tiny_configs(), TINY, show_progress=False)
+    on_valid, valid_clean = grid.score([0, 1], TINY.settings(), "primary_valid")
     assert len(on_valid) == 4 and on_valid != results["cloak"]
-    assert (workdir.root / saved["config"]["cloak_dir"] / "fold0" /
-            "cloak_sr60.on-primary_valid.json").is_file()
+    assert setting_files(workdir, saved, "cloak_sr60", 0).scores("primary_valid").is_file()
+    assert valid_clean["emotion"]["uar"]["folds"] != saved["baseline"]["emotion"]["uar"]["folds"]
 
     # `sercloak report` rewrites the report from results.json alone
-    before = (workdir.root / "report.md").read_text()
-    (workdir.root / "report.md").unlink()
+    before = layout.report("paper").read_text()
+    layout.report("paper").unlink()
     cli_main(["report", "--workdir", str(workdir.root)])
-    assert (workdir.root / "report.md").read_text() == before
+    assert layout.report("paper").read_text() == before
 
 
-def check_attacker_results(saved: dict, cloak_dir) -> None:
+def check_attacker_results(workdir, saved: dict) -> None:
     """results.json carries every attacker, the EER and the worst case, as issue 8 lists."""
     base = saved["baseline"]
     assert set(base["attackers"]) == {"cnn", "stats", "dvector"}
@@ -230,20 +260,21 @@ def check_attacker_results(saved: dict, cloak_dir) -> None:
         assert entry["gender_informed"] == entry["attackers"]["cnn"]["informed"]
         assert 0 <= entry["speaker_eer"]["mean"] <= 100
         # the worst case is each fold's maximum over all six attackers
-        name = experiment_module.setting_name(entry["suppression_ratio"], entry["adversarial"])
-        per_fold = [json.loads((cloak_dir / f"fold{k}" / f"{name}.json").read_text())
+        name = setting_name(entry["suppression_ratio"], entry["adversarial"])
+        per_fold = [json.loads(setting_files(workdir, saved, name, k).scores().read_text())
                     for k in (0, 1)]
-        maxima = [round(max(fold_uars(r).values()), 2) for r in per_fold]
-        assert entry["gender_worst"]["uar"]["folds"] == maxima
+        for metric in ("uar", "uar_speaker"):
+            maxima = [round(max(fold_uars(r, metric).values()), 2) for r in per_fold]
+            assert entry["gender_worst"][metric]["folds"] == maxima
         assert entry["gender_worst"]["attacker"] in fold_uars(per_fold[0])
 
 
 def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, monkeypatch):
     run_experiment(workdir, [0], tiny_configs(), TINY, show_progress=False)
-    run_dir = workdir.root / json.loads((workdir.root / "results.json").read_text())[
-        "config"]["cloak_dir"] / "fold0"
-    (run_dir / "adversarial_sr60.json").unlink()  # as if interrupted before scoring it
-    (run_dir / "adversarial_sr60.npz").unlink()
+    saved = json.loads(workdir.layout.results("paper").read_text())
+    files = setting_files(workdir, saved, "adversarial_sr60", 0)
+    files.scores().unlink()  # as if interrupted before scoring it
+    files.cloak.unlink()
     calls = []
     real = experiment_module.train_suppression
     monkeypatch.setattr(experiment_module, "train_suppression",
@@ -251,12 +282,12 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     monkeypatch.setattr(experiment_module, "train_perturbation", lambda *a, **k: 1 / 0)
     run_experiment(workdir, [0], tiny_configs(), TINY, show_progress=False)
     assert calls == [60]  # only the missing cloak, from the saved stage-1 cloak and ψ
-    assert (run_dir / "adversarial_sr60.json").is_file()
+    assert files.scores().is_file()
 
     monkeypatch.undo()
     other = replace(TINY, cloak=CloakConfig(shape="cell"))
     results = run_experiment(workdir, [0], tiny_configs(), other, show_progress=False)
-    assert results["config"]["cloak_dir"] != str(run_dir.parent.relative_to(workdir.root))
+    assert results["config"]["cloak_dir"] != saved["config"]["cloak_dir"]
     assert results["config"]["cloak"]["shape"] == "cell"
 
     # another kind of cloak: its own folder, method name and report label
@@ -266,29 +297,49 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     # results.json keeps the methods run before (the cell cloak replaced the mel one's entries)
     assert {e["method"] for e in results["cloak"]} == {
         "cloak", "cloak_adversarial", "cloak_temporal", "cloak_temporal_adversarial"}
-    assert json.loads((workdir.root / "results.json").read_text())["cloak"] == results["cloak"]
-    trained = Cloak.load(workdir.root / results["config"]["cloak_dir"] / "fold0" /
-                         "cloak_sr0.npz", workdir.cfg)
+    assert json.loads(workdir.layout.results("paper").read_text())["cloak"] == results["cloak"]
+    trained = Cloak.load(setting_files(workdir, results, "cloak_sr0", 0).cloak, workdir.cfg)
     assert trained.cfg.kind == "temporal"
     assert not torch.allclose(trained.rho_offset, torch.full_like(trained.rho_offset, -1.0))
-    assert "| Cloak (temporal) + adversarial | 0 |" in (workdir.root / "report.md").read_text()
+    assert "| Cloak (temporal) + adversarial | 0 |" in workdir.layout.report("paper").read_text()
 
 
-def test_experiment_with_the_all_speakers_attacker_pool(workdir):
-    """`--attacker-pool all`: attackers train on both pools; results and report apart."""
-    cfg = replace(TINY, attacks=AttackConfig(pool="all", families=("cnn", "stats"),
-                                             informed_epochs=1))
-    results = run_experiment(workdir, [0], tiny_configs(), cfg, show_progress=False)
-    assert (workdir.root / "results-pool-all.json").is_file()
-    assert (workdir.root / "report-pool-all.md").is_file()
-    assert set(results["baseline"]["attackers"]) == {"cnn", "stats"}
+def test_shared_protocol_with_seeds_never_trains_or_selects_on_test_speakers(workdir):
+    cfg = replace(TINY, protocol="shared", seeds=(0, 1), ratios=(0, 60), variants=("plain",),
+                  attacks=AttackConfig(families=("cnn", "stats"), informed_epochs=1),
+                  adapt_epochs=1, select_folds=(0, 1))
+    results = run_experiment(workdir, [0, 1], tiny_configs(), cfg, show_progress=False)
+    assert workdir.layout.results("shared").is_file() and workdir.layout.report("shared").is_file()
+    assert results["config"]["protocol"] == "shared" and results["config"]["seeds"] == [0, 1]
+    (entry,) = results["cloak"]  # one operating point of the method chosen on validation
+    for key in ("emotion", "emotion_drop"):
+        stat = entry[key]["uar_speaker"] if key == "emotion" else entry[key]
+        assert len(stat["seeds"]) == 2 and len(stat["folds"]) == 2
+    assert len(entry["gender_worst"]["uar_speaker"]["seeds"]) == 2
     assert "speaker_eer" not in results["baseline"]
-    run_dir = workdir.root / results["config"]["cloak_dir"] / "fold0"
-    assert (run_dir / "cloak_sr60.informed-pool-all.pt").is_file()
-    assert (workdir.root / "models" / "light-paper" / "fold0" / "gender-pool-all.pt").is_file()
-    # primary validation speakers now belong to the attacker's pool: scoring on them is refused
-    with pytest.raises(ValueError, match="test speakers"):
-        score_grid(workdir, [0], tiny_configs(), cfg, "primary_valid", show_progress=False)
+    name = setting_name(entry["suppression_ratio"], False)
+    for fold in (0, 1):
+        parts = workdir.folds[fold]
+        non_test = set().union(*(parts[p] for p in parts if p not in ("test", "fold", "seed")))
+        cloaks = []
+        for seed in (0, 1):
+            files = setting_files(workdir, results, name, fold, seed)
+            cloak = Cloak.load(files.cloak, workdir.cfg)
+            cloaks.append(cloak.mu.detach())
+            # the cloak, the adapted service and the informed attacker: no test speaker
+            assert set(cloak.meta["speakers"]) == set(parts["primary_train"]) | set(
+                parts["adversary_train"])
+            for model in (files.adapted(1), files.informed("cnn")):
+                speakers = load_checkpoint(model)[1]["metrics"]["speakers"]
+                assert set(speakers["train"]) | set(speakers["valid"]) <= non_test
+            informed = load_checkpoint(files.informed("cnn"))[1]["metrics"]["speakers"]
+            assert set(informed["valid"]) == set(parts["adversary_valid"])
+            for scored in (files.scores(), files.scores("primary_valid")):
+                fitted = json.loads(scored.read_text())["attackers"]["stats"]["informed"]
+                assert 0 <= fitted["overall"]["uar"] <= 100
+        assert not torch.equal(*cloaks)  # every seed trains its own cloak
+    # the paper's results file is untouched by a shared run
+    assert json.loads(workdir.layout.results("paper").read_text())["config"]["protocol"] == "paper"
 
 
 # -- issue 10's methods, each through the whole experiment on the fixture -----------------
@@ -339,13 +390,13 @@ def test_waveform_baseline_runs_through_the_same_harness(workdir):
     entry = next(e for e in results["cloak"] if e["method"] == "mcadams")
     assert entry["suppression_ratio"] == 0 and not entry["adversarial"]
     assert set(entry["attackers"]["stats"]) == {"ignorant", "informed"}
-    assert (workdir.root / "features-mcadams" / "synthetic").is_dir()
+    assert (workdir.layout.features("mcadams") / "synthetic").is_dir()
     # its features differ from the clean ones for every utterance
     anonymised = workdir.transformed(experiment_module.TRANSFORMS["mcadams"], False)
     utt = workdir.utterances[0]
     clean, moved = workdir.raw_features([utt])[0], anonymised.raw_features([utt])[0]
     assert clean.shape == moved.shape and not np.allclose(clean, moved)
-    assert "McAdams (VPC B2)" in (workdir.root / "report.md").read_text()
+    assert "McAdams (VPC B2)" in workdir.layout.report("paper").read_text()
 
 
 def test_server_adaptation_and_selection_on_validation_speakers(workdir):
@@ -358,23 +409,12 @@ def test_server_adaptation_and_selection_on_validation_speakers(workdir):
     assert entry["suppression_ratio"] in (0, 60)
     assert entry["validation"]["method"] == entry["method"]
     assert entry["emotion"] != entry["emotion_unadapted"]
-    run_dir = workdir.root / entry["cloak_dir"] / "fold0"
-    name = experiment_module.setting_name(round(entry["suppression_ratio"]), False)
-    assert (run_dir / f"{name}.adapted1.pt").is_file()
-    report = (workdir.root / "report.md").read_text()
+    name = setting_name(round(entry["suppression_ratio"]), False)
+    assert setting_files(workdir, results, name, 0).adapted(1).is_file()
+    assert entry["validation"]["emotion_drop"]["mean"] is not None
+    report = workdir.layout.report("paper").read_text()
     assert "Operating points chosen on validation speakers" in report
     assert "| Cloak (temporal), adapted |" in report
-
-
-def test_choose_takes_the_most_private_setting_within_the_emotion_budget():
-    def entry(method, ratio, emotion, gender):
-        return {"method": method, "suppression_ratio": ratio,
-                "emotion": {"uar": {"mean": emotion}}, "gender_worst": {"uar": {"mean": gender}}}
-    grid = [entry("a", 0, 50.0, 80.0), entry("a", 60, 48.5, 70.0), entry("a", 80, 40.0, 55.0),
-            entry("b", 0, 45.0, 60.0), entry("b", 60, 46.0, 65.0)]
-    chosen = experiment_module.choose(grid, clean_emotion=50.0)
-    assert chosen["a"]["suppression_ratio"] == 60  # 80 costs 10 points
-    assert chosen["b"]["suppression_ratio"] == 60  # none within 2 points: the cheapest
 
 
 def test_warping_and_saliency_cloaks_run_and_the_warp_has_its_own_emotion_model(workdir):
@@ -385,9 +425,8 @@ def test_warping_and_saliency_cloaks_run_and_the_warp_has_its_own_emotion_model(
     results = run_experiment(workdir, [0], configs, cfg, show_progress=False)
     entry = next(e for e in results["cloak"] if e["method"] == "cloak_warp_saliency")
     assert entry["emotion_model"] == "light-paper-vtlp0.2"
-    assert (workdir.root / "models" / "light-paper-vtlp0.2" / "fold0" / "emotion.pt").is_file()
-    cloak = Cloak.load(workdir.root / entry["cloak_dir"] / "fold0" / "cloak_sr40.npz",
-                       workdir.cfg)
+    assert workdir.layout.model("paper", "light-paper-vtlp0.2", 0, 0, "emotion").is_file()
+    cloak = Cloak.load(setting_files(workdir, results, "cloak_sr40", 0).cloak, workdir.cfg)
     scores = torch.tensor(cloak.meta["mask_scores"])
     masked = cloak.mask.flatten() == 0
     assert scores[masked].min() >= scores[~masked].max()  # the mask follows the saliency

@@ -11,9 +11,10 @@ from sercloak.augment import spec_augment
 from sercloak.cli import main
 from sercloak.cloak import Cloak, CloakConfig
 from sercloak.corpora.synthetic import SyntheticSpec
-from sercloak.data import TASK_POOL, Workdir, balanced_index
+from sercloak.data import Workdir, balanced_index
 from sercloak.evaluate import predict, scores
 from sercloak.features import FeatureConfig
+from sercloak.folds import training_parts
 from sercloak.models import PRESETS, CnnRnn
 from sercloak.prepare import prepare
 from sercloak.train import CheckpointMismatch, TrainConfig, load_checkpoint, recipe_config, train
@@ -32,9 +33,9 @@ def workdir(tmp_path_factory):
 
 
 def sets(wd, task, fold=0):
-    pool = TASK_POOL[task]
-    return (wd.segments(fold, f"{pool}_train", task, train=True),
-            wd.segments(fold, f"{pool}_valid", task, train=False))
+    train_parts, valid_parts = training_parts("paper", task)
+    return (wd.segments(fold, train_parts, task, train=True),
+            wd.segments(fold, valid_parts, task, train=False))
 
 
 @pytest.mark.parametrize("preset", ["light", "reference"])
@@ -163,33 +164,67 @@ def test_interrupted_training_resumes_to_the_same_weights(workdir, tmp_path, mon
         train(train_set, valid_set, cfg, workdir.cfg, tmp_path / "other.pt", show_progress=False)
 
 
-def test_baselines_cli_writes_table2_json(workdir, capsys):
-    main(["baselines", "--workdir", str(workdir.root), "--folds", "0-1", "--epochs", "1",
-          "--quiet"])
+def test_baselines_cli_writes_table2_json_over_seeds(workdir, capsys):
+    main(["baselines", "--workdir", str(workdir.root), "--folds", "0-1", "--seeds", "0,1",
+          "--epochs", "1", "--quiet"])
     out = capsys.readouterr().out
     assert "| all |" in out and "| synthetic |" in out
-    results = json.loads((workdir.root / "baselines.json").read_text())
+    layout = workdir.layout
+    results = json.loads(layout.baselines("paper", "light-strong").read_text())
+    assert results["seeds"] == [0, 1] and results["protocol"] == "paper"
     for task in ("emotion", "gender"):
-        for metric in ("acc", "uar"):
+        for metric in ("acc", "uar", "uar_speaker"):
             stat = results[task][metric]
-            assert set(stat) == {"mean", "std", "folds"} and len(stat["folds"]) == 2
+            assert {"mean", "std", "folds", "seeds", "seed_std"} <= set(stat)
+            assert len(stat["folds"]) == 2 and len(stat["seeds"]) == 2
             assert 0 <= stat["mean"] <= 100
+            assert stat["mean"] == pytest.approx(np.mean(stat["seeds"]), abs=0.02)
             assert results[task]["per_corpus"]["synthetic"][metric]["folds"] == stat["folds"]
+        lo, hi = results[task]["uar_speaker"]["ci95"]
+        assert 0 <= lo <= results[task]["uar_speaker"]["mean"] <= hi <= 100
     assert results["wall_time_s"] > 0
-    assert (workdir.root / "baselines.md").read_text().startswith("# Clean-input baselines")
-    evaluated = json.loads((workdir.root / "models/light-strong/fold1/eval.json").read_text())
-    assert evaluated["emotion"]["overall"]["uar"] == pytest.approx(
-        results["emotion"]["uar"]["folds"][1], abs=0.01)
+    md = layout.baselines("paper", "light-strong").with_suffix(".md").read_text()
+    assert md.startswith("# Clean-input baselines") and "per seed" in md
+    # every seed's models are their own, and the aggregate is their mean over folds and seeds
+    per_seed = []
+    for seed in (0, 1):
+        evaluated = [json.loads(layout.fold_eval("paper", "light-strong", seed, f).read_text())
+                     for f in (0, 1)]
+        per_seed.append(np.mean([e["emotion"]["overall"]["uar"] for e in evaluated]))
+        ckpt = load_checkpoint(layout.model("paper", "light-strong", seed, 0, "emotion"))[1]
+        assert ckpt["train_config"]["seed"] == seed
+    assert results["emotion"]["uar"]["seeds"] == pytest.approx(per_seed, abs=0.01)
     # a second run reuses the finished checkpoints
-    mtime = (workdir.root / "models/light-strong/fold0/emotion.pt").stat().st_mtime
+    emotion = layout.model("paper", "light-strong", 0, 0, "emotion")
+    mtime = emotion.stat().st_mtime
     main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet"])
-    assert (workdir.root / "models/light-strong/fold0/emotion.pt").stat().st_mtime == mtime
+    assert emotion.stat().st_mtime == mtime
     # the paper's recipe lives beside it, in its own folder and results file
     main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet",
           "--recipe", "paper"])
-    paper = json.loads((workdir.root / "baselines-light-paper.json").read_text())
+    paper = json.loads(layout.baselines("paper", "light-paper").read_text())
     assert paper["recipe"] == "paper" and paper["train_config"]["emotion"]["lr"] == 1e-4
-    assert (workdir.root / "models/light-paper/fold0/gender.pt").is_file()
+    assert layout.model("paper", "light-paper", 0, 0, "gender").is_file()
+
+
+def test_shared_protocol_trains_on_every_non_test_speaker_and_never_on_test(workdir):
+    main(["baselines", "--workdir", str(workdir.root), "--folds", "0-1", "--epochs", "1",
+          "--quiet", "--protocol", "shared"])
+    for fold in (0, 1):
+        parts = workdir.folds[fold]
+        for task in ("emotion", "gender"):
+            ckpt = load_checkpoint(workdir.layout.model("shared", "light-strong", 0, fold,
+                                                        task))[1]
+            trained, valid = (set(ckpt["metrics"]["speakers"][k]) for k in ("train", "valid"))
+            assert trained == set(parts["primary_train"]) | set(parts["adversary_train"])
+            expected = {"emotion": parts["primary_valid"] + parts["adversary_valid"],
+                        "gender": parts["adversary_valid"]}[task]  # primary_valid: operating points
+            assert valid == set(expected)
+            assert not (trained | valid) & set(parts["test"])
+    results = json.loads(workdir.layout.baselines("shared", "light-strong").read_text())
+    assert results["protocol"] == "shared"
+    paper = load_checkpoint(workdir.layout.model("paper", "light-strong", 0, 0, "emotion"))[1]
+    assert set(paper["metrics"]["speakers"]["train"]) == set(workdir.folds[0]["primary_train"])
 
 
 def test_evaluate_on_another_workdir(workdir, tmp_path, capsys):
@@ -200,14 +235,14 @@ def test_evaluate_on_another_workdir(workdir, tmp_path, capsys):
                                                                 utterances_per_emotion=2,
                                                                 seed=7)}})
     main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet"])
-    model, _ = load_checkpoint(workdir.root / "models/light-strong/fold0/emotion.pt")
+    model, _ = load_checkpoint(workdir.layout.model("paper", "light-strong", 0, 0, "emotion"))
     cloak = Cloak(CloakConfig(sigma_max=3.0, rho_init=0.0), model.feat_mean, model.feat_std)
     cloak.save(tmp_path / "cloak.npz", workdir.cfg)
     out = tmp_path / "cross.json"
     main(["evaluate", "--workdir", str(workdir.root), "--fold", "0", "--on", str(other),
           "--cloak", str(tmp_path / "cloak.npz"), "--out", str(out)])
     printed = capsys.readouterr().out
-    assert "emotion  acc / UAR (%): all" in printed and "through the cloak" in printed
+    assert "emotion  UAR speaker-balanced / UAR / acc (%): all" in printed and "through the cloak" in printed
     result = json.loads(out.read_text())
     target = Workdir.open(other)
     for task in ("emotion", "gender"):

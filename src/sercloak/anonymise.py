@@ -21,6 +21,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 import numpy as np
 from scipy.signal import fftconvolve, lfilter, resample_poly
@@ -139,6 +140,17 @@ def pitch_shift(wave: np.ndarray, semitones: float) -> np.ndarray:
 def utterance_rng(utt_id: str, seed: int = 0) -> np.random.Generator:
     """A generator seeded by the utterance id: its random amount is the same on every run."""
     return np.random.default_rng([zlib.crc32(utt_id.encode()), seed])
+
+
+class AudioTransform(Protocol):
+    """What the feature cache applies to an utterance's audio before features
+    (`WaveTransform` here, `voicenorm.VoiceNorm`)."""
+
+    name: str
+
+    def __call__(self, wave: np.ndarray, utt_id: str) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
 
 
 @dataclass(frozen=True)

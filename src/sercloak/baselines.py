@@ -1,24 +1,29 @@
-"""Clean-input baselines: train f_θ and f_g on every fold, evaluate, aggregate (Table 2).
+"""Clean-input baselines: train f_θ and f_g per protocol, seed and fold, evaluate,
+aggregate (Table 2).
 
-Models live at ``<workdir>/models/<model>-<recipe>/fold<K>/{emotion,gender}.pt``
-(e.g. ``models/light-strong/``); a
-finished checkpoint made with the same settings is reused, an interrupted one
-resumes, so `sercloak baselines` can be stopped and started at will.
+Which speakers train which model is the protocol's (`folds.training_parts`):
+``paper`` trains f_θ on the primary pool and f_g on the adversary pool,
+``shared`` both on every non-test speaker. Models live where `layout.Layout`
+says (``<workdir>/<protocol>/models/<family>/seed<S>/fold<K>/``); a finished
+checkpoint made with the same settings on the same speakers is reused, an
+interrupted one resumes, so `sercloak baselines` can be stopped and started at
+will.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .cloak import Cloak
-from .data import TASK_POOL, Workdir, build_segments
+from .data import Workdir, build_segments
 from .evaluate import evaluate
-from .folds import PARTS
+from .folds import PARTS, SELECTION_PART, training_parts
+from .results import LEAD_METRIC, aggregate, spread, with_interval
 from .train import DEFAULT_RECIPE, TrainConfig, load_checkpoint, pick_device, recipe_config, train
 
 TASKS = ("emotion", "gender")
@@ -43,47 +48,65 @@ def model_tags(configs: dict[str, TrainConfig]) -> dict[str, str]:
     return {task: model_tag(cfg) for task, cfg in configs.items()}
 
 
-def model_path(wd: Workdir, tag: str, fold: int, task: str) -> Path:
-    return wd.root / "models" / tag / f"fold{fold}" / f"{task}.pt"
+def with_seed(configs: dict[str, TrainConfig], seed: int) -> dict[str, TrainConfig]:
+    return {task: replace(cfg, seed=seed) for task, cfg in configs.items()}
 
 
-def results_name(tag: str) -> str:
-    """baselines.json for the default light model and recipe, baselines-<tag>.json otherwise."""
-    return "baselines" if tag == DEFAULT_TAG else f"baselines-{tag}"
+def reference_configs(configs: dict[str, TrainConfig]) -> dict[str, TrainConfig]:
+    """The clean service's models: `configs` with every tagged setting at its recipe's value
+    (a warping cloak's VTLP-trained f_θ is measured against the plain one)."""
+    def plain(cfg: TrainConfig) -> TrainConfig:
+        recipe = recipe_config(cfg.recipe, cfg.task)
+        return replace(cfg, **{name: getattr(recipe, name) for name in TAGGED_SETTINGS})
+
+    return {task: plain(cfg) for task, cfg in configs.items()}
 
 
-def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, show_progress: bool = True) -> Path:
-    """Train (or reuse, or resume) the model of `cfg.task` on its pool of `fold`."""
-    out = model_path(wd, model_tag(cfg), fold, cfg.task)
+def model_file(wd: Workdir, cfg: TrainConfig, protocol: str, fold: int) -> Path:
+    """Where the model of `cfg` (its task, family and seed) for `fold` lives."""
+    return wd.layout.model(protocol, model_tag(cfg), cfg.seed, fold, cfg.task)
+
+
+def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str,
+               show_progress: bool = True) -> Path:
+    """Train (or reuse, or resume) the model of `cfg.task` of `fold` on the protocol's
+    speakers."""
+    out = model_file(wd, cfg, protocol, fold)
+    train_parts, valid_parts = training_parts(protocol, cfg.task)
+    speakers = {"train": wd.speakers(fold, train_parts), "valid": wd.speakers(fold, valid_parts)}
     if out.is_file():
         _, ckpt = load_checkpoint(out, wd.cfg)
-        if ckpt["train_config"] == cfg.to_dict():
+        if (ckpt["train_config"] == cfg.to_dict()
+                and ckpt["metrics"].get("speakers") == speakers):
             return out
-        print(f"{out}: made with other settings, retraining")
-    pool = TASK_POOL[cfg.task]
-    train_set = wd.segments(fold, f"{pool}_train", cfg.task, train=True)
-    valid_set = wd.segments(fold, f"{pool}_valid", cfg.task, train=False)
+        print(f"{out}: made with other settings or speakers, retraining")
+    train_set = wd.segments(fold, train_parts, cfg.task, train=True)
+    valid_set = wd.segments(fold, valid_parts, cfg.task, train=False)
     train(train_set, valid_set, cfg, wd.cfg, out, show_progress=show_progress)
     return out
 
 
-def evaluate_fold(wd: Workdir, fold: int, tags: dict[str, str] | None = None) -> dict:
-    """Both models of `fold` (model families `tags` per task, default the default
-    recipe's) on the fold's test speakers; also written to eval.json."""
-    tags = tags or {task: DEFAULT_TAG for task in TASKS}
+def evaluate_fold(wd: Workdir, fold: int, configs: dict[str, TrainConfig], protocol: str) -> dict:
+    """Both models of `fold` on the fold's test speakers, and f_θ on the speakers where
+    operating points are chosen (`valid_emotion`); also written to eval.json."""
     device = pick_device()
     result = {}
     for task in TASKS:
-        model, ckpt = load_checkpoint(model_path(wd, tags[task], fold, task), wd.cfg, device)
-        test_set = wd.segments(fold, "test", task, train=False)
-        result[task] = evaluate(model, test_set, device=device)
+        model, ckpt = load_checkpoint(model_file(wd, configs[task], protocol, fold), wd.cfg,
+                                      device)
+        result[task] = evaluate(model, wd.segments(fold, "test", task, train=False),
+                                device=device)
         result[task]["train"] = {k: v for k, v in ckpt["metrics"].items() if k != "history"}
-    out = model_path(wd, tags["emotion"], fold, "eval").with_suffix(".json")
+        if task == "emotion":
+            result["valid_emotion"] = evaluate(
+                model, wd.segments(fold, SELECTION_PART, task, train=False), device=device)
+    cfg = configs["emotion"]
+    out = wd.layout.fold_eval(protocol, model_tag(cfg), cfg.seed, fold)
     out.write_text(json.dumps(result, indent=1))
     return result
 
 
-def evaluate_on(wd: Workdir, fold: int, tag: str, other: Workdir,
+def evaluate_on(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str, other: Workdir,
                 cloak_file: Path | None = None, seed: int = 0) -> dict:
     """The fold's models (and a cloak) on every utterance of another prepared workdir.
 
@@ -91,17 +114,20 @@ def evaluate_on(wd: Workdir, fold: int, tag: str, other: Workdir,
     trained on public corpora is checked against one's own recordings. Both
     workdirs must share feature settings (normalisation included), and the
     cloak must have been made for them. Speakers the fold trained on that
-    also appear in `other` are listed under "shared_speakers".
+    also appear in `other` are listed under "shared_speakers". `cfg` names the
+    model family and seed (its task is ignored).
     """
     device = pick_device()
     cloak = Cloak.load(cloak_file, other.cfg).to(device).eval() if cloak_file else None
     seen = {s for part in PARTS if part != "test" for s in wd.folds[fold][part]}
-    result = {"source": str(wd.root), "fold": fold, "models": tag, "target": str(other.root),
+    result = {"source": str(wd.root), "fold": fold, "models": model_tag(cfg),
+              "protocol": protocol, "seed": cfg.seed, "target": str(other.root),
               "shared_speakers": sorted(seen & {u.speaker for u in other.utterances})}
     emotion = build_segments(other.utterances, other.features(other.utterances), "emotion",
                              other.cfg.test_hop_frames, other.cfg)
     for task in TASKS:
-        model, _ = load_checkpoint(model_path(wd, tag, fold, task), other.cfg, device)
+        path = model_file(wd, replace(cfg, task=task), protocol, fold)
+        model, _ = load_checkpoint(path, other.cfg, device)
         data = emotion if task == "emotion" else emotion.relabel(task)
         result[task] = evaluate(model, data, device=device)
         if cloak is not None:
@@ -112,88 +138,35 @@ def evaluate_on(wd: Workdir, fold: int, tag: str, other: Workdir,
     return result
 
 
-def mean_std(values: list[float]) -> dict:
-    """{"mean", "std", "folds"}; std is the sample standard deviation over folds."""
-    arr = np.asarray(values, dtype=float)
-    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return {"mean": round(float(arr.mean()), 2), "std": round(std, 2),
-            "folds": [round(float(v), 2) for v in arr]}
-
-
-def aggregate(per_fold: list[dict], key: str | None = None) -> dict:
-    """Fold results of one model -> acc/uar as mean ± std, overall and per corpus.
-
-    `per_fold` holds `evaluate()` outputs; `key` selects a sub-dict first.
-    """
-    runs = [r[key] if key else r for r in per_fold]
-    corpora = sorted({c for r in runs for c in r["per_corpus"]})
-    return {
-        "acc": mean_std([r["overall"]["acc"] for r in runs]),
-        "uar": mean_std([r["overall"]["uar"] for r in runs]),
-        "per_corpus": {
-            c: {m: mean_std([r["per_corpus"][c][m] for r in runs if c in r["per_corpus"]])
-                for m in ("acc", "uar")}
-            for c in corpora
-        },
-        "confusion": np.sum([r["overall"]["confusion"] for r in runs], axis=0).tolist(),
-        "labels": runs[0]["labels"],
-    }
-
-
-def fmt(stat: dict) -> str:
-    return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
-
-
-def table2(results: dict) -> str:
-    """Markdown shaped like the paper's Table 2."""
-    emo, gen = results["emotion"], results["gender"]
-    lines = ["| test set | emotion acc | emotion UAR | gender acc | gender UAR |",
-             "|---|---|---|---|---|",
-             f"| all | {fmt(emo['acc'])} | {fmt(emo['uar'])} | {fmt(gen['acc'])} | "
-             f"{fmt(gen['uar'])} |"]
-    for c in emo["per_corpus"]:
-        e, g = emo["per_corpus"][c], gen["per_corpus"][c]
-        lines.append(f"| {c} | {fmt(e['acc'])} | {fmt(e['uar'])} | {fmt(g['acc'])} | "
-                     f"{fmt(g['uar'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def confusion_md(agg: dict, title: str) -> str:
-    labels = agg["labels"]
-    lines = [f"{title} (rows: truth, columns: prediction; summed over folds)", "",
-             "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    lines += [f"| {lab} | " + " | ".join(map(str, row)) + " |"
-              for lab, row in zip(labels, agg["confusion"], strict=True)]
-    return "\n".join(lines) + "\n"
-
-
 def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig],
-                  show_progress: bool = True) -> dict:
-    """Train and evaluate both models on `folds`; writes <name>.json and <name>.md."""
+                  protocol: str, seeds: list[int] = (0,), show_progress: bool = True) -> dict:
+    """Train and evaluate both models on `folds` for every seed; writes the protocol's
+    baselines-<family>.json and .md."""
+    from .report import baselines_md  # the report draws figures: import it only here
+
     started = time.perf_counter()
+    runs = []  # runs[seed][fold]
+    for seed in seeds:
+        seeded = with_seed(configs, seed)
+        for fold in folds:
+            for task in TASKS:
+                train_fold(wd, fold, seeded[task], protocol, show_progress)
+        runs.append([evaluate_fold(wd, fold, seeded, protocol) for fold in folds])
     tag = model_tag(configs["emotion"])
-    per_fold = []
-    for fold in folds:
-        for task in TASKS:
-            train_fold(wd, fold, configs[task], show_progress)
-        per_fold.append(evaluate_fold(wd, fold, model_tags(configs)))
     results = {
-        "model": configs["emotion"].model,
-        "recipe": configs["emotion"].recipe,
-        "normalise": wd.cfg.normalise,
-        "folds": folds,
+        "model": configs["emotion"].model, "recipe": configs["emotion"].recipe,
+        "family": tag, "normalise": wd.cfg.normalise, "protocol": protocol,
+        "folds": list(folds), "seeds": list(seeds),
         "train_config": {t: configs[t].to_dict() for t in TASKS},
-        **{t: aggregate(per_fold, t) for t in TASKS},
-        "train_wall_time_s": {t: [r[t]["train"]["wall_time_s"] for r in per_fold] for t in TASKS},
+        **{t: {**aggregate(runs, t), LEAD_METRIC: with_interval([[r[t] for r in s]
+                                                                  for s in runs])}
+           for t in TASKS},
+        "valid_emotion": aggregate(runs, "valid_emotion"),
+        "train_wall_time_s": {t: spread([[r[t]["train"]["wall_time_s"] for r in s]
+                                         for s in runs]) for t in TASKS},
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    name = results_name(tag)
-    (wd.root / f"{name}.json").write_text(json.dumps(results, indent=1))
-    md = (f"# Clean-input baselines ({tag} model, {wd.cfg.normalise} normalisation, "
-          f"folds {folds})\n\n"
-          f"Utterance-level accuracy and UAR (%) on the test speakers, mean ± std over folds.\n\n"
-          + table2(results) + "\n" + confusion_md(results["emotion"], "Emotion confusion")
-          + "\n" + confusion_md(results["gender"], "Gender confusion")
-          + f"\nWall time: {results['wall_time_s']} s\n")
-    (wd.root / f"{name}.md").write_text(md)
+    file = wd.layout.baselines(protocol, tag)
+    file.write_text(json.dumps(results, indent=1))
+    file.with_suffix(".md").write_text(baselines_md(results))
     return results

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .anonymise import WaveTransform
+from .anonymise import AudioTransform
 from .audio import AudioError, load_audio
 from .corpora import Utterance
 from .features import FeatureConfig, LogMel
+from .layout import Layout
 
 SHARD_SIZE = 256
 FORMAT_VERSION = 1
@@ -59,9 +60,8 @@ class FeatureCache:
     """Features of every prepared utterance of one workdir, read lazily via mmap."""
 
     def __init__(self, workdir: Path | str, cfg: FeatureConfig = FeatureConfig(),
-                 transform: WaveTransform | None = None):
-        folder = "features" if transform is None else f"features-{transform.name}"
-        self.root = Path(workdir) / folder
+                 transform: AudioTransform | None = None):
+        self.root = Layout(workdir).features(None if transform is None else transform.name)
         self.cfg = cfg.extraction()  # raw dB: normalisation comes after the cache
         self.transform = transform
         self.fingerprint = self.cfg.fingerprint()

@@ -7,28 +7,20 @@ import json
 import sys
 from pathlib import Path
 
-from .anonymise import TRANSFORMS
-from .attacks.suite import FAMILIES, POOLS, AttackConfig
+from .attacks.suite import FAMILIES, AttackConfig
 from .audio import AudioError
-from .baselines import (
-    TASKS,
-    evaluate_fold,
-    evaluate_on,
-    model_tag,
-    model_tags,
-    results_name,
-    run_baselines,
-    table2,
-    train_fold,
-)
+from .baselines import TASKS, evaluate_fold, evaluate_on, run_baselines, train_fold
 from .cloak import ADVERSARIES, KINDS, MASKS, CloakConfig
 from .cloak.training import GAMES, CloakTrainConfig
 from .corpora import CorpusLayoutError, canonical_name
 from .data import Workdir
-from .experiment import VARIANTS, ExperimentConfig, results_file, run_experiment
+from .designs.split import SplitConfig
+from .experiment import DESIGNS, TRANSFORM_NAMES, VARIANTS, ExperimentConfig, run_experiment
 from .features import DEFAULT_NORMALISATION, NORMALISATIONS, FeatureConfig
+from .folds import DEFAULT_PROTOCOL, PROTOCOLS
+from .layout import Layout, OldWorkdir
 from .prepare import format_summary, prepare
-from .report import privacy_table, write_report
+from .report import privacy_table, selection_table, table2, write_report
 from .train import DEFAULT_RECIPE, RECIPES, CheckpointMismatch, TrainConfig, recipe_config
 
 DEMO_WORKDIR = Path("runs/demo")
@@ -39,7 +31,7 @@ def _parse_corpus(spec: str, workdir: Path) -> tuple[str, Path]:
     name, sep, path = spec.partition("=")
     if not sep:
         if canonical_name(name) == "synthetic":
-            return "synthetic", workdir / "synthetic_corpus"
+            return "synthetic", Layout(workdir).synthetic_corpus()
         raise ValueError(f"--corpus expects NAME=PATH, got {spec!r}")
     return name.strip(), Path(path.strip()).expanduser()
 
@@ -70,12 +62,12 @@ def parse_folds(text: str) -> list[int]:
     return folds
 
 
-def _train_configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
+def _train_configs(args: argparse.Namespace, seed: int = 0) -> dict[str, TrainConfig]:
     """The recipe's settings for both tasks, with any option given on the command line."""
     return {task: recipe_config(
         args.recipe, task, model=args.model, lr=args.lr, batch_size=args.batch_size,
         max_epochs=args.epochs, patience=args.patience, spec_augment=args.spec_augment,
-        speaker_weighting=args.speaker_weighting or None, seed=args.seed,
+        speaker_weighting=args.speaker_weighting or None, seed=seed,
         # a warping cloak's emotion model learns with the same warp range (the attacker does not)
         vtlp=getattr(args, "warp", 0) or None if task == "emotion" else None,
     ) for task in TASKS}
@@ -84,28 +76,30 @@ def _train_configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
 def _print_eval(result: dict) -> None:
     for task in TASKS:
         r = result[task]
-        cells = [f"all {r['overall']['acc']:.1f} / {r['overall']['uar']:.1f}"]
-        cells += [f"{c} {s['acc']:.1f} / {s['uar']:.1f}" for c, s in r["per_corpus"].items()]
-        print(f"{task:8s} acc / UAR (%): " + ", ".join(cells))
+        cells = [f"{name} {s['uar_speaker']:.1f} / {s['uar']:.1f} / {s['acc']:.1f}" for name, s in
+                 [("all", r["overall"]), *r["per_corpus"].items()]]
+        print(f"{task:8s} UAR speaker-balanced / UAR / acc (%): " + ", ".join(cells))
         print(f"         confusion {r['labels']} (rows truth): {r['overall']['confusion']}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     wd = Workdir.open(args.workdir)
-    out = train_fold(wd, args.fold, _train_configs(args)[args.task], not args.quiet)
+    out = train_fold(wd, args.fold, _train_configs(args, args.seed)[args.task], args.protocol,
+                     not args.quiet)
     print(f"{args.task} model of fold {args.fold}: {out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    wd, configs = Workdir.open(args.workdir), _train_configs(args)
-    tag = model_tag(configs["emotion"])
+    wd, configs = Workdir.open(args.workdir), _train_configs(args, args.seed)
     if args.on is None:
         if args.cloak is not None:
             raise ValueError("--cloak needs --on OTHER_WORKDIR (in-corpus cloaks: `experiment`)")
-        result = evaluate_fold(wd, args.fold, model_tags(configs))
+        result = evaluate_fold(wd, args.fold, configs, args.protocol)
     else:
-        result = evaluate_on(wd, args.fold, tag, Workdir.open(args.on), args.cloak, args.seed)
-        print(f"fold {args.fold} of {wd.root} ({tag}) on every utterance of {args.on}")
+        result = evaluate_on(wd, args.fold, configs["emotion"], args.protocol,
+                             Workdir.open(args.on), args.cloak, args.noise_seed)
+        print(f"fold {args.fold} of {wd.root} ({result['models']}, seed {args.seed}, protocol "
+              f"{args.protocol}) on every utterance of {args.on}")
         if result["shared_speakers"]:
             print(f"warning: {len(result['shared_speakers'])} speakers of {args.on} were seen "
                   f"in training: {', '.join(result['shared_speakers'][:5])} ...")
@@ -121,10 +115,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_baselines(args: argparse.Namespace) -> None:
     wd, configs = Workdir.open(args.workdir), _train_configs(args)
-    results = run_baselines(wd, parse_folds(args.folds), configs, not args.quiet)
+    results = run_baselines(wd, parse_folds(args.folds), configs, args.protocol,
+                            parse_folds(args.seeds), not args.quiet)
     print(table2(results))
-    name = results_name(model_tag(configs["emotion"]))
-    print(f"wall time {results['wall_time_s']} s; wrote {wd.root / (name + '.json')} and .md")
+    file = wd.layout.baselines(args.protocol, results["family"])
+    print(f"wall time {results['wall_time_s']} s; wrote {file} and .md")
 
 
 def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -132,19 +127,20 @@ def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
                         rho_init=args.rho_init, warp=args.warp, mask_by=args.mask_by)
     training = CloakTrainConfig(
         lam=args.lam, perturbation_epochs=args.perturbation_epochs,
-        suppression_epochs=args.suppression_epochs, seed=args.seed, game=args.game,
+        suppression_epochs=args.suppression_epochs, game=args.game,
         adversaries=_names(args.adversaries, ADVERSARIES, "--adversaries"),
         adversary_steps=args.adversary_steps, adversary_lr=args.adversary_lr,
         adversary_weight=args.adversary_weight, weight_warmup=args.weight_warmup)
     attacks = AttackConfig(families=_names(args.attackers, FAMILIES, "--attackers"),
-                           pool=args.attacker_pool, informed_epochs=args.informed_epochs,
-                           seed=args.seed)
+                           informed_epochs=args.informed_epochs)
     return ExperimentConfig(
+        design=args.design, split=SplitConfig(dims=tuple(int(k) for k in args.dims.split(","))),
         cloak=cloak, cloak_train=training, attacks=attacks,
         ratios=tuple(int(r) for r in args.ratios.split(",")),
         variants=_names(args.variants, VARIANTS, "--variants"), transform=args.transform,
-        adapt_epochs=args.adapt_epochs,
-        select_folds=tuple(parse_folds(args.select_on_valid)) if args.select_on_valid else None)
+        cloak_after=args.cloak_after, adapt_epochs=args.adapt_epochs,
+        select_folds=tuple(parse_folds(args.select_on_valid)) if args.select_on_valid else None,
+        protocol=args.protocol, seeds=tuple(parse_folds(args.seeds)))
 
 
 def _names(text: str, known: tuple[str, ...], option: str) -> tuple[str, ...]:
@@ -161,17 +157,18 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     results = run_experiment(wd, parse_folds(args.folds), _train_configs(args),
                              _experiment_config(args), not args.quiet)
     print(table2(results["baseline"]))
-    print(privacy_table(results))
-    print(f"wall time {results['wall_time_s']} s; wrote "
-          f"{results_file(wd, _experiment_config(args).attacks)}, the report and its figures")
+    print(selection_table(results) or privacy_table(results))
+    print(f"wall time {results['wall_time_s']} s; wrote {wd.layout.results(args.protocol)}, "
+          f"{wd.layout.report(args.protocol)} and its figures")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     """report.md and figures again from results.json and the cloak files, training nothing."""
     wd = Workdir.open(args.workdir)
-    file = results_file(wd, AttackConfig(pool=args.attacker_pool))
+    file = wd.layout.results(args.protocol)
     if not file.is_file():
-        raise FileNotFoundError(f"{file} not found: run `sercloak experiment` first")
+        raise FileNotFoundError(f"{file} not found: run `sercloak experiment --protocol "
+                                f"{args.protocol}` first")
     print(f"wrote {write_report(wd, json.loads(file.read_text()))}")
 
 
@@ -179,12 +176,15 @@ def cmd_export(args: argparse.Namespace) -> None:
     """One setting of results.json as a bundle: client part, server part, manifest."""
     from .serving.export import export_bundle  # torch.onnx loads only when exporting
 
-    manifest = export_bundle(Workdir.open(args.workdir), args.fold, args.setting, args.out)
+    manifest = export_bundle(Workdir.open(args.workdir), args.fold, args.setting, args.out,
+                             args.protocol, args.seed)
     measured = manifest["measured"]
     print(f"wrote {args.out} (bundle_id {manifest['bundle_id']}): {args.setting}, fold "
-          f"{args.fold}; measured on test speakers (mean over folds): emotion UAR "
-          f"{measured['emotion_uar']['mean']}, worst-case gender UAR "
-          f"{measured.get('worst_gender_uar', {}).get('mean', '–')}; ONNX agrees with torch "
+          f"{args.fold}; measured on test speakers (mean over seeds and folds, "
+          f"speaker-balanced): emotion UAR {measured['emotion_uar_speaker']['mean']}, "
+          f"worst-case gender UAR "
+          f"{measured.get('worst_gender_uar_speaker', {}).get('mean', '–')}; ONNX agrees with "
+          f"torch "
           f"within {manifest['onnx_check']['max_abs_logit_difference']:.1e}")
 
 
@@ -220,8 +220,22 @@ def _workdir_options(p: argparse.ArgumentParser, default: Path | None = None) ->
     p.add_argument("--workdir", type=Path, default=default, required=default is None,
                    help="where features, models and results go"
                         + (f" (default {default})" if default else ""))
-    p.add_argument("--seed", type=int, default=0, help="seed for folds and training (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _seed_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default 0)")
+
+
+def _protocol_options(p: argparse.ArgumentParser, seeds: bool) -> None:
+    p.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL,
+                   help="which speakers train what: paper (default: the emotion model on the "
+                        "primary pool, attackers on the adversary pool) or shared (both on "
+                        "every non-test speaker)")
+    if seeds:
+        p.add_argument("--seeds", default="0", metavar="SEEDS",
+                       help="seeds of every model, cloak and attacker, e.g. 0,1,2 or 0-2 "
+                            "(default 0); figures are means over seeds and folds")
 
 
 def _corpus_options(p: argparse.ArgumentParser) -> None:
@@ -255,7 +269,14 @@ def _training_options(p: argparse.ArgumentParser) -> None:
 
 def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
     c, t, e = CloakConfig(), CloakTrainConfig(), ExperimentConfig()
-    g = p.add_argument_group("method (docs/method.md)")
+    g = p.add_argument_group("method (docs/method.md, docs/privacy.md)")
+    g.add_argument("--design", choices=DESIGNS, default=e.design,
+                   help="what the device sends: spectrogram (default: log-mel behind a cloak "
+                        "or a transform), posteriors (f_θ's window probabilities: the floor) or "
+                        "embedding (a split network's noisy k-dimensional sequence)")
+    g.add_argument("--dims", default=",".join(map(str, e.split.dims)),
+                   help="embedding: the values of k to choose from (default "
+                        f"{','.join(map(str, e.split.dims))})")
     g.add_argument("--cloak-kind", choices=KINDS, default=c.kind,
                    help="noise (default, the paper's) or temporal (plus a learned spectral "
                         "offset per 2 s window, which does not average out over an utterance)")
@@ -281,8 +302,13 @@ def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
                         "(or α) ramps up from 0 (default 0: no ramp)")
     g.add_argument("--variants", default=",".join(e.variants),
                    help="cloaks to train: plain, adversarial or both (default)")
-    g.add_argument("--transform", choices=list(TRANSFORMS),
-                   help="score a waveform anonymisation baseline instead of a cloak")
+    g.add_argument("--transform", choices=TRANSFORM_NAMES,
+                   help="transform the audio before features: an anonymisation baseline "
+                        "(mcadams, pitch_shift) or per-user voice normalisation (voicenorm); "
+                        "alone, or followed by a cloak with --cloak-after")
+    g.add_argument("--cloak-after", action="store_true",
+                   help="with --transform: train the cloak (its options as usual) on the "
+                        "transformed features")
     g.add_argument("--adapt-epochs", type=int, default=e.adapt_epochs,
                    help="server-side adaptation: fine-tune the emotion model this many epochs "
                         "on protected features of its training speakers (default 0: off)")
@@ -305,13 +331,6 @@ def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
                    help="fine-tuning epochs of the informed cnn attacker")
     p.add_argument("--attackers", default=",".join(FAMILIES),
                    help=f"attacker families, comma-separated (default {','.join(FAMILIES)})")
-    _pool_option(p)
-
-
-def _pool_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--attacker-pool", choices=list(POOLS), default="adversary",
-                   help="speakers the attackers train on: the adversary pool (default, the "
-                        "paper's) or all non-test speakers (an attacker with the service's data)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a corpus (ravdess, nemo, cremad, iemocap, msp_improv, emodb, "
                         "NAME=manifest.csv, or synthetic); repeat for several")
     _workdir_options(p)
+    _seed_option(p, "the folds")
     _corpus_options(p)
     p.set_defaults(func=cmd_prepare)
 
@@ -330,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASKS, required=True)
     p.add_argument("--fold", type=int, required=True)
     _workdir_options(p)
+    _seed_option(p, "training")
+    _protocol_options(p, seeds=False)
     _training_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -341,26 +363,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cloak", type=Path, metavar="FILE",
                    help="with --on: also score through this cloak file (.npz)")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the result as JSON")
+    p.add_argument("--noise-seed", type=int, default=0, help="with --cloak: seed of its noise")
     _workdir_options(p)
+    _seed_option(p, "the models to score")
+    _protocol_options(p, seeds=False)
     _training_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baselines", help="train and evaluate both models on every fold (Table 2)")
     p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
     _workdir_options(p)
+    _protocol_options(p, seeds=True)
     _training_options(p)
     p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("experiment", help="baselines, cloaks and attackers on every fold")
     p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
     _workdir_options(p)
+    _protocol_options(p, seeds=True)
     _training_options(p)
     _cloak_options(p)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("report", help="rewrite report.md and its figures from results.json")
     _workdir_options(p)
-    _pool_option(p)
+    _protocol_options(p, seeds=False)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="one setting of results.json as a bundle for a client "
@@ -369,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--setting", required=True, metavar="METHOD[:SR]",
                    help="a results.json entry, e.g. cloak_adversarial:60")
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="a new folder")
+    p.add_argument("--seed", type=int, help="whose seed (default: the run's first)")
     _workdir_options(p)
+    _protocol_options(p, seeds=False)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="the emotion service of a bundle: cloaked features in, "
@@ -393,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "with small settings")
     p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
     _workdir_options(p, DEMO_WORKDIR)
+    _seed_option(p, "the folds")
+    _protocol_options(p, seeds=True)
     _corpus_options(p)
     _training_options(p)
     _cloak_options(p, small=True)
@@ -404,8 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CorpusLayoutError, AudioError, CheckpointMismatch, FileNotFoundError, FileExistsError,
-            ValueError) as err:
+    except (CorpusLayoutError, AudioError, CheckpointMismatch, OldWorkdir, FileNotFoundError,
+            FileExistsError, ValueError) as err:
         print(f"sercloak {args.command}: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -17,17 +17,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .anonymise import WaveTransform
+from .anonymise import AudioTransform
 from .cache import FeatureCache
 from .corpora import EMOTIONS, GENDERS, Utterance
 from .features import FeatureConfig, cut_segments, pad_to_segment
+from .layout import Layout
 from .normalise import SpeechStats, leave_one_out, standardise
 from .prepare import read_manifest
 from .segments import segment_starts
+from .voicenorm import VoiceNorm, voice_profiles
+from .voicenorm import leave_one_out as voice_leave_one_out
 
 TASK_LABELS = {"emotion": EMOTIONS, "gender": GENDERS}
-# which pool trains which model (the paper's D_p and D_adv)
-TASK_POOL = {"emotion": "primary", "gender": "adversary"}
+Parts = str | tuple[str, ...]  # one part of a fold ("test", "primary_train", ...) or several
 
 
 def label_of(utt: Utterance, task: str) -> str:
@@ -89,27 +91,38 @@ class Workdir:
 
     @classmethod
     def open(cls, root: Path | str) -> Workdir:
-        root = Path(root)
-        summary_file = root / "summary.json"
-        if not summary_file.is_file():
-            raise FileNotFoundError(f"{root} is not a prepared workdir (no summary.json): "
+        layout = Layout(root)
+        if not layout.summary.is_file():
+            raise FileNotFoundError(f"{layout.root} is not a prepared workdir (no summary.json): "
                                     f"run `sercloak prepare` first")
-        cfg = FeatureConfig.from_dict(json.loads(summary_file.read_text())["feature_config"])
-        utts = read_manifest(root / "manifest.csv")
-        folds = json.loads((root / "folds.json").read_text())
-        cache = FeatureCache(root, cfg).open(sorted({u.corpus for u in utts}))
-        return cls(root, utts, folds, cache, cfg)
+        layout.check_current()
+        cfg = FeatureConfig.from_dict(json.loads(layout.summary.read_text())["feature_config"])
+        utts = read_manifest(layout.manifest)
+        folds = json.loads(layout.folds.read_text())
+        cache = FeatureCache(layout.root, cfg).open(sorted({u.corpus for u in utts}))
+        return cls(layout.root, utts, folds, cache, cfg)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
 
     @property
     def corpora(self) -> list[str]:
         return sorted({u.corpus for u in self.utterances})
 
-    def part(self, fold: int, part: str) -> list[Utterance]:
-        """The utterances of `part` ("test", "primary_train", ...) in fold `fold`."""
+    def part(self, fold: int, parts: Parts) -> list[Utterance]:
+        """The utterances of one part ("test", "primary_train", ...) or several parts of
+        fold `fold`, in manifest order."""
         if not 0 <= fold < len(self.folds):
             raise ValueError(f"fold {fold} does not exist (the workdir has {len(self.folds)})")
-        speakers = set(self.folds[fold][part])
+        parts = (parts,) if isinstance(parts, str) else parts
+        speakers = {s for p in parts for s in self.folds[fold][p]}
         return [u for u in self.utterances if u.speaker in speakers]
+
+    def speakers(self, fold: int, parts: Parts) -> list[str]:
+        """The speakers of one or several parts of fold `fold` that have utterances, sorted
+        (as a `SegmentSet` of them lists them)."""
+        return sorted({u.speaker for u in self.part(fold, parts)})
 
     def raw_features(self, utts: list[Utterance]) -> list[np.ndarray]:
         """The (frames, mels) dB features of `utts` as cached (read-only views)."""
@@ -125,7 +138,7 @@ class Workdir:
         return [standardise(pad_to_segment(np.asarray(f), self.cfg), stats[u.utt_id])
                 for u, f in zip(utts, self.raw_features(utts), strict=True)]
 
-    def transformed(self, transform: WaveTransform, show_progress: bool = True) -> Workdir:
+    def transformed(self, transform: AudioTransform, show_progress: bool = True) -> Workdir:
         """The same utterances and folds, with features of anonymised audio (built once,
         in ``features-<name>/``, resumable like `prepare`)."""
         cache = FeatureCache(self.root, self.cfg, transform)
@@ -140,6 +153,18 @@ class Workdir:
             raise ValueError(f"{len(bad)} utterances failed under {transform.name} ({listing})")
         return replace(self, cache=cache, _user_stats=None)
 
+    def voice_normalised(self, show_progress: bool = True) -> Workdir:
+        """The same utterances and folds with features of voice-normalised audio
+        (`voicenorm.py`): each utterance mapped onto the reference voice with the factors of
+        its speaker's other utterances. Profiles and features are built once."""
+        utts = self.utterances
+        profiles = voice_profiles(utts, self.layout.voice_profiles(), self.cfg.sample_rate,
+                                  show_progress)
+        factors = voice_leave_one_out([u.speaker for u in utts], [profiles[u.utt_id] for u in utts])
+        norm = VoiceNorm({u.utt_id: f for u, f in zip(utts, factors, strict=True)},
+                         self.cfg.sample_rate)
+        return self.transformed(norm, show_progress)
+
     def user_stats(self) -> dict[str, SpeechStats]:
         """Leave-one-out speech statistics of every utterance, within its own speaker."""
         if self._user_stats is None:
@@ -148,9 +173,11 @@ class Workdir:
             self._user_stats = {u.utt_id: st for u, st in zip(self.utterances, loo, strict=True)}
         return self._user_stats
 
-    def segments(self, fold: int, part: str, task: str, train: bool) -> SegmentSet:
+    def segments(self, fold: int, parts: Parts, task: str, train: bool) -> SegmentSet:
+        """2 s segments of one or several parts, labelled for `task`; `train`: the training
+        hop (1 s) instead of the evaluation hop (0.5 s)."""
         hop = self.cfg.train_hop_frames if train else self.cfg.test_hop_frames
-        utts = self.part(fold, part)
+        utts = self.part(fold, parts)
         return build_segments(utts, self.features(utts), task, hop, self.cfg)
 
 

@@ -9,6 +9,19 @@ its speakers for validation, never the last speaker of a gender, so that
 training always sees both genders. The folds of all corpora are then merged,
 so fold k of a multi-corpus run is fold k of every corpus. Everything is
 deterministic in `seed`.
+
+A *protocol* says which parts train and validate which models
+(`training_parts`); test speakers are never in either:
+
+- ``paper``: the emotion model f_θ (and the cloak, and the service's
+  adaptation) trains on the primary pool, the gender model f_g and every
+  attacker on the adversary pool (the paper's D_p and D_adv);
+- ``shared``: f_θ, the cloak and the adaptation train on both pools'
+  training speakers (validated on both pools' validation speakers), and so do
+  the attackers: a service trains on every speaker it has, and the strongest
+  attacker holds the same data. The attackers select their settings on the
+  adversary pool's validation speakers only, because the primary pool's
+  (`SELECTION_PART`) are where operating points are chosen and scored.
 """
 
 from __future__ import annotations
@@ -19,6 +32,24 @@ from collections.abc import Iterable
 from .corpora import GENDERS, Utterance
 
 PARTS = ("test", "primary_train", "primary_valid", "adversary_train", "adversary_valid")
+PROTOCOLS = ("paper", "shared")
+DEFAULT_PROTOCOL = "paper"
+SELECTION_PART = "primary_valid"  # operating points are chosen on these speakers
+_PARTS_OF = {  # protocol -> task -> (training parts, validation parts)
+    "paper": {"emotion": (("primary_train",), ("primary_valid",)),
+              "gender": (("adversary_train",), ("adversary_valid",))},
+    "shared": {"emotion": (("primary_train", "adversary_train"),
+                           ("primary_valid", "adversary_valid")),
+               "gender": (("primary_train", "adversary_train"), ("adversary_valid",))},
+}
+
+
+def training_parts(protocol: str, task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(training parts, validation parts) of the emotion side (f_θ, cloak, adaptation:
+    task "emotion") or the gender side (f_g and every attacker: "gender")."""
+    if protocol not in _PARTS_OF:
+        raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+    return _PARTS_OF[protocol][task]
 
 
 def _split_pools(speakers: dict[str, list[str]], rng: random.Random) -> dict[str, dict]:

@@ -22,6 +22,7 @@ from .cache import FeatureCache
 from .corpora import EMOTIONS, GENDERS, CorpusListing, Utterance, canonical_name, load_corpus
 from .features import FeatureConfig
 from .folds import make_folds
+from .layout import Layout
 from .segments import segment_starts
 
 MANIFEST_COLUMNS = ("utt_id", "corpus", "speaker", "gender", "emotion", "path", "duration_s")
@@ -136,10 +137,10 @@ def prepare(corpora: dict[str, Path], workdir: Path, seed: int = 0, n_folds: int
     (e.g. ``{"ravdess": {"calm_as_neutral": True}}``).
     """
     started = time.perf_counter()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    layout = Layout(workdir)
+    layout.root.mkdir(parents=True, exist_ok=True)
     loader_options = loader_options or {}
-    cache = FeatureCache(workdir, cfg)
+    cache = FeatureCache(layout.root, cfg)
     listings: dict[str, CorpusListing] = {}
     usable: list[Utterance] = []
     skipped: list[tuple[str, str, str]] = []
@@ -161,11 +162,11 @@ def prepare(corpora: dict[str, Path], workdir: Path, seed: int = 0, n_folds: int
     folds = make_folds(usable, n_folds=n_folds, seed=seed)
     summary = summarise(usable, listings, skipped, cache, cfg)
 
-    write_manifest(workdir / "manifest.csv", usable)
-    _write_atomic(workdir / "folds.json", json.dumps(folds, indent=1))
+    write_manifest(layout.manifest, usable)
+    _write_atomic(layout.folds, json.dumps(folds, indent=1))
     meta = {"seed": seed, "corpora": {k: str(v) for k, v in corpora.items()},
             "feature_config": cfg.to_dict(), "wall_time_s": round(time.perf_counter() - started, 2),
             "corpus_summary": summary}
-    _write_atomic(workdir / "summary.json", json.dumps(meta, indent=1))
-    _write_atomic(workdir / "summary.md", format_summary(summary))
+    _write_atomic(layout.summary, json.dumps(meta, indent=1))
+    _write_atomic(layout.summary_md, format_summary(summary))
     return Prepared(usable, folds, meta, skipped)

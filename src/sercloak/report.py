@@ -1,15 +1,21 @@
-"""The experiment's human report: Markdown tables and PNG figures.
+"""The human side of results: Markdown tables and PNG figures.
 
-- ``pareto.png``: emotion UAR against the worst-case gender UAR, one point
-  per method and setting in results.json, the clean models and chance marked,
-  and the target region (gender ≤ 65%, emotion within 2 points of clean).
+Tables lead with the speaker-balanced UAR (every test speaker weighs the
+same; `evaluate.py` says why) and give the pooled UAR beside it; emotion
+costs are paired drops from the clean emotion model on the same utterances,
+with 95% intervals from the speaker-level bootstrap (`results.py`).
+
+- ``pareto.png``: the paired emotion drop against the worst-case gender UAR,
+  one point per chosen operating point (every setting when none was chosen),
+  95% interval whiskers on both axes, the clean point, chance, and the target
+  as one rectangle.
 - ``tradeoff.png`` (the paper's Figure 4): UAR against suppression ratio for
   the emotion model, the paper's ignorant and informed gender attackers and
   the worst case over the whole attacker suite, Cloak vs Cloak +
   adversarial, with the clean baselines as dotted lines.
 - ``noise_map.png`` (the paper's Figure 5): σ and the suppression mask of the
-  SR = 60% cloaks of the first fold against time and frequency (Hz), with vs
-  without adversarial training.
+  SR = 60% cloaks of the first seed and fold against time and frequency (Hz),
+  with vs without adversarial training.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .baselines import confusion_md, fmt, table2  # noqa: E402
 from .cloak import Cloak  # noqa: E402
 from .data import Workdir  # noqa: E402
 from .features import mel_centres_hz  # noqa: E402
+from .layout import setting_name  # noqa: E402
+from .results import LEAD_METRIC  # noqa: E402
 
 STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
          "gender_ignorant": ("gender, ignorant cnn (paper)", "tab:orange"),
@@ -36,17 +43,44 @@ FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector"}
 # "Cloak (temporal, warp) + min–max, adapted"
 METHOD_WORDS = {"temporal": "temporal", "warp": "warp", "saliency": "saliency mask"}
 GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
-BASELINE_NAMES = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift"}
+BASELINE_NAMES = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift",
+                  "voicenorm": "Voice normalisation"}
 PAPER_METHODS = ("cloak", "cloak_adversarial")
 TARGET = {"gender": 65.0, "emotion_drop": 2.0}  # issue 10's target operating point
+WHY_SPEAKER_BALANCED = (
+    "UAR is speaker-balanced (every test speaker weighs the same; the pooled UAR, "
+    "dominated by the few speakers with the most utterances, is given beside it).")
+
+
+def fmt(stat: dict) -> str:
+    return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
+
+
+def fmt_ci(stat: dict) -> str:
+    """mean [lo, hi] when the figure has a 95% interval, else mean ± std over folds."""
+    if "ci95" not in stat:
+        return fmt(stat)
+    lo, hi = stat["ci95"]
+    return f"{stat['mean']:.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+def _uar(agg: dict) -> dict:
+    """The lead UAR of an aggregate (results written before it existed have only `uar`)."""
+    return agg.get(LEAD_METRIC, agg["uar"])
 
 
 def method_label(entry: dict, short: bool = False) -> str:
-    """How a results.json entry's method reads in tables and legends."""
-    method = entry.get("method", "cloak_adversarial" if entry["adversarial"] else "cloak")
-    parts = method.split("_")
+    """How a results.json entry's method reads in tables and legends:
+    voicenorm_cloak_temporal_minmax_adapted -> "Voice normalisation + Cloak (temporal) +
+    min–max, adapted"."""
+    parts = entry["method"].split("_")
     adapted = parts[-1] == "adapted"
     parts = parts[:-1] if adapted else parts
+    prefix = ""
+    if "cloak" in parts and parts[0] != "cloak":  # a transform, then a cloak
+        at = parts.index("cloak")
+        prefix = BASELINE_NAMES.get("_".join(parts[:at]), "_".join(parts[:at])) + " + "
+        parts = parts[at:]
     if parts[0] != "cloak":
         label = BASELINE_NAMES.get("_".join(parts), "_".join(parts))
     else:
@@ -54,52 +88,120 @@ def method_label(entry: dict, short: bool = False) -> str:
         kinds = [METHOD_WORDS.get(p, p) for p in parts[1:] if p not in GAME_WORDS]
         label = "Cloak" + (f" ({', '.join(kinds)})" if kinds else "")
         label += f" + {game[0]}" if game else ""
-    label += ", adapted" if adapted else ""
+    label = prefix + label + (", adapted" if adapted else "")
     return label.replace("adversarial", "adv.") if short else label
 
 
-def file_suffix(results: dict) -> str:
-    """'' for the paper's attacker pool, '-pool-all' for the `all` pool."""
-    pool = results["config"].get("attacks", {}).get("pool", "adversary")
-    return "" if pool == "adversary" else f"-pool-{pool}"
+# -- the clean baselines (the paper's Table 2) ---------------------------------------------
+
+
+def table2(results: dict) -> str:
+    """Markdown shaped like the paper's Table 2, speaker-balanced UAR first."""
+    emo, gen = results["emotion"], results["gender"]
+
+    def cells(e: dict, g: dict) -> str:
+        return " | ".join(fmt_ci(_uar(x)) if "ci95" in _uar(x) else fmt(_uar(x)) for x in (e, g)) \
+            + " | " + " | ".join(f"{fmt(x['uar'])} | {fmt(x['acc'])}" for x in (e, g))
+
+    lines = ["| test set | emotion UAR (speaker-bal.) | gender UAR (speaker-bal.) | "
+             "emotion UAR | emotion acc | gender UAR | gender acc |",
+             "|---|---|---|---|---|---|---|",
+             f"| all | {cells(emo, gen)} |"]
+    for c in emo["per_corpus"]:
+        lines.append(f"| {c} | {cells(emo['per_corpus'][c], gen['per_corpus'][c])} |")
+    return "\n".join(lines) + "\n"
+
+
+def confusion_md(agg: dict, title: str) -> str:
+    labels = agg["labels"]
+    lines = [f"{title} (rows: truth, columns: prediction; summed over folds and seeds)", "",
+             "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {lab} | " + " | ".join(map(str, row)) + " |"
+              for lab, row in zip(labels, agg["confusion"], strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def seeds_line(stat: dict, what: str) -> str:
+    """One sentence on the spread across seeds, when there are several."""
+    if "seeds" not in stat:
+        return ""
+    per_seed = ", ".join(f"{v:.1f}" for v in stat["seeds"])
+    return (f"{what} per seed (mean over folds): {per_seed}; std across seeds "
+            f"{stat['seed_std']:.1f} (across folds {stat['std']:.1f}).\n")
+
+
+def baselines_md(results: dict) -> str:
+    """baselines-<family>.md: Table 2 with intervals, the spread across seeds, confusions."""
+    emotion = results["emotion"]
+    return (f"# Clean-input baselines ({results['family']} models, protocol "
+            f"{results['protocol']}, {results['normalise']} normalisation, folds "
+            f"{results['folds']}, seeds {results['seeds']})\n\n"
+            f"Utterance-level figures (%) on the test speakers, mean over seeds and folds; "
+            f"± is the std over folds, [..] the 95% interval (speaker bootstrap). "
+            f"{WHY_SPEAKER_BALANCED}\n\n" + table2(results) + "\n"
+            + seeds_line(_uar(emotion), "Emotion UAR (speaker-balanced)")
+            + seeds_line(_uar(results["gender"]), "Gender UAR (speaker-balanced)")
+            + f"\nEmotion UAR (speaker-balanced) on the validation speakers where operating "
+              f"points are chosen: {fmt(_uar(results['valid_emotion']))}.\n\n"
+            + confusion_md(emotion, "Emotion confusion") + "\n"
+            + confusion_md(results["gender"], "Gender confusion")
+            + f"\nWall time: {results['wall_time_s']} s\n")
+
+
+# -- figures --------------------------------------------------------------------------------
+
+
+def shown_entries(results: dict) -> list[dict]:
+    """The entries the headline shows: those chosen on validation speakers, when any were
+    (settings of earlier runs that were not chosen are left out), else every entry."""
+    chosen = [e for e in results["cloak"] if "validation" in e]
+    return chosen or results["cloak"]
+
+
+def _whisker(stat: dict) -> tuple[float, float]:
+    lo, hi = stat.get("ci95", (stat["mean"] - stat["std"], stat["mean"] + stat["std"]))
+    return stat["mean"] - lo, hi - stat["mean"]
 
 
 def pareto_figure(results: dict, out: Path) -> None:
-    """Emotion UAR against worst-case gender UAR: every method and setting, clean, chance."""
+    """Paired emotion drop against worst-case gender UAR, with 95% intervals on both."""
     base = results["baseline"]
-    clean_emotion = base["emotion"]["uar"]["mean"]
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    ax.axvspan(45, TARGET["gender"], ymin=0, ymax=1, color="tab:green", alpha=0.06)
-    ax.axhspan(clean_emotion - TARGET["emotion_drop"], 100, color="tab:green", alpha=0.06,
-               label=f"target: gender ≤ {TARGET['gender']:.0f}%, emotion within "
-                     f"{TARGET['emotion_drop']:.0f} points of clean (both shaded)")
-    methods = list(dict.fromkeys(method_label(e) for e in results["cloak"]))
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
-    markers = "osD^v<>phX*"
-    for i, method in enumerate(methods):
-        entries = [e for e in results["cloak"] if method_label(e) == method]
-        x = [e["gender_worst"]["uar"]["mean"] for e in entries]
-        y = [e["emotion"]["uar"]["mean"] for e in entries]
-        ax.errorbar(x, y, xerr=[e["gender_worst"]["uar"]["std"] for e in entries],
-                    yerr=[e["emotion"]["uar"]["std"] for e in entries], fmt=markers[i % 11],
-                    color=colours[i], capsize=2, alpha=0.85, label=method, elinewidth=0.6)
-        for e, xi, yi in zip(entries, x, y, strict=True):
-            if e["suppression_ratio"]:
-                ax.annotate(f"SR {e['suppression_ratio']:g}", (xi, yi), fontsize=6,
-                            xytext=(3, 3), textcoords="offset points")
+    entries = shown_entries(results)
+    points = [(_uar(e["gender_worst"]), e["emotion_drop"]) for e in entries]
     if "gender_worst" in base:
-        ax.plot(base["gender_worst"]["uar"]["mean"], clean_emotion, "k*", ms=14,
-                label="clean (no protection)")
-    for tag, agg in results.get("clean_emotion", {}).items():
-        if abs(agg["uar"]["mean"] - clean_emotion) > 1e-9:
-            ax.axhline(agg["uar"]["mean"], color="grey", ls="--", lw=0.8)
-            ax.annotate(f"clean f_θ {tag}", (50.5, agg["uar"]["mean"]), fontsize=7)
-    ax.axhline(clean_emotion, color="black", ls=":", lw=1)
+        points.append((_uar(base["gender_worst"]), {"mean": 0.0, "std": 0.0}))
+    xs = [v for x, _ in points for v in (x["mean"] - _whisker(x)[0], x["mean"] + _whisker(x)[1])]
+    ys = [v for _, y in points for v in (y["mean"] - _whisker(y)[0], y["mean"] + _whisker(y)[1])]
+    xlim = (min(45.0, *xs) - 2, max(xs) + 2)
+    ylim = (min(-3.0, *ys) - 1, max(TARGET["emotion_drop"] + 1, *ys) + 1)
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    ax.add_patch(plt.Rectangle((xlim[0], ylim[0]), TARGET["gender"] - xlim[0],
+                               TARGET["emotion_drop"] - ylim[0], color="tab:green", alpha=0.12,
+                               lw=0, label=f"target: gender ≤ {TARGET['gender']:.0f}%, emotion "
+                                           f"drop ≤ {TARGET['emotion_drop']:.0f} points"))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(entries), 2)))
+    markers = "osD^v<>phX*"
+    for i, (e, (x, y)) in enumerate(zip(entries, points, strict=False)):
+        ax.errorbar(x["mean"], y["mean"], xerr=np.array([_whisker(x)]).T,
+                    yerr=np.array([_whisker(y)]).T, fmt=markers[i % len(markers)],
+                    color=colours[i], capsize=2, elinewidth=0.8,
+                    label=f"{method_label(e)}, SR {e['suppression_ratio']:g}")
+    if "gender_worst" in base:
+        worst = _uar(base["gender_worst"])
+        ax.errorbar(worst["mean"], 0, xerr=np.array([_whisker(worst)]).T, fmt="k*", ms=14,
+                    capsize=2, label="clean (no protection)")
+    ax.axhline(0, color="black", ls=":", lw=1)
     ax.axvline(50, color="grey", ls=":", lw=1)
-    ax.annotate("gender chance", (50.3, ax.get_ylim()[0] + 1), fontsize=7, color="grey")
-    ax.set_xlabel("worst-case gender UAR (%), any attacker, informed or not (lower is better)")
-    ax.set_ylabel("emotion UAR (%) (higher is better)")
-    ax.set_title("Privacy against utility on test speakers, mean ± std over folds")
+    ax.annotate("gender chance", (50.3, ylim[1] - 0.5), fontsize=7, color="grey", va="top")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("worst-case gender UAR (%), speaker-balanced, any attacker (lower is better)")
+    ax.set_ylabel("emotion drop (points of speaker-balanced UAR,\nclean f_θ minus protected; "
+                  "lower is better)")
+    config = results["config"]
+    ax.set_title(f"Privacy against utility on test speakers ({config.get('protocol')} protocol, "
+                 f"folds {config['folds']}, seeds {config.get('seeds', [0])}); whiskers: 95% "
+                 f"intervals (speaker bootstrap)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -108,8 +210,7 @@ def pareto_figure(results: dict, out: Path) -> None:
 
 def tradeoff_figure(results: dict, out: Path) -> bool:
     """The paper's Figure 4 for its two methods; False when results.json has neither."""
-    paper = [e for e in results["cloak"] if e.get("method", PAPER_METHODS[e["adversarial"]])
-             in PAPER_METHODS]
+    paper = [e for e in results["cloak"] if e["method"] in PAPER_METHODS]
     if not paper:
         return False
     fig, ax = plt.subplots(figsize=(10, 4.5))
@@ -122,19 +223,19 @@ def tradeoff_figure(results: dict, out: Path) -> bool:
         for key, (label, colour) in STYLE.items():
             if key not in entries[0]:
                 continue
-            mean = [e[key]["uar"]["mean"] for e in entries]
-            std = [e[key]["uar"]["std"] for e in entries]
+            mean = [_uar(e[key])["mean"] for e in entries]
+            std = [_uar(e[key])["std"] for e in entries]
             name = f"{label}, {method_label(entries[0])}"
             ax.errorbar(ratios, mean, yerr=std, fmt=line, color=colour, capsize=3,
                         alpha=1.0 if adversarial else 0.6, label=name)
     base = results["baseline"]
-    ax.axhline(base["emotion"]["uar"]["mean"], color="tab:blue", ls=":", lw=1)
-    ax.axhline(base["gender"]["uar"]["mean"], color="tab:orange", ls=":", lw=1)
+    ax.axhline(_uar(base["emotion"])["mean"], color="tab:blue", ls=":", lw=1)
+    ax.axhline(_uar(base["gender"])["mean"], color="tab:orange", ls=":", lw=1)
     if "gender_worst" in base:
-        ax.axhline(base["gender_worst"]["uar"]["mean"], color="tab:purple", ls=":", lw=1)
+        ax.axhline(_uar(base["gender_worst"])["mean"], color="tab:purple", ls=":", lw=1)
     ax.axhline(50, color="grey", ls=":", lw=1)
     ax.set_xlabel("suppression ratio SR (%)")
-    ax.set_ylabel("UAR (%), mean ± std over folds")
+    ax.set_ylabel("speaker-balanced UAR (%), mean ± std over folds")
     ax.set_title("Privacy–utility trade-off (dotted: clean baselines, chance gender 50%)")
     ax.set_xticks(sorted({e["suppression_ratio"] for e in paper}))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -144,9 +245,9 @@ def tradeoff_figure(results: dict, out: Path) -> bool:
     return True
 
 
-def noise_map_figure(wd: Workdir, cloak_dir: Path, out: Path) -> bool:
-    """σ and mask of the SR=60 cloaks, plain vs adversarial; False if they are missing."""
-    files = [cloak_dir / "cloak_sr60.npz", cloak_dir / "adversarial_sr60.npz"]
+def noise_map_figure(wd: Workdir, files: list[Path], out: Path) -> bool:
+    """σ and mask of two cloak files (SR 60, plain and adversarial); False if they are
+    missing."""
     if not all(f.is_file() for f in files):
         return False
     hz = mel_centres_hz(wd.cfg)
@@ -172,105 +273,65 @@ def noise_map_figure(wd: Workdir, cloak_dir: Path, out: Path) -> bool:
             ax.set_xlabel("time in the 2 s window (s)")
             fig.colorbar(im, ax=ax)
         axes[row, 0].set_ylabel("frequency (Hz)")
-    fig.suptitle("Noise maps at SR = 60% (first fold)")
+    fig.suptitle("Noise maps at SR = 60% (first seed and fold)")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return True
 
 
+# -- tables ---------------------------------------------------------------------------------
+
+
 def _per_corpus_table(results: dict) -> str:
     """Markdown: per setting and corpus, emotion UAR and every attacker's gender UAR."""
     corpora = sorted(results["baseline"]["emotion"]["per_corpus"])
     families = list(results["baseline"].get("attackers", {}))
-    columns = [("emotion", None)] + ([(f, v) for f in families for v in ("ignorant", "informed")]
-                                     if families else [("gender_ignorant", None),
-                                                       ("gender_informed", None)])
+    columns = [("emotion", None)] + [(f, v) for f in families for v in ("ignorant", "informed")]
     head = ["setting", "SR %", "corpus"] + [k if v is None else f"{FAMILY_NAMES[k]} {v[:3]}."
                                             for k, v in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in results["cloak"]:
         name = method_label(e, short=True)
         for c in corpora:
-            cells = [fmt((e[k] if v is None else e["attackers"][k][v])["per_corpus"][c]["uar"])
+            cells = [_cell(e[k] if v is None else e["attackers"].get(k, {}).get(v), c)
                      for k, v in columns]
-            lines.append(f"| {name} | {e['suppression_ratio']} | {c} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {e['suppression_ratio']:g} | {c} | " + " | ".join(cells)
+                         + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(agg: dict | None, corpus: str) -> str:
+    return fmt(_uar(agg["per_corpus"][corpus])) if agg and corpus in agg["per_corpus"] else "–"
+
+
+def _versions(entry: dict, family: str) -> str:
+    """"ignorant / informed" UARs of one family (– where the entry has no such attacker)."""
+    versions = entry["attackers"].get(family)
+    if versions is None:
+        return "–"
+    return " / ".join(f"{_uar(versions[v])['mean']:.1f}" if v in versions else "–"
+                      for v in ("ignorant", "informed"))
+
+
+def _others(entry: dict, families: list[str]) -> str:
+    """The attackers of a design's own (e.g. `lr`, `gbt` on posteriors), informed."""
+    others = [f for f in entry["attackers"] if f not in families]
+    return ", ".join(f"{f} {_uar(entry['attackers'][f]['informed'])['mean']:.1f}"
+                     for f in others) or "–"
 
 
 def clean_attackers_table(results: dict) -> str:
     """Markdown: each attacker's gender UAR on clean test utterances, overall and per corpus."""
     attackers = results["baseline"]["attackers"]
     corpora = sorted(results["baseline"]["emotion"]["per_corpus"])
-    lines = ["| attacker | all | " + " | ".join(corpora) + " |", "|---" * (len(corpora) + 2) + "|"]
+    lines = ["| attacker | all (speaker-bal.) | all (pooled) | " + " | ".join(corpora) + " |",
+             "|---" * (len(corpora) + 3) + "|"]
     for family, agg in attackers.items():
-        cells = [fmt(agg["uar"])] + [fmt(agg["per_corpus"][c]["uar"]) if c in agg["per_corpus"]
-                                     else "–" for c in corpora]
+        cells = [fmt(_uar(agg)), fmt(agg["uar"])]
+        cells += [fmt(_uar(agg["per_corpus"][c])) if c in agg["per_corpus"] else "–"
+                  for c in corpora]
         lines.append(f"| {FAMILY_NAMES.get(family, family)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def privacy_table(results: dict) -> str:
-    """Markdown: per setting, emotion UAR, every attacker's gender UAR, worst case, EER.
-
-    Attacker cells read "ignorant / informed" (means over folds); the clean
-    row has one figure per attacker (all fitted on clean features).
-    """
-    base = results["baseline"]
-    families = list(base.get("attackers", {}))
-    head = ["setting", "SR %", "emotion UAR"]
-    head += [f"{FAMILY_NAMES.get(f, f)} (ign. / inf.)" for f in families]
-    head += ["worst case", "worst attacker", "speaker EER"] if families else \
-        ["gender ignorant", "gender informed"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    if families:
-        cells = [f"{base['attackers'][f]['uar']['mean']:.1f}" for f in families]
-        cells += [fmt(base["gender_worst"]["uar"]), base["gender_worst"]["attacker"],
-                  _eer(base)]
-    else:
-        cells = [fmt(base["gender"]["uar"])] * 2
-    lines.append(f"| clean | – | {fmt(base['emotion']['uar'])} | " + " | ".join(cells) + " |")
-    for entry in results["cloak"]:
-        name = method_label(entry)
-        if families:
-            cells = [f"{entry['attackers'][f]['ignorant']['uar']['mean']:.1f} / "
-                     f"{entry['attackers'][f]['informed']['uar']['mean']:.1f}" for f in families]
-            cells += [fmt(entry["gender_worst"]["uar"]), entry["gender_worst"]["attacker"],
-                      _eer(entry)]
-        else:
-            cells = [fmt(entry["gender_ignorant"]["uar"]), fmt(entry["gender_informed"]["uar"])]
-        lines.append(f"| {name} | {entry['suppression_ratio']} | {fmt(entry['emotion']['uar'])} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def selection_table(results: dict) -> str:
-    """Markdown: per method its operating point chosen on validation speakers, then test.
-
-    Drops are against the clean f_θ on the same speakers (validation or test).
-    """
-    chosen = [e for e in results["cloak"] if "validation" in e]
-    if not chosen:
-        return ""
-    clean = results["baseline"]["emotion"]["uar"]["mean"]
-    head = ["method", "SR %", "valid: emotion drop", "valid: worst gender",
-            "test: emotion UAR", "emotion drop", "worst gender UAR", "worst attacker",
-            "speaker EER", "adversary's last accuracy"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    worst = results["baseline"].get("gender_worst")
-    lines.append(f"| clean | – | – | – | {fmt(results['baseline']['emotion']['uar'])} | 0.0 | "
-                 f"{fmt(worst['uar']) if worst else '–'} | {worst['attacker'] if worst else '–'}"
-                 f" | {_eer(results['baseline'])} | – |")
-    for e in sorted(chosen, key=lambda e: e["gender_worst"]["uar"]["mean"]):
-        v = e["validation"]
-        valid_drop = e["validation_clean"]["valid_emotion"]["mean"] - v["emotion"]["uar"]["mean"]
-        accuracy = ", ".join(f"{k} {a['mean']:.0f}%" for k, a in
-                             e.get("adversary_accuracy", {}).items()) or "–"
-        lines.append(
-            f"| {method_label(e)} | {e['suppression_ratio']:g} | {valid_drop:.1f} | "
-            f"{v['gender_worst']['uar']['mean']:.1f} | {fmt(e['emotion']['uar'])} | "
-            f"{clean - e['emotion']['uar']['mean']:.1f} | {fmt(e['gender_worst']['uar'])} | "
-            f"{e['gender_worst']['attacker']} | {_eer(e)} | {accuracy} |")
     return "\n".join(lines) + "\n"
 
 
@@ -278,19 +339,79 @@ def _eer(entry: dict) -> str:
     return fmt(entry["speaker_eer"]) if "speaker_eer" in entry else "–"
 
 
+def privacy_table(results: dict) -> str:
+    """Markdown: per setting, emotion UAR and its paired drop, every attacker's gender UAR,
+    the worst case with its interval, the EER.
+
+    Attacker cells read "ignorant / informed" (means over seeds and folds);
+    the clean row has one figure per attacker (all fitted on clean features).
+    """
+    base = results["baseline"]
+    families = list(base.get("attackers", {}))
+    head = ["setting", "SR %", "emotion UAR", "emotion drop [95% CI]"]
+    head += [f"{FAMILY_NAMES.get(f, f)} (ign. / inf.)" for f in families]
+    head += ["other attackers (inf.)", "worst case [95% CI]", "worst (pooled)", "worst attacker",
+             "speaker EER"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cells = [f"{_uar(base['attackers'][f])['mean']:.1f}" for f in families] + ["–"]
+    cells += [fmt_ci(_uar(base["gender_worst"])), fmt(base["gender_worst"]["uar"]),
+              base["gender_worst"]["attacker"], _eer(base)]
+    lines.append(f"| clean | – | {fmt_ci(_uar(base['emotion']))} | 0 | " + " | ".join(cells)
+                 + " |")
+    for entry in results["cloak"]:
+        cells = [_versions(entry, f) for f in families] + [_others(entry, families)]
+        cells += [fmt_ci(_uar(entry["gender_worst"])), fmt(entry["gender_worst"]["uar"]),
+                  entry["gender_worst"]["attacker"], _eer(entry)]
+        lines.append(f"| {method_label(entry)} | {entry['suppression_ratio']:g} | "
+                     f"{fmt(_uar(entry['emotion']))} | {fmt_ci(entry['emotion_drop'])} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def selection_table(results: dict) -> str:
+    """Markdown: per method its operating point chosen on validation speakers, then its test
+    figures: the headline table. Drops are paired (clean f_θ on the same utterances)."""
+    chosen = [e for e in results["cloak"] if "validation" in e]
+    if not chosen:
+        return ""
+    head = ["method", "SR %", "valid: emotion drop", "valid: worst gender",
+            "test: emotion UAR", "emotion drop [95% CI]", "worst gender UAR [95% CI]",
+            "pooled: drop / worst", "worst attacker", "speaker EER", "adversary's last accuracy"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = results["baseline"]
+    worst = base.get("gender_worst")
+    lines.append(f"| clean | – | – | – | {fmt_ci(_uar(base['emotion']))} | 0 | "
+                 f"{fmt_ci(_uar(worst)) if worst else '–'} | 0 / "
+                 f"{worst['uar']['mean']:.1f} | {worst['attacker'] if worst else '–'} | "
+                 f"{_eer(base)} | – |")
+    for e in sorted(chosen, key=lambda e: _uar(e["gender_worst"])["mean"]):
+        v = e["validation"]
+        accuracy = ", ".join(f"{k} {a['mean']:.0f}%" for k, a in
+                             e.get("adversary_accuracy", {}).items()) or "–"
+        lines.append(
+            f"| {method_label(e)} | {e['suppression_ratio']:g} | "
+            f"{v['emotion_drop']['mean']:.1f} | {_uar(v['gender_worst'])['mean']:.1f} | "
+            f"{fmt(_uar(e['emotion']))} | {fmt_ci(e['emotion_drop'])} | "
+            f"{fmt_ci(_uar(e['gender_worst']))} | {e['emotion_drop_pooled']['mean']:.1f} / "
+            f"{e['gender_worst']['uar']['mean']:.1f} | {e['gender_worst']['attacker']} | "
+            f"{_eer(e)} | {accuracy} |")
+    return "\n".join(lines) + "\n"
+
+
 def training_table(wd: Workdir, results: dict) -> str:
-    """Markdown: how each fold's SR 0 cloaks of the last run ended training (the history in
-    their files), with the adversaries' accuracy on their last epoch's batches."""
+    """Markdown: how the SR 0 cloaks of the last run ended training (first seed; the history
+    in their files), with the adversaries' accuracy on their last epoch's batches."""
     lines = ["| fold | setting | mean σ | emotion CE | gender CE of ψ | ψ accuracy |",
              "|---|---|---|---|---|---|"]
-    cloak_dir = wd.root / results["config"]["cloak_dir"]
-    for fold in results["config"]["folds"]:
-        for name in ("cloak_sr0", "adversarial_sr0"):
-            file = cloak_dir / f"fold{fold}" / f"{name}.npz"
+    cfg = results["config"]
+    run_dir = wd.root / cfg["cloak_dir"]
+    for fold in cfg["folds"]:
+        for adversarial in (False, True):
+            file = wd.layout.setting(run_dir, cfg["seeds"][0], fold,
+                                     setting_name(0, adversarial)).cloak
             if not file.is_file():
                 continue
             last = Cloak.load(file, wd.cfg).meta["history"][-1]
-            adversarial = name.startswith("adversarial")
             psi = f"{last['gender_ce']:.2f}" if "gender_ce" in last and adversarial else "–"
             accuracy = ", ".join(f"{k.removeprefix('adversary_acc_')} {v:.0f}%"
                                  for k, v in last.items() if k.startswith("adversary_acc_"))
@@ -302,59 +423,66 @@ def training_table(wd: Workdir, results: dict) -> str:
 
 ATTACKERS_TEXT = (
     "Each attacker family exists in two versions. *Ignorant*: fitted on clean features of its "
-    "pool. *Informed*: fitted on cloaked features of its pool (the CNN+RNN fine-tuned with fresh "
-    "noise every batch, the others on {draws} noise draws per utterance) and selected on cloaked "
-    "validation speakers. `cnn` is the paper's CNN+RNN f_g; `stats` a logistic regression on "
-    "per-bin utterance statistics; `dvector` a logistic regression on d-vectors of a pretrained "
-    "speaker encoder. All are scored on cloaked test utterances; the *worst case* is, per fold, "
-    "the highest gender UAR of any of them (mean ± std over folds). Speaker EER: speaker "
-    "verification among the test utterances from d-vector cosines (50% = nothing links). "
-    "Attackers train on the {pool} pool.")
+    "speakers. *Informed*: fitted on protected features of its speakers (the CNN+RNN fine-tuned "
+    "with fresh noise every batch, the others on {draws} noise draws per utterance) and "
+    "selected on protected validation speakers. `cnn` is the paper's CNN+RNN f_g; `stats` a "
+    "logistic regression on per-bin utterance statistics; `dvector` a logistic regression on "
+    "d-vectors of a pretrained speaker encoder. All are scored on protected test utterances; "
+    "the *worst case* is, per seed and fold, the highest gender UAR of any of them. Speaker "
+    "EER: speaker verification among the test utterances from d-vector cosines (50% = nothing "
+    "links). Protocol {protocol}: {speakers}")
+PROTOCOL_TEXT = {
+    "paper": "the emotion model and the cloak train on the primary pool, the attackers on the "
+             "adversary pool (the paper's).",
+    "shared": "the emotion model, the cloak and the attackers all train on every non-test "
+              "speaker (the attackers select on the adversary pool's validation speakers).",
+}
 
 
 def write_report(wd: Workdir, results: dict) -> Path:
     """report.md and its figures, from results.json's content and the cloak files it names."""
     cfg = results["config"]
-    suffix = file_suffix(results)
-    tradeoff, pareto = f"tradeoff{suffix}.png", f"pareto{suffix}.png"
-    has_tradeoff = tradeoff_figure(results, wd.root / tradeoff)
-    pareto_figure(results, wd.root / pareto)
-    first_fold_dir = wd.root / cfg["cloak_dir"] / f"fold{cfg['folds'][0]}"
-    has_map = noise_map_figure(wd, first_fold_dir, wd.root / "noise_map.png")
+    protocol, layout = cfg["protocol"], wd.layout
+    has_tradeoff = tradeoff_figure(results, layout.figure(protocol, "tradeoff"))
+    pareto_figure(results, layout.figure(protocol, "pareto"))
+    sr60 = [layout.setting(wd.root / cfg["cloak_dir"], cfg["seeds"][0], cfg["folds"][0],
+                           setting_name(60, adversarial)).cloak for adversarial in (False, True)]
+    has_map = noise_map_figure(wd, sr60, layout.figure(protocol, "noise_map"))
     attacks = cfg.get("attacks", {})
+    name = {k: layout.figure(protocol, k).name for k in ("pareto", "tradeoff", "noise_map")}
     text = [
-        f"# sercloak experiment: {', '.join(wd.corpora)} ({cfg['model']} model, "
-        f"folds {cfg['folds']})", "",
-        "Utterance-level results on the test speakers of each fold, mean ± std over folds, "
-        "in percent.", "",
+        f"# sercloak experiment: {', '.join(wd.corpora)} ({cfg['model']} model, protocol "
+        f"{protocol}, folds {cfg['folds']}, seeds {cfg['seeds']})", "",
+        "Utterance-level results (%) on the test speakers of each fold, mean over seeds and "
+        "folds; ± is the std over folds, [..] the 95% interval from a speaker-level bootstrap. "
+        + WHY_SPEAKER_BALANCED, "",
         "## Clean baselines (the paper's Table 2)", "", table2(results["baseline"]),
-    ]
-    if "attackers" in results["baseline"]:
-        text += ["Gender attackers on clean features (UAR):", "",
-                 clean_attackers_table(results), ""]
-    text += [
-        "## Privacy and utility under the cloak (UAR)", "",
-        ATTACKERS_TEXT.format(draws=attacks.get("informed_draws", 1),
-                              pool=attacks.get("pool", "adversary")), "",
-        privacy_table(results), "", f"![privacy against utility]({pareto})", "",
+        seeds_line(_uar(results["baseline"]["emotion"]), "Emotion UAR (speaker-balanced)"),
+        "Gender attackers on clean features (UAR):", "", clean_attackers_table(results), "",
     ]
     if selection_table(results):
         text += ["## Operating points chosen on validation speakers", "",
                  "Per method, the setting with the lowest worst-case gender UAR among those "
-                 "costing at most 2 points of emotion UAR on the primary pool's validation "
+                 "whose emotion drop is at most 2 points on the primary pool's validation "
                  "speakers (else the one costing least); then its test figures.", "",
                  selection_table(results), ""]
+    text += [
+        "## Privacy and utility (UAR)", "",
+        ATTACKERS_TEXT.format(draws=attacks.get("informed_draws", 1), protocol=protocol,
+                              speakers=PROTOCOL_TEXT[protocol]), "",
+        privacy_table(results), "", f"![privacy against utility]({name['pareto']})", "",
+    ]
     if has_tradeoff:
-        text += [f"![trade-off]({tradeoff})", ""]
+        text += [f"![trade-off]({name['tradeoff']})", ""]
     if has_map:
-        text += ["![noise maps](noise_map.png)", ""]
-    text += ["## Cloak training (SR 0, last epoch, primary training speakers)", "",
+        text += [f"![noise maps]({name['noise_map']})", ""]
+    text += ["## Cloak training (SR 0, last epoch, first seed)", "",
              training_table(wd, results), "",
-             "## Per corpus", "", _per_corpus_table(results), "",
+             "## Per corpus (speaker-balanced UAR)", "", _per_corpus_table(results), "",
              confusion_md(results["baseline"]["emotion"], "Clean emotion confusion"), "",
              f"Cloak settings: {cfg['cloak']}; training: {cfg['cloak_train']}; attackers: "
              f"{attacks}; cloak files in `{cfg['cloak_dir']}`.", "",
              f"Wall time: {results['wall_time_s']} s.", ""]
-    out = wd.root / f"report{suffix}.md"
+    out = layout.report(protocol)
     out.write_text("\n".join(text))
     return out

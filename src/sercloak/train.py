@@ -334,6 +334,7 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
     final_uar = st.best_uar if early_stop else st.history[-1]["valid_uar"]
     metrics = {"best_epoch": st.best_epoch if early_stop else st.epoch, "valid_uar": final_uar,
                "epochs": st.epoch, "history": st.history, "train_segments": len(train),
+               "speakers": {"train": train.speakers, "valid": valid.speakers},
                "wall_time_s": round(time.perf_counter() - started, 1)}
     save_checkpoint(out, scored, train.labels, feature_cfg, cfg, metrics)
     state_file.unlink(missing_ok=True)

@@ -153,9 +153,10 @@ def check_disjoint(test: View, *pools: View) -> None:
 
 
 def score(attacker: Attacker, test: View) -> dict:
-    """Accuracy, UAR and confusion of an attacker's gender guesses, overall and per corpus."""
+    """Accuracy, UARs and confusion of an attacker's gender guesses, overall and per corpus."""
     pred = attacker.predict_proba(test).argmax(axis=1)
-    return summarise(test.genders(), pred, GENDERS, [u.corpus for u in test.utterances])
+    return summarise(test.genders(), pred, GENDERS, [u.corpus for u in test.utterances],
+                     [u.speaker for u in test.utterances])
 
 
 def fit_and_score(attacker: Attacker, train: View, valid: View, test: View) -> dict:

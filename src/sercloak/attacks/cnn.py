@@ -31,7 +31,7 @@ class CnnAttacker:
         self.device = pick_device()
 
     def fit(self, train_view: View, valid: View) -> CnnAttacker:
-        if not self._finished():
+        if not self._finished(train_view, valid):
             cfg = train_view.cfg
             train(train_view.segments(cfg.train_hop_frames), valid.segments(cfg.test_hop_frames),
                   self.config, cfg, self.checkpoint, self.show_progress,
@@ -43,12 +43,14 @@ class CnnAttacker:
         self.fitted_on = train_view.speakers | valid.speakers
         return self
 
-    def _finished(self) -> bool:
-        """A checkpoint made with this attacker's settings exists."""
+    def _finished(self, train_view: View, valid: View) -> bool:
+        """A checkpoint made with this attacker's settings on these speakers exists."""
         if not self.checkpoint.is_file():
             return False
         _, ckpt = load_checkpoint(self.checkpoint)
-        return ckpt["train_config"] == self.config.to_dict()
+        speakers = {"train": sorted(train_view.speakers), "valid": sorted(valid.speakers)}
+        return (ckpt["train_config"] == self.config.to_dict()
+                and ckpt["metrics"].get("speakers") == speakers)
 
     def predict_proba(self, test: View) -> np.ndarray:
         segments = test.segments(test.cfg.test_hop_frames)

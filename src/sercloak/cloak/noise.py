@@ -88,15 +88,6 @@ class CloakConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def defaults_dropped(self) -> dict:
-        """to_dict() without the fields added after the paper's cloak while at their default
-        (so cloak folders made before they existed keep their names)."""
-        d = self.to_dict()
-        for name, default in (("kind", "noise"), ("warp", 0.0), ("mask_by", "sigma")):
-            if d[name] == default:
-                del d[name]
-        return d
-
     @classmethod
     def from_dict(cls, d: dict) -> CloakConfig:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})

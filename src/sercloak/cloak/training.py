@@ -24,8 +24,9 @@ ramp up linearly over the first `weight_warmup` of stage 1, so the cloak
 first learns what emotion needs. Every epoch records each ψ's accuracy on
 the batches it saw: a final accuracy near 100% means the cloak lost its game.
 
-Both stages train on the primary pool's training speakers: the service that
-owns f_θ trains the cloak; attackers never see these speakers.
+Both stages train on the speakers f_θ trained on (the primary pool's under
+the paper's protocol, every non-test speaker under ``shared``): the service
+that owns f_θ trains the cloak.
 """
 
 from __future__ import annotations
@@ -70,16 +71,6 @@ class CloakTrainConfig:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "adversaries": list(self.adversaries)}
-
-    def defaults_dropped(self) -> dict:
-        """to_dict() without the fields added after the paper's game while at their default
-        (so cloak folders made before they existed keep their names)."""
-        d, plain = self.to_dict(), CloakTrainConfig()
-        for name in ("game", "adversaries", "adversary_steps", "adversary_weight",
-                     "weight_warmup"):
-            if getattr(self, name) == getattr(plain, name):
-                del d[name]
-        return d
 
 
 def freeze(model: CnnRnn) -> CnnRnn:

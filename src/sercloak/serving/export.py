@@ -13,29 +13,31 @@ import torch
 from .. import __version__
 from ..cloak import Cloak
 from ..data import Workdir
-from ..experiment import setting_name
 from ..features import mel_filterbank
+from ..folds import DEFAULT_PROTOCOL
+from ..layout import setting_name
 from ..train import load_checkpoint
 from .bundle import BUNDLE_FORMAT, ONNX_TOLERANCE, bundle_id, find_entry, sha256
 
 CHECK_SEGMENTS = 64  # real cloaked test segments on which ONNX must agree with torch
 
 
-def _files_of(wd: Workdir, fold: int, entry: dict) -> tuple[Path, Path]:
+def _files_of(wd: Workdir, protocol: str, seed: int, fold: int,
+              entry: dict) -> tuple[Path, Path]:
     """The setting's cloak file and the emotion model that reads it (adapted or not)."""
     if not entry["method"].startswith("cloak"):
         raise ValueError(f"{entry['method']} is a waveform baseline: a bundle carries a cloak")
-    folder = wd.root / entry["cloak_dir"] / f"fold{fold}"
     name = setting_name(round(entry["suppression_ratio"]), entry["adversarial"])
-    cloak_file = folder / f"{name}.npz"
-    if not cloak_file.is_file():
-        raise FileNotFoundError(f"{cloak_file}: no cloak for fold {fold} (was it run?)")
-    if entry["method"].endswith("_adapted"):
-        adapted = sorted(folder.glob(f"{name}.adapted*.pt"))
-        if not adapted:
-            raise FileNotFoundError(f"{folder}: no adapted emotion model for {name}")
-        return cloak_file, adapted[-1]
-    return cloak_file, wd.root / "models" / entry["emotion_model"] / f"fold{fold}" / "emotion.pt"
+    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, name)
+    if not files.cloak.is_file():
+        raise FileNotFoundError(f"{files.cloak}: no cloak for seed {seed}, fold {fold} "
+                                f"(was it run?)")
+    if entry.get("adapt_epochs"):
+        adapted = files.adapted(entry["adapt_epochs"])
+        if not adapted.is_file():
+            raise FileNotFoundError(f"{adapted}: no adapted emotion model for {name}")
+        return files.cloak, adapted
+    return files.cloak, wd.layout.model(protocol, entry["emotion_model"], seed, fold, "emotion")
 
 
 def _export_onnx(model: torch.nn.Module, n_frames: int, n_mels: int, out: Path) -> None:
@@ -59,20 +61,24 @@ def _check_onnx(onnx_file: Path, model: torch.nn.Module, segments: torch.Tensor)
 
 
 def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
-                  results_name: str = "results.json") -> dict:
-    """Write the bundle of `setting` (METHOD or METHOD:SR of results.json) for `fold`."""
+                  protocol: str = DEFAULT_PROTOCOL, seed: int | None = None) -> dict:
+    """Write the bundle of `setting` (METHOD or METHOD:SR of the protocol's results.json)
+    for `fold` and `seed` (default: the run's first seed)."""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: choose another --out or remove it")
-    results_file = wd.root / results_name
+    results_file = wd.layout.results(protocol)
     if not results_file.is_file():
-        raise FileNotFoundError(f"{results_file} not found: run `sercloak experiment` first")
+        raise FileNotFoundError(f"{results_file} not found: run `sercloak experiment "
+                                f"--protocol {protocol}` first")
     results = json.loads(results_file.read_text())
     entry = find_entry(results, setting)
-    if fold not in results["config"]["folds"]:
-        raise ValueError(f"fold {fold} was not run (results.json has folds "
-                         f"{results['config']['folds']})")
-    cloak_file, model_file = _files_of(wd, fold, entry)
+    config = results["config"]
+    seed = config["seeds"][0] if seed is None else seed
+    if fold not in config["folds"] or seed not in config["seeds"]:
+        raise ValueError(f"fold {fold}, seed {seed} was not run (results.json has folds "
+                         f"{config['folds']}, seeds {config['seeds']})")
+    cloak_file, model_file = _files_of(wd, protocol, seed, fold, entry)
     cloak = Cloak.load(cloak_file, wd.cfg).eval()
     model, ckpt = load_checkpoint(model_file, wd.cfg)
 
@@ -99,8 +105,9 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
         "sercloak_version": __version__, "features": wd.cfg.to_dict(),
         "labels": list(ckpt["labels"]),
         "setting": {"method": entry["method"], "suppression_ratio": entry["suppression_ratio"],
-                    "fold": fold, "workdir": str(wd.root), "cloak": cloak.cfg.to_dict()},
-        "measured": _measured(entry, results["config"]["folds"].index(fold)),
+                    "protocol": protocol, "seed": seed, "fold": fold, "workdir": str(wd.root),
+                    "cloak": cloak.cfg.to_dict()},
+        "measured": _measured(entry, config["folds"].index(fold)),
         "onnx_check": {"segments": len(segments), "max_abs_logit_difference": difference},
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -109,14 +116,18 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
 
 
 def _measured(entry: dict, position: int) -> dict:
-    """The setting's test figures from results.json: means over folds and this fold's
-    (`position`: the fold's place in the run's list of folds)."""
+    """The setting's test figures from results.json: means over seeds and folds, 95%
+    intervals where there are, and this fold's (`position`: its place in the run's folds)."""
     def pick(stat: dict) -> dict:
-        return {"mean": stat["mean"], "std": stat["std"], "this_fold": stat["folds"][position]}
+        return {"mean": stat["mean"], "std": stat["std"], "this_fold": stat["folds"][position],
+                **({"ci95": stat["ci95"]} if "ci95" in stat else {})}
 
-    measured = {"emotion_uar": pick(entry["emotion"]["uar"])}
+    measured = {"emotion_uar": pick(entry["emotion"]["uar"]),
+                "emotion_uar_speaker": pick(entry["emotion"]["uar_speaker"]),
+                "emotion_drop": pick(entry["emotion_drop"])}
     if "gender_worst" in entry:
         measured["worst_gender_uar"] = pick(entry["gender_worst"]["uar"])
+        measured["worst_gender_uar_speaker"] = pick(entry["gender_worst"]["uar_speaker"])
         measured["worst_attacker"] = entry["gender_worst"]["attacker"]
     if "speaker_eer" in entry:
         measured["speaker_eer"] = pick(entry["speaker_eer"])

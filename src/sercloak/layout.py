@@ -1,0 +1,169 @@
+"""Where everything in a workdir lives: the one place that builds its paths.
+
+    <workdir>/
+      manifest.csv folds.json summary.json summary.md     `sercloak prepare`
+      features/<corpus>/shard_*.npy|json                   the log-mel cache
+      features-<transform>/<corpus>/...                    the same of anonymised audio
+      features-voicenorm/profiles.npz                      voice profiles (voicenorm.py)
+      <protocol>/                                          paper or shared (folds.PROTOCOLS)
+        baselines-<family>.json|md                         Table 2 over seeds and folds
+        models/<family>/seed<S>/fold<K>/emotion.pt|gender.pt|eval.json
+        cloaks/<family>/<run tag>/config.json              one method's configuration
+        cloaks/<family>/<run tag>/seed<S>/fold<K>/<setting>.*   its cloaks, adversaries,
+                                                           adapted models, informed
+                                                           attackers and scores (`Setting`)
+        attacks/clean-<tag>/seed<S>/fold<K>/clean*.json    the attackers on clean speech
+        results.json report.md pareto.png tradeoff.png noise_map.png
+
+A model *family* is a network preset and recipe (`baselines.model_tag`, e.g.
+``light-strong``); a *run tag* names one method's configuration
+(`experiment.run_tag`). Everything else asks this module for a path: no other
+module joins folder names. A workdir written by an older version (models
+directly under the workdir) is refused by `check_current` with a message
+saying what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PROTOCOL_FILES = ("results.json", "report.md", "pareto.png", "tradeoff.png", "noise_map.png")
+
+
+def setting_name(ratio: int, adversarial: bool) -> str:
+    """The file stem of a cloak setting: cloak_sr60, adversarial_sr0, ..."""
+    return f"{'adversarial' if adversarial else 'cloak'}_sr{ratio}"
+
+
+class OldWorkdir(ValueError):
+    """A workdir laid out by an earlier version of sercloak."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The files of one setting (a cloak at one ratio, or a waveform baseline) in one fold."""
+
+    folder: Path
+    name: str  # "cloak_sr60", "adversarial_sr0", "mcadams", ...
+
+    @property
+    def cloak(self) -> Path:
+        return self.folder / f"{self.name}.npz"
+
+    def psi(self, family: str) -> Path:
+        """An adversary ψ the cloak was trained against."""
+        return self.folder / f"{self.name}.psi-{family}.pt"
+
+    @property
+    def network(self) -> Path:
+        """A design's own trained network (the split network of an `embedding` point)."""
+        return self.folder / f"{self.name}.net.pt"
+
+    def adapted(self, epochs: int) -> Path:
+        """The service's emotion model fine-tuned on this setting's protected features."""
+        return self.folder / f"{self.name}.adapted{epochs}.pt"
+
+    def informed(self, family: str) -> Path:
+        """A network attacker retrained on this setting's protected features."""
+        return self.folder / f"{self.name}.informed-{family}.pt"
+
+    def scores(self, part: str = "test", variant: str = "") -> Path:
+        """Scores on the speakers of `part`; `variant` tells other scorings apart
+        (e.g. "adapted3")."""
+        suffix = (f".{variant}" if variant else "") + ("" if part == "test" else f".on-{part}")
+        return self.folder / f"{self.name}{suffix}.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    # -- what `prepare` writes ----------------------------------------------------------
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.csv"
+
+    @property
+    def folds(self) -> Path:
+        return self.root / "folds.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.root / "summary.md"
+
+    def features(self, transform: str | None = None) -> Path:
+        return self.root / ("features" if transform is None else f"features-{transform}")
+
+    def voice_profiles(self) -> Path:
+        """Every utterance's voice profile (F0, formants): what voice normalisation's
+        per-user factors are computed from."""
+        return self.features("voicenorm") / "profiles.npz"
+
+    def synthetic_corpus(self) -> Path:
+        """Where the built-in demo corpus is generated."""
+        return self.root / "synthetic_corpus"
+
+    # -- per protocol ----------------------------------------------------------------
+
+    def protocol(self, protocol: str) -> Path:
+        return self.root / protocol
+
+    def model_dir(self, protocol: str, family: str, seed: int, fold: int) -> Path:
+        return self.protocol(protocol) / "models" / family / f"seed{seed}" / f"fold{fold}"
+
+    def model(self, protocol: str, family: str, seed: int, fold: int, task: str) -> Path:
+        return self.model_dir(protocol, family, seed, fold) / f"{task}.pt"
+
+    def fold_eval(self, protocol: str, family: str, seed: int, fold: int) -> Path:
+        return self.model_dir(protocol, family, seed, fold) / "eval.json"
+
+    def baselines(self, protocol: str, family: str) -> Path:
+        """Table 2 of a model family (.json; the Markdown beside it has .md)."""
+        return self.protocol(protocol) / f"baselines-{family}.json"
+
+    def cloak_run(self, protocol: str, family: str, run_tag: str) -> Path:
+        """One method's folder: its config.json and a folder per seed and fold."""
+        return self.protocol(protocol) / "cloaks" / family / run_tag
+
+    def setting(self, run_dir: Path, seed: int, fold: int, name: str) -> Setting:
+        return Setting(run_dir / f"seed{seed}" / f"fold{fold}", name)
+
+    def clean_scores(self, protocol: str, attack_tag: str, seed: int, fold: int,
+                     part: str = "test") -> Path:
+        """The attackers' scores on clean speech (they depend on the attackers alone)."""
+        folder = self.protocol(protocol) / "attacks" / f"clean-{attack_tag}" / f"seed{seed}"
+        name = "clean.json" if part == "test" else f"clean.on-{part}.json"
+        return folder / f"fold{fold}" / name
+
+    def results(self, protocol: str) -> Path:
+        return self.protocol(protocol) / "results.json"
+
+    def report(self, protocol: str) -> Path:
+        return self.protocol(protocol) / "report.md"
+
+    def figure(self, protocol: str, name: str) -> Path:
+        """A report figure: pareto, tradeoff or noise_map."""
+        return self.protocol(protocol) / f"{name}.png"
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.root))
+
+    def check_current(self) -> None:
+        """Refuse a workdir whose models or results were written by an older version."""
+        old = [p.name for p in (self.root / "models", self.root / "cloaks",
+                                self.root / "results.json") if p.exists()]
+        if old:
+            raise OldWorkdir(
+                f"{self.root} was written by an older sercloak ({', '.join(old)} at its top "
+                f"level); this version keeps models, cloaks and results per protocol under "
+                f"{self.root}/<protocol>/. Move or delete {', '.join(old)} and run "
+                f"`sercloak experiment` again: the prepared features are reused.")

@@ -1,0 +1,300 @@
+"""Results across seeds and folds: summaries, intervals, the choice of operating points,
+and results.json.
+
+Every figure starts as one scored run per seed and fold (`Runs`:
+``runs[seed][fold]``, each an `evaluate.summarise` output or a dict of them)
+and is summarised by `spread`: the mean over seeds and folds, the per-fold
+values (means over seeds) and their standard deviation, and with several
+seeds the per-seed values (means over folds) and their standard deviation:
+the spread across seeds on its own.
+
+Intervals come from a speaker-level bootstrap (`speaker_bootstrap`): within
+each fold the test speakers are resampled with replacement (a speaker drawn
+twice counts twice, a speaker is never split), the fold's figure is
+recomputed from the utterance predictions every run keeps, averaged over
+seeds and folds, and the 2.5th and 97.5th percentiles of `ROUNDS` rounds
+(seeded) are the 95% interval. Paired figures (`emotion_drop`: the clean
+emotion model minus a protected setting) resample the same speakers for both
+sides, so what the two have in common cancels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Runs = list[list[dict]]  # runs[seed][fold]
+ROUNDS = 2000  # bootstrap rounds
+BOOTSTRAP_SEED = 0
+METRICS = ("acc", "uar", "uar_speaker")
+LEAD_METRIC = "uar_speaker"  # what tables lead with and operating points are chosen by
+VERSIONS = ("ignorant", "informed")
+CNN_KEYS = {"gender_ignorant": "ignorant", "gender_informed": "informed"}  # the paper's attacker
+MAX_EMOTION_DROP = 2.0  # points of emotion UAR an operating point may cost (`choose`)
+
+
+def _round(values) -> list[float]:
+    return [round(float(v), 2) for v in values]
+
+
+def spread(values) -> dict:
+    """Values per fold (a list) or per seed and fold (a list of lists; NaN = missing) ->
+    {"mean", "std", "folds"} (std: sample std over folds of the seed means), plus
+    {"seeds", "seed_std"} with several seeds."""
+    a = np.asarray(values, dtype=float)
+    a = a[None] if a.ndim == 1 else a
+    per_fold = np.nanmean(a, axis=0)
+    std = float(np.std(per_fold, ddof=1)) if per_fold.size > 1 else 0.0
+    out = {"mean": round(float(np.nanmean(a)), 2), "std": round(std, 2),
+           "folds": _round(per_fold)}
+    if a.shape[0] > 1:
+        per_seed = np.nanmean(a, axis=1)
+        out.update(seeds=_round(per_seed), seed_std=round(float(np.std(per_seed, ddof=1)), 2))
+    return out
+
+
+def _pick(runs: Runs, get: Callable[[dict], float]) -> list[list[float]]:
+    return [[get(r) for r in seed_runs] for seed_runs in runs]
+
+
+def _by_fold(runs: Runs) -> list[list[dict]]:
+    """runs[seed][fold] -> [fold][seed]."""
+    return [list(fold_runs) for fold_runs in zip(*runs, strict=True)]
+
+
+def aggregate(runs: Runs, key: str | None = None) -> dict:
+    """Scored runs of one model -> every metric as `spread`, overall and per corpus, the
+    summed confusion. `key` selects a sub-dict of each run first."""
+    runs = [[r[key] if key else r for r in seed_runs] for seed_runs in runs]
+    flat = [r for seed_runs in runs for r in seed_runs]
+    metrics = [m for m in METRICS if m in flat[0]["overall"]]
+    corpora = sorted({c for r in flat for c in r["per_corpus"]})
+    nan = float("nan")
+    return {
+        **{m: spread(_pick(runs, lambda r, m=m: r["overall"][m])) for m in metrics},
+        "per_corpus": {
+            c: {m: spread(_pick(runs, lambda r, c=c, m=m: r["per_corpus"][c][m]
+                                if c in r["per_corpus"] else nan)) for m in metrics}
+            for c in corpora},
+        "confusion": np.sum([r["overall"]["confusion"] for r in flat], axis=0).tolist(),
+        "labels": flat[0]["labels"],
+    }
+
+
+# -- the speaker-level bootstrap ----------------------------------------------------------
+
+
+class SpeakerTable:
+    """One fold's scored utterances as per-speaker, per-class sums, so that a UAR on any
+    resample of speakers is two matrix products."""
+
+    def __init__(self, predictions: dict, n_classes: int, balanced: bool):
+        self.speakers = np.asarray(predictions["speaker"])
+        self.truth = np.asarray(predictions["truth"], dtype=int)
+        names, self.index, counts = np.unique(self.speakers, return_inverse=True,
+                                              return_counts=True)
+        self.n_speakers, self.n_classes = len(names), n_classes
+        self.weights = 1.0 / counts[self.index] if balanced else np.ones(len(self.truth))
+        self.total = self._sum(np.ones(len(self.truth), dtype=bool))
+
+    def _sum(self, selected: np.ndarray) -> np.ndarray:
+        table = np.zeros((self.n_speakers, self.n_classes))
+        np.add.at(table, (self.index, self.truth), self.weights * selected)
+        return table
+
+    def hits(self, predictions: dict) -> np.ndarray:
+        """Weighted correct predictions per speaker and class of one scored run of the same
+        utterances."""
+        if (predictions["speaker"] != self.speakers.tolist()
+                or predictions["truth"] != self.truth.tolist()):
+            raise ValueError("runs compared in one fold must score the same utterances")
+        return self._sum(np.asarray(predictions["pred"]) == self.truth)
+
+    def uar(self, counts: np.ndarray, hits: np.ndarray) -> np.ndarray:
+        """UAR (%) for every row of `counts` (rounds x speakers: how often each is drawn)."""
+        total = counts @ self.total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(total > 0, (counts @ hits) / total, np.nan)
+        return 100.0 * np.nanmean(recall, axis=1)
+
+
+def speaker_bootstrap(per_fold: list[list[dict[str, dict]]],
+                      figure: Callable[[dict[str, np.ndarray]], np.ndarray], metric: str,
+                      rounds: int = ROUNDS, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """`rounds` bootstrap values of a figure averaged over folds and seeds.
+
+    `per_fold[fold][seed]` maps names to scored runs (each with `predictions`
+    and `labels`) of the same utterances; `figure` turns their UARs on one
+    resample ({name: (rounds,)}) into the fold's figure (rounds,). Speakers
+    are resampled within each fold, the same draw for every seed and name.
+    """
+    rng = np.random.default_rng(seed)
+    total = np.zeros(rounds)
+    for fold_runs in per_fold:
+        first = next(iter(fold_runs[0].values()))
+        table = SpeakerTable(first["predictions"], len(first["labels"]),
+                             balanced=metric == "uar_speaker")
+        draws = rng.integers(0, table.n_speakers, size=(rounds, table.n_speakers))
+        counts = np.zeros((rounds, table.n_speakers))
+        np.add.at(counts, (np.arange(rounds)[:, None], draws), 1.0)
+        for named in fold_runs:
+            uars = {name: table.uar(counts, table.hits(run["predictions"]))
+                    for name, run in named.items()}
+            total += figure(uars) / len(fold_runs)
+    return total / len(per_fold)
+
+
+def ci95(samples: np.ndarray) -> list[float]:
+    return _round(np.percentile(samples, [2.5, 97.5]))
+
+
+def emotion_drop(clean: Runs, protected: Runs, metric: str = LEAD_METRIC,
+                 rounds: int = ROUNDS) -> dict:
+    """The clean emotion model's UAR minus the protected setting's, on the same utterances:
+    `spread` plus its 95% interval (paired speaker bootstrap)."""
+    values = [[c["overall"][metric] - p["overall"][metric] for c, p in zip(cs, ps, strict=True)]
+              for cs, ps in zip(clean, protected, strict=True)]
+    paired = _by_fold([[{"clean": c, "protected": p} for c, p in zip(cs, ps, strict=True)]
+                       for cs, ps in zip(clean, protected, strict=True)])
+    samples = speaker_bootstrap(paired, lambda u: u["clean"] - u["protected"], metric, rounds)
+    return {**spread(values), "ci95": ci95(samples)}
+
+
+def with_interval(runs: Runs, metric: str = LEAD_METRIC, rounds: int = ROUNDS) -> dict:
+    """One model's UAR: `spread` plus its 95% interval."""
+    samples = speaker_bootstrap(_by_fold([[{"m": r} for r in s] for s in runs]),
+                                lambda u: u["m"], metric, rounds)
+    return {**spread(_pick(runs, lambda r: r["overall"][metric])), "ci95": ci95(samples)}
+
+
+# -- the attackers ---------------------------------------------------------------------
+
+
+def attacker_runs(result: dict) -> dict[str, dict]:
+    """{"family.version": scored run} of one fold's attackers ("family" alone when clean)."""
+    out = {}
+    for family, entry in result["attackers"].items():
+        if "overall" in entry:
+            out[family] = entry
+        else:  # the versions it has: a sequence attacker is informed only
+            out.update({f"{family}.{v}": entry[v] for v in VERSIONS if v in entry})
+    return out
+
+
+def fold_uars(result: dict, metric: str = "uar") -> dict[str, float]:
+    """{"family.version": gender UAR} of one fold's attackers."""
+    return {name: run["overall"][metric] for name, run in attacker_runs(result).items()}
+
+
+def aggregate_attackers(runs: Runs, versions: bool) -> dict:
+    """{family: aggregate} (clean) or {family: {version: aggregate}} (protected)."""
+    families = runs[0][0]["attackers"]
+    if not versions:
+        return {f: aggregate(_pick(runs, lambda r, f=f: r["attackers"][f])) for f in families}
+    return {f: {v: aggregate(_pick(runs, lambda r, f=f, v=v: r["attackers"][f][v]))
+                for v in VERSIONS if v in families[f]} for f in families}
+
+
+def gender_worst(runs: Runs, rounds: int = ROUNDS) -> dict:
+    """The privacy figure: per seed and fold the best attacker's gender UAR, summarised,
+    with its 95% interval (the best attacker found again on every resample).
+
+    `attacker` is the one with the highest mean (lead metric) over seeds and
+    folds; `fold_attackers` each fold's best (first seed).
+    """
+    out = {}
+    for metric in ("uar", LEAD_METRIC):
+        samples = speaker_bootstrap(_by_fold(_pick(runs, attacker_runs)),
+                                    lambda u: np.max(np.stack(list(u.values())), axis=0),
+                                    metric, rounds)
+        worst = _pick(runs, lambda r, m=metric: max(fold_uars(r, m).values()))
+        out[metric] = {**spread(worst), "ci95": ci95(samples)}
+    uars = [fold_uars(r, LEAD_METRIC) for seed_runs in runs for r in seed_runs]
+    means = {n: float(np.mean([u[n] for u in uars])) for n in uars[0]}
+    return {**out, "attacker": max(means, key=means.get),
+            "fold_attackers": [max(u, key=u.get) for u in uars[:len(runs[0])]]}
+
+
+def mean_eer(runs: Runs) -> dict | None:
+    values = _pick(runs, lambda r: r.get("speaker_eer"))
+    if any(v is None for s in values for v in s):
+        return None
+    return spread(values)
+
+
+def summarise_attacks(runs: Runs, versions: bool) -> dict:
+    entry = {"attackers": aggregate_attackers(runs, versions), "gender_worst": gender_worst(runs)}
+    eer = mean_eer(runs)
+    return entry if eer is None else {**entry, "speaker_eer": eer}
+
+
+def summarise_clean(runs: Runs) -> dict:
+    """The clean reference on the scored speakers: the emotion model (with its interval),
+    every attacker, the worst case, the speaker EER."""
+    emotion = _pick(runs, lambda r: r["emotion"])
+    return {"emotion": {**aggregate(emotion), LEAD_METRIC: with_interval(emotion)},
+            **summarise_attacks(runs, versions=False)}
+
+
+def summarise_setting(runs: Runs, clean: Runs) -> dict:
+    """One protected setting's runs -> emotion (and its paired drop from `clean`'s emotion
+    model on the same utterances), every attacker, the worst case, the EER."""
+    emotion, reference = _pick(runs, lambda r: r["emotion"]), _pick(clean, lambda r: r["emotion"])
+    entry = {"emotion": aggregate(emotion),
+             "emotion_drop": emotion_drop(reference, emotion, LEAD_METRIC),
+             "emotion_drop_pooled": emotion_drop(reference, emotion, "uar"),
+             **summarise_attacks(runs, versions=True)}
+    first = runs[0][0]
+    if "cnn" in first["attackers"]:
+        entry.update({k: aggregate(_pick(runs, lambda r, v=v: r["attackers"]["cnn"][v]))
+                      for k, v in CNN_KEYS.items()})
+    if "emotion_unadapted" in first:
+        entry["emotion_unadapted"] = aggregate(runs, "emotion_unadapted")
+    accuracy = {k.removeprefix("adversary_acc_"): spread(_pick(runs, lambda r, k=k:
+                                                               r["training"][k]))
+                for k in first.get("training", {}) if k.startswith("adversary_acc_")}
+    if accuracy:  # the adversaries' accuracy in their last training epoch: did ψ win?
+        entry["adversary_accuracy"] = accuracy
+    return entry
+
+
+# -- choosing operating points ------------------------------------------------------------
+
+
+def choose(grid: list[dict], max_drop: float = MAX_EMOTION_DROP) -> dict[str, dict]:
+    """Each method's operating point among its settings scored on validation speakers.
+
+    The setting with the lowest worst-case gender UAR among those whose paired
+    emotion drop is at most `max_drop` points; when none is, the one that
+    costs least. Both figures are speaker-balanced. Returns {method: entry}.
+    """
+    chosen = {}
+    for method in dict.fromkeys(e["method"] for e in grid):
+        entries = [e for e in grid if e["method"] == method]
+        within = [e for e in entries if e["emotion_drop"]["mean"] <= max_drop]
+        chosen[method] = (min(within, key=lambda e: e["gender_worst"][LEAD_METRIC]["mean"])
+                          if within else min(entries, key=lambda e: e["emotion_drop"]["mean"]))
+    return chosen
+
+
+# -- results.json --------------------------------------------------------------------------
+
+
+def comparable(results: dict) -> tuple:
+    """What two results must share for their entries to stand in one table."""
+    c = results.get("config", {})
+    return (c.get("protocol"), c.get("folds"), c.get("seeds"), c.get("model"), c.get("recipe"),
+            c.get("normalise"))
+
+
+def merge_results(old: dict | None, new: dict) -> dict:
+    """results.json after a run: its entries replace those of the same method and setting;
+    every other method's stay, as long as both runs share protocol, folds, seeds, model,
+    recipe and features (otherwise the old entries are dropped)."""
+    if old is None or comparable(old) != comparable(new):
+        return new
+    keys = {(e["method"], e["setting"]) for e in new["cloak"]}
+    kept = [e for e in old.get("cloak", []) if (e["method"], e["setting"]) not in keys]
+    return {**new, "cloak": kept + new["cloak"],
+            "clean_emotion": {**old.get("clean_emotion", {}), **new["clean_emotion"]}}

@@ -1,0 +1,146 @@
+"""One seed and fold of a method's run: the models it needs, the attackers it fits, and
+its scores, cached where `layout.Layout` says.
+
+A `FoldRunner` scores a method's operating points (`Point`) on a part of the
+fold: the test speakers, or the validation speakers where operating points are
+chosen. The base class holds what every design shares: the protocol's models
+(this run's f_θ and the clean service's, `Models`), the attacker suite of the
+fold, the clean reference scores, and a JSON cache that is reused only when
+the same attackers made it. Each design (`designs/`) says what it sends and
+how it is scored (`score`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .attacks.speaker_encoder import SpeakerEncoder
+from .attacks.suite import FoldAttacks, scoring_seed
+from .baselines import model_file, model_tag
+from .data import Workdir
+from .evaluate import evaluate
+from .folds import training_parts
+from .layout import Setting
+from .models import CnnRnn
+from .train import TrainConfig, load_checkpoint, pick_device
+
+if TYPE_CHECKING:
+    from .experiment import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Point:
+    """One operating point of a method: its name (the stem of its files) and what sets it."""
+
+    name: str  # cloak_sr60, adversarial_sr0, mcadams, posteriors, embedding_k16, ...
+    suppression_ratio: int = 0
+    adversarial: bool = False
+    dims: int | None = None  # the embedding design's k
+
+
+@dataclass
+class Models:
+    """The models one seed's runs need: this run's (e.g. a VTLP-trained f_θ) and the clean
+    service's (`reference`), whose emotion UAR every drop is measured from."""
+
+    configs: dict[str, TrainConfig]
+    reference: dict[str, TrainConfig]
+
+
+class FoldRunner:
+    """What every design's run of one seed and fold shares."""
+
+    def __init__(self, wd: Workdir, fold: int, models: Models, cfg: ExperimentConfig,
+                 run_dir: Path, encoder: SpeakerEncoder | None, show_progress: bool,
+                 protected_wd: Workdir | None = None):
+        self.wd, self.fold, self.cfg = wd, fold, cfg
+        self.seed = cfg.cloak_train.seed
+        self.emotion_config = models.configs["emotion"]
+        self.show_progress = show_progress
+        self.run_dir = run_dir
+        self.parts = training_parts(cfg.protocol, "emotion")
+        self.device = pick_device()
+        self.f_theta = self._load(models.configs["emotion"])
+        self.reference = self._load(models.reference["emotion"])
+        gender = models.configs["gender"]
+        self.attacks = FoldAttacks(wd, fold, cfg.attacks,
+                                   model_file(wd, gender, cfg.protocol, fold), gender,
+                                   cfg.protocol, encoder, show_progress)
+        self.attack_tag = attack_tag(gender)
+        self.protected_wd = protected_wd  # the transformed audio's features, if any
+        self.base_wd = protected_wd or wd  # what the design reads
+        self._sets: dict[tuple, object] = {}
+
+    def _load(self, config: TrainConfig) -> CnnRnn:
+        path = model_file(self.wd, config, self.cfg.protocol, self.fold)
+        return load_checkpoint(path, self.wd.cfg, self.device)[0]
+
+    def setting(self, name: str) -> Setting:
+        return self.wd.layout.setting(self.run_dir, self.seed, self.fold, name)
+
+    def segments(self, parts, task: str, train_hop: bool, wd: Workdir | None = None):
+        wd = wd or self.wd
+        key = (id(wd), parts, task, train_hop)
+        if key not in self._sets:
+            self._sets[key] = wd.segments(self.fold, parts, task, train=train_hop)
+        return self._sets[key]
+
+    def release(self) -> None:
+        """Forget the segments and views held in memory; fitted attackers are kept."""
+        self._sets.clear()
+        self.attacks.release()
+
+    def _cached(self, out: Path, compute) -> dict:
+        """A JSON result, reused only if made by the same attackers."""
+        attack_config = self.cfg.attacks.to_dict()
+        if out.is_file():
+            result = json.loads(out.read_text())
+            if result.get("attack_config") == attack_config:
+                return result
+        result = {**compute(), "attack_config": attack_config}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result))
+        return result
+
+    def _emotion(self, model: torch.nn.Module, transform, part: str, protected: bool) -> dict:
+        """`model` on utterances of `part` (the design's features when `protected`), through
+        `transform` (e.g. a cloak, its noise drawn from the scoring seed)."""
+        wd = self.base_wd if protected else self.wd
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(scoring_seed(self.seed, self.fold))
+            return evaluate(model, self.segments(part, "emotion", False, wd), transform,
+                            self.device)
+
+    def clean(self, part: str = "test") -> dict:
+        """The clean service's f_θ and every attacker on clean utterances of `part`."""
+        out = self.wd.layout.clean_scores(self.cfg.protocol, self.attack_tag, self.seed,
+                                          self.fold, part)
+        return {**self._cached(out, lambda: self.attacks.clean(part)),
+                "emotion": self._emotion(self.reference, None, part, protected=False)}
+
+    def score(self, point: Point, part: str = "test") -> dict:
+        """The design at `point` on utterances of `part`: `emotion` (what the service
+        recognises) and `attackers` (every attacker that can read what it sends)."""
+        raise NotImplementedError
+
+
+def digest(thing) -> str:
+    """A short hash of a JSON-able description: what names a run's folder."""
+    return hashlib.sha1(json.dumps(thing, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def unseeded(settings: dict) -> dict:
+    """Settings without their seed: seeds are folders of their own."""
+    return {k: v for k, v in settings.items() if k != "seed"}
+
+
+def attack_tag(gender_config: TrainConfig) -> str:
+    """Names the clean attackers' scores: they depend on the gender model alone (and the
+    attack settings, checked inside each file)."""
+    return f"{model_tag(gender_config)}-{digest(unseeded(gender_config.to_dict()))}"

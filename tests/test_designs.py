@@ -1,0 +1,143 @@
+"""Issue 18's designs through the experiment: posteriors (the floor), the split network,
+voice normalisation, and the speaker encoder retrained on protected speech."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sercloak.attacks.base import View, fit_and_score
+from sercloak.attacks.dvector_tuned import TunedEncoderAttacker, split_encoder
+from sercloak.attacks.suite import AttackConfig
+from sercloak.cloak import Cloak, CloakConfig
+from sercloak.cloak.training import CloakTrainConfig
+from sercloak.corpora.synthetic import SyntheticSpec
+from sercloak.data import Workdir
+from sercloak.designs.split import SplitConfig, SplitNet, train_split
+from sercloak.experiment import ExperimentConfig, prepare_grid, run_experiment
+from sercloak.models import PRESETS, CnnRnn
+from sercloak.prepare import prepare
+from sercloak.runner import Point
+from sercloak.train import TrainConfig
+
+STATS = AttackConfig(families=("stats",), informed_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("designs")
+    spec = SyntheticSpec(n_speakers=10, utterances_per_emotion=3)
+    prepare({"synthetic": root / "corpus"}, root, loader_options={"synthetic": {"spec": spec}},
+            show_progress=False)
+    return Workdir.open(root)
+
+
+def configs() -> dict[str, TrainConfig]:
+    return {t: TrainConfig(task=t, max_epochs=2, batch_size=16, lr=1e-3)
+            for t in ("emotion", "gender")}
+
+
+def test_posteriors_are_the_floor_and_their_attackers_never_see_test_speakers(workdir):
+    cfg = ExperimentConfig(design="posteriors", attacks=STATS)
+    results = run_experiment(workdir, [0, 1], configs(), cfg, show_progress=False)
+    (entry,) = results["cloak"]
+    assert entry["method"] == "posteriors"
+    # the server's emotion is f_θ's own: nothing lost, on every resample too
+    assert entry["emotion_drop"]["mean"] == 0 and entry["emotion_drop"]["ci95"] == [0.0, 0.0]
+    assert set(entry["attackers"]) == {"lr", "gbt"}
+    assert set(entry["attackers"]["lr"]) == {"informed"}
+    assert entry["gender_worst"]["attacker"] in ("lr.informed", "gbt.informed")
+    grid = prepare_grid(workdir, configs(), cfg, show_progress=False)
+    grid.score([0], cfg.points(), "test")
+    runner = grid.runner(0, 0)
+    test = set(workdir.folds[0]["test"])
+    assert all(not a.fitted_on & test for a in runner._attackers().values())
+    sent = runner.sent("test")
+    assert all(s.shape[1] == 4 and np.allclose(np.exp(s).sum(1), 1, atol=1e-4)
+               for s in sent.observed())
+
+
+def test_split_network_shapes_and_its_game(workdir):
+    torch.manual_seed(0)
+    data = workdir.segments(0, "primary_train", "emotion", train=True)
+    f_theta = CnnRnn(4, PRESETS["light"]).eval()
+    net = SplitNet(f_theta, 8, 4)
+    z = net.front(data.x[:3])
+    assert z.shape == (3, 6, 8) and z.abs().max() <= 1  # 6 steps of a 2 s window, tanh
+    assert net(data.x[:3]).shape == (3, 4)
+    before = {k: v.clone() for k, v in net.front.conv.state_dict().items()}
+    trained, history = train_split(f_theta, data, 8, SplitConfig(epochs=2, adapt_epochs=1),
+                                   "cpu")
+    assert [h["stage"] for h in history] == ["game", "game", "adapt"]
+    assert 0 <= history[0]["adversary_acc"] <= 100 and history[-1]["adversary_acc"] is None
+    # f_θ's convolutions are frozen, BatchNorm statistics included
+    for k, v in trained.front.conv.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not torch.allclose(trained.sigma(), torch.full((8,), 0.1))  # the noise learned
+
+
+def test_embedding_design_chooses_k_on_validation_speakers(workdir):
+    cfg = ExperimentConfig(design="embedding", attacks=STATS, select_folds=(0,),
+                           split=SplitConfig(dims=(4, 8), epochs=1, adapt_epochs=1))
+    results = run_experiment(workdir, [0], configs(), cfg, show_progress=False)
+    (entry,) = [e for e in results["cloak"] if e["method"] == "embedding"]
+    assert entry["dims"] in (4, 8) and entry["setting"] == f"embedding_k{entry['dims']}"
+    assert entry["validation"]["setting"] == entry["setting"]
+    assert set(entry["attackers"]) == {"lr", "gbt", "gru"}
+    files = workdir.layout.setting(workdir.root / entry["cloak_dir"], 0, 0, entry["setting"])
+    saved = torch.load(files.network, weights_only=True)
+    assert set(saved["speakers"]) == set(workdir.folds[0]["primary_train"])  # no test speaker
+    grid = prepare_grid(workdir, configs(), cfg, show_progress=False)
+    point = Point(entry["setting"], dims=entry["dims"])
+    grid.score([0], [point], "test")
+    runner = grid.runner(0, 0)
+    test = set(workdir.folds[0]["test"])
+    fitted = runner._attackers(point, runner.net(point))
+    assert all(not a.fitted_on & test for a in fitted.values())
+
+
+def test_voice_normalisation_alone_and_under_a_cloak(workdir):
+    pytest.importorskip("pyworld", reason="voice normalisation needs pyworld")
+    alone = ExperimentConfig(transform="voicenorm", attacks=STATS)
+    run_experiment(workdir, [0], configs(), alone, show_progress=False)
+    assert workdir.layout.voice_profiles().is_file()
+    assert (workdir.layout.features("voicenorm") / "synthetic").is_dir()
+    cloaked = ExperimentConfig(transform="voicenorm", cloak_after=True, attacks=STATS,
+                               ratios=(0,), variants=("plain",),
+                               cloak=CloakConfig(kind="temporal"),
+                               cloak_train=CloakTrainConfig(perturbation_epochs=1))
+    results = run_experiment(workdir, [0], configs(), cloaked, show_progress=False)
+    methods = {e["method"] for e in results["cloak"]}
+    assert {"voicenorm", "voicenorm_cloak_temporal"} <= methods  # merged with earlier runs
+    entry = next(e for e in results["cloak"] if e["method"] == "voicenorm_cloak_temporal")
+    files = workdir.layout.setting(workdir.root / entry["cloak_dir"], 0, 0, "cloak_sr0")
+    cloak = Cloak.load(files.cloak, workdir.cfg)
+    assert set(cloak.meta["speakers"]) == set(workdir.folds[0]["primary_train"])
+    # its informed attacker read voice-normalised features, not the clean ones
+    scores = json.loads(files.scores().read_text())
+    assert "informed" in scores["attackers"]["stats"]
+    report = workdir.layout.report("paper").read_text()
+    assert "Voice normalisation + Cloak (temporal)" in report
+
+
+def test_the_encoder_retrained_on_protected_speech(workdir, encoder):
+    lower, top = split_encoder(encoder)
+    x = torch.rand(2, 160, 40)
+    with torch.no_grad():  # the two halves compute what the whole LSTM does
+        whole = encoder.lstm(x)[1][0][-1]
+        halves = top(lower(x)[0])[1][0][-1]
+    assert torch.allclose(whole, halves, atol=1e-5)
+    utts = workdir.part(0, "adversary_train")
+    train = View(utts, workdir.features(utts), workdir.cfg)
+    valid_utts, test_utts = workdir.part(0, "adversary_valid"), workdir.part(0, "test")
+    valid = View(valid_utts, workdir.features(valid_utts), workdir.cfg)
+    test = View(test_utts, workdir.features(test_utts), workdir.cfg)
+    attacker = TunedEncoderAttacker(encoder, max_per_speaker=4, epochs=2)
+    result = fit_and_score(attacker, train, valid, test)
+    assert 0 <= result["overall"]["uar_speaker"] <= 100
+    assert attacker.chosen["epoch"] in (1, 2) and attacker.fitted_on.isdisjoint(test.speakers)
+    # the encoder itself is untouched: a copy of its top layer learned
+    assert not any(p.requires_grad for p in attacker.lower.parameters())
+    with pytest.raises(ValueError, match="test speakers"):
+        fit_and_score(TunedEncoderAttacker(encoder), test, valid, test)
