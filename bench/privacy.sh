@@ -43,9 +43,18 @@ declare -A options=(
     [saliency]="--mask-by saliency --variants plain" # mask by gender saliency
     [temporal_minmax_adapted]="$minmax --adapt-epochs 3"
     [mcadams_adapted]="--transform mcadams --adapt-epochs 3"
+    [posteriors]="--design posteriors"               # the floor: only f_θ's window posteriors
+    [embedding]="--design embedding"                 # a split network, k chosen from 8, 16, 32
+    [voicenorm]="--transform voicenorm"              # per-user voice normalisation (WORLD)
+    [voicenorm_adapted]="--transform voicenorm --adapt-epochs 3"
+    [voicenorm_temporal_adapted]="--transform voicenorm --cloak-after --cloak-kind temporal
+        --variants plain --adapt-epochs 3"
+    [voicenorm_temporal_minmax_adapted]="--transform voicenorm --cloak-after $minmax
+        --adapt-epochs 3"
 )
 order="cloak mcadams pitch_shift temporal temporal_minmax temporal_adapted warp saliency"
-order="$order temporal_minmax_adapted mcadams_adapted"
+order="$order temporal_minmax_adapted mcadams_adapted posteriors embedding voicenorm"
+order="$order voicenorm_adapted voicenorm_temporal_adapted voicenorm_temporal_minmax_adapted"
 methods="${METHODS:-${order// /,}}"
 for name in ${methods//,/ }; do
     [ -n "${options[$name]+set}" ] || { echo "unknown method $name (known: $order)" >&2; exit 1; }

@@ -96,6 +96,11 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def server(bundle):
     """`sercloak serve` in its own process on a free port; stopped at the end."""
+    yield from serving(bundle)
+
+
+def serving(bundle: Path):
+    """Start `sercloak serve BUNDLE` on a free port, yield its URL, stop it afterwards."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "sercloak", "serve", "--bundle",
                                 str(bundle), "--port", str(port)],

@@ -203,7 +203,8 @@ def test_speaker_eer_links_clustered_embeddings_and_not_random_ones():
 
 
 def test_fold_attacks_score_clean_and_cloaked_without_test_speakers(workdir, encoder):
-    cfg = AttackConfig(informed_epochs=1, dvector_max_per_speaker=3)
+    cfg = AttackConfig(informed_epochs=1, dvector_max_per_speaker=3, tuned_max_per_speaker=2,
+                       tuned_epochs=1)
     gender = TrainConfig(task="gender", max_epochs=1, batch_size=16)
     folder = workdir.root / "suite"
     suite = FoldAttacks(workdir, 0, cfg, folder / "gender.pt", gender, "paper", encoder)
@@ -223,6 +224,7 @@ def test_fold_attacks_score_clean_and_cloaked_without_test_speakers(workdir, enc
     fitted = dict(suite._informed)
     on_valid = suite.protected(toy, "primary_valid", cloak=shifting_cloak())
     assert suite._informed == fitted and on_valid != cloaked
+    assert "dvector_ft" in cloaked["attackers"] and "dvector_ft" not in on_valid["attackers"]
     # ...but none may score speakers it was fitted or selected on
     with pytest.raises(ValueError, match="fitted or selected on"):
         suite.protected(toy, "adversary_valid", cloak=shifting_cloak())

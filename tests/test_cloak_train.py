@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sercloak import experiment as experiment_module
+from sercloak.designs import spectrogram as spectrogram_module
 from sercloak.attacks import cnn as cnn_module
 from sercloak.attacks.suite import AttackConfig
 from sercloak.cli import main as cli_main
@@ -158,7 +159,8 @@ def tiny_configs() -> dict[str, TrainConfig]:
 
 
 TINY = ExperimentConfig(cloak_train=QUICK, ratios=(0, 60),
-                        attacks=AttackConfig(informed_epochs=1, dvector_max_per_speaker=4))
+                        attacks=AttackConfig(informed_epochs=1, dvector_max_per_speaker=4,
+                                             tuned_max_per_speaker=2, tuned_epochs=1))
 
 
 def setting_files(workdir, results: dict, name: str, fold: int, seed: int = 0):
@@ -222,15 +224,15 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("trained again instead of reusing saved work")
 
-    for module, name in ((experiment_module, "train_perturbation"),
-                         (experiment_module, "train_suppression"), (cnn_module, "train")):
+    for module, name in ((spectrogram_module, "train_perturbation"),
+                         (spectrogram_module, "train_suppression"), (cnn_module, "train")):
         monkeypatch.setattr(module, name, refuse)
     again = run_experiment(workdir, [0, 1], tiny_configs(), TINY, show_progress=False)
     assert again["cloak"] == results["cloak"]
 
     # the same cloaks and attackers scored on validation speakers, for choosing settings
     grid = prepare_grid(workdir, tiny_configs(), TINY, show_progress=False)
-    on_valid, valid_clean = grid.score([0, 1], TINY.settings(), "primary_valid")
+    on_valid, valid_clean = grid.score([0, 1], TINY.points(), "primary_valid")
     assert len(on_valid) == 4 and on_valid != results["cloak"]
     assert setting_files(workdir, saved, "cloak_sr60", 0).scores("primary_valid").is_file()
     assert valid_clean["emotion"]["uar"]["folds"] != saved["baseline"]["emotion"]["uar"]["folds"]
@@ -256,6 +258,8 @@ def check_attacker_results(workdir, saved: dict) -> None:
         for family in ("cnn", "stats", "dvector"):
             for version in ("ignorant", "informed"):
                 assert len(entry["attackers"][family][version]["uar"]["folds"]) == 2
+        # the retrained speaker encoder: informed only, and only on test speakers
+        assert set(entry["attackers"]["dvector_ft"]) == {"informed"}
         assert entry["gender_ignorant"] == entry["attackers"]["cnn"]["ignorant"]
         assert entry["gender_informed"] == entry["attackers"]["cnn"]["informed"]
         assert 0 <= entry["speaker_eer"]["mean"] <= 100
@@ -276,10 +280,10 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     files.scores().unlink()  # as if interrupted before scoring it
     files.cloak.unlink()
     calls = []
-    real = experiment_module.train_suppression
-    monkeypatch.setattr(experiment_module, "train_suppression",
+    real = spectrogram_module.train_suppression
+    monkeypatch.setattr(spectrogram_module, "train_suppression",
                         lambda *a, **k: calls.append(a[3]) or real(*a, **k))
-    monkeypatch.setattr(experiment_module, "train_perturbation", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(spectrogram_module, "train_perturbation", lambda *a, **k: 1 / 0)
     run_experiment(workdir, [0], tiny_configs(), TINY, show_progress=False)
     assert calls == [60]  # only the missing cloak, from the saved stage-1 cloak and ψ
     assert files.scores().is_file()
@@ -301,7 +305,7 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     trained = Cloak.load(setting_files(workdir, results, "cloak_sr0", 0).cloak, workdir.cfg)
     assert trained.cfg.kind == "temporal"
     assert not torch.allclose(trained.rho_offset, torch.full_like(trained.rho_offset, -1.0))
-    assert "| Cloak (temporal) + adversarial | 0 |" in workdir.layout.report("paper").read_text()
+    assert "| Cloak (temporal) + adversarial | SR 0 |" in workdir.layout.report("paper").read_text()
 
 
 def test_shared_protocol_with_seeds_never_trains_or_selects_on_test_speakers(workdir):

@@ -5,6 +5,7 @@ import pytest
 
 from sercloak.evaluate import scores, summarise
 from sercloak.results import (
+    RESULTS_FORMAT,
     SpeakerTable,
     choose,
     emotion_drop,
@@ -148,7 +149,8 @@ def test_choose_takes_the_most_private_setting_within_the_emotion_budget():
 
 def test_merge_keeps_other_methods_only_when_comparable():
     def results(protocol, methods, seeds=(0,)):
-        return {"config": {"protocol": protocol, "folds": [0, 1], "seeds": list(seeds),
+        return {"format": RESULTS_FORMAT,
+                "config": {"protocol": protocol, "folds": [0, 1], "seeds": list(seeds),
                            "model": "light", "recipe": "strong", "normalise": "user"},
                 "cloak": [{"method": m, "setting": "sr0"} for m in methods],
                 "clean_emotion": {}}
@@ -158,3 +160,7 @@ def test_merge_keeps_other_methods_only_when_comparable():
         {"method": "c", "setting": "sr0"}]
     assert len(merge_results(results("paper", ["a"]), results("paper", ["c"], (0, 1)))[
         "cloak"]) == 1
+    old = results("paper", ["a"])
+    del old["format"]
+    with pytest.raises(ValueError, match="older sercloak"):
+        merge_results(old, results("paper", ["c"]))

@@ -88,22 +88,38 @@ def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str,
 
 def evaluate_fold(wd: Workdir, fold: int, configs: dict[str, TrainConfig], protocol: str) -> dict:
     """Both models of `fold` on the fold's test speakers, and f_θ on the speakers where
-    operating points are chosen (`valid_emotion`); also written to eval.json."""
+    operating points are chosen (`valid_emotion`); kept in eval.json and reused while the
+    checkpoints it scored are unchanged."""
+    cfg = configs["emotion"]
+    out = wd.layout.fold_eval(protocol, model_tag(cfg), cfg.seed, fold)
+    files = {task: model_file(wd, configs[task], protocol, fold) for task in TASKS}
+    stamps = {task: [f.stat().st_size, f.stat().st_mtime_ns] for task, f in files.items()}
+    if out.is_file():
+        saved = json.loads(out.read_text())
+        if saved.get("checkpoints") == stamps:
+            return saved
     device = pick_device()
     result = {}
     for task in TASKS:
-        model, ckpt = load_checkpoint(model_file(wd, configs[task], protocol, fold), wd.cfg,
-                                      device)
+        model, ckpt = load_checkpoint(files[task], wd.cfg, device)
         result[task] = evaluate(model, wd.segments(fold, "test", task, train=False),
                                 device=device)
         result[task]["train"] = {k: v for k, v in ckpt["metrics"].items() if k != "history"}
         if task == "emotion":
             result["valid_emotion"] = evaluate(
                 model, wd.segments(fold, SELECTION_PART, task, train=False), device=device)
-    cfg = configs["emotion"]
-    out = wd.layout.fold_eval(protocol, model_tag(cfg), cfg.seed, fold)
+    result["checkpoints"] = stamps
     out.write_text(json.dumps(result, indent=1))
     return result
+
+
+def clean_emotion(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str, part: str) -> dict:
+    """The clean emotion model's scores on the test speakers or on the validation speakers
+    where operating points are chosen (from its eval.json)."""
+    if part not in ("test", SELECTION_PART):
+        raise ValueError(f"clean emotion scores exist for test and {SELECTION_PART}, not {part}")
+    result = json.loads(wd.layout.fold_eval(protocol, model_tag(cfg), cfg.seed, fold).read_text())
+    return result["emotion" if part == "test" else "valid_emotion"]
 
 
 def evaluate_on(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str, other: Workdir,

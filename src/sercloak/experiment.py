@@ -64,7 +64,13 @@ from .designs.split import SplitConfig, SplitRunner
 from .folds import DEFAULT_PROTOCOL, PROTOCOLS, SELECTION_PART
 from .layout import setting_name
 from .report import write_report
-from .results import choose, merge_results, summarise_clean, summarise_setting
+from .results import (
+    RESULTS_FORMAT,
+    choose,
+    merge_results,
+    summarise_clean,
+    summarise_setting,
+)
 from .runner import FoldRunner, Models, Point, digest, unseeded
 from .train import TrainConfig
 from .voicenorm import SETTINGS as VOICENORM_SETTINGS
@@ -284,6 +290,7 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
             entry["validation_clean"] = selection["clean"]
     tag = model_tag(baseline_configs["emotion"])
     results = {
+        "format": RESULTS_FORMAT,
         "baseline": {**baseline, **clean},
         "clean_emotion": {tag: own["emotion"]},
         "cloak": entries,

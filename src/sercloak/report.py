@@ -7,8 +7,9 @@ with 95% intervals from the speaker-level bootstrap (`results.py`).
 
 - ``pareto.png``: the paired emotion drop against the worst-case gender UAR,
   one point per chosen operating point (every setting when none was chosen),
-  95% interval whiskers on both axes, the clean point, chance, and the target
-  as one rectangle.
+  95% interval whiskers on both axes, the clean point, chance, the target as
+  one rectangle, and the floor (`posteriors`: what the emotion output alone
+  leaks) as a vertical band.
 - ``tradeoff.png`` (the paper's Figure 4): UAR against suppression ratio for
   the emotion model, the paper's ignorant and informed gender attackers and
   the worst case over the whole attacker suite, Cloak vs Cloak +
@@ -44,8 +45,10 @@ FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector"}
 METHOD_WORDS = {"temporal": "temporal", "warp": "warp", "saliency": "saliency mask"}
 GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
 BASELINE_NAMES = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift",
-                  "voicenorm": "Voice normalisation"}
+                  "voicenorm": "Voice normalisation", "posteriors": "Posteriors only (floor)",
+                  "embedding": "Split network (embedding)"}
 PAPER_METHODS = ("cloak", "cloak_adversarial")
+FLOOR = "posteriors"  # drawn as the floor, not as a design
 TARGET = {"gender": 65.0, "emotion_drop": 2.0}  # issue 10's target operating point
 WHY_SPEAKER_BALANCED = (
     "UAR is speaker-balanced (every test speaker weighs the same; the pooled UAR, "
@@ -158,6 +161,11 @@ def shown_entries(results: dict) -> list[dict]:
     return chosen or results["cloak"]
 
 
+def _point(entry: dict) -> str:
+    """The operating point in words: SR 60, k 16."""
+    return f"k {entry['dims']}" if "dims" in entry else f"SR {entry['suppression_ratio']:g}"
+
+
 def _whisker(stat: dict) -> tuple[float, float]:
     lo, hi = stat.get("ci95", (stat["mean"] - stat["std"], stat["mean"] + stat["std"]))
     return stat["mean"] - lo, hi - stat["mean"]
@@ -166,8 +174,11 @@ def _whisker(stat: dict) -> tuple[float, float]:
 def pareto_figure(results: dict, out: Path) -> None:
     """Paired emotion drop against worst-case gender UAR, with 95% intervals on both."""
     base = results["baseline"]
-    entries = shown_entries(results)
+    floor = next((e for e in shown_entries(results) if e["method"] == FLOOR), None)
+    entries = [e for e in shown_entries(results) if e["method"] != FLOOR]
     points = [(_uar(e["gender_worst"]), e["emotion_drop"]) for e in entries]
+    if floor is not None:
+        points.append((_uar(floor["gender_worst"]), {"mean": 0.0, "std": 0.0}))
     if "gender_worst" in base:
         points.append((_uar(base["gender_worst"]), {"mean": 0.0, "std": 0.0}))
     xs = [v for x, _ in points for v in (x["mean"] - _whisker(x)[0], x["mean"] + _whisker(x)[1])]
@@ -185,11 +196,17 @@ def pareto_figure(results: dict, out: Path) -> None:
         ax.errorbar(x["mean"], y["mean"], xerr=np.array([_whisker(x)]).T,
                     yerr=np.array([_whisker(y)]).T, fmt=markers[i % len(markers)],
                     color=colours[i], capsize=2, elinewidth=0.8,
-                    label=f"{method_label(e)}, SR {e['suppression_ratio']:g}")
+                    label=f"{method_label(e)}, {_point(e)}")
     if "gender_worst" in base:
         worst = _uar(base["gender_worst"])
         ax.errorbar(worst["mean"], 0, xerr=np.array([_whisker(worst)]).T, fmt="k*", ms=14,
                     capsize=2, label="clean (no protection)")
+    if floor is not None:  # what any service that outputs emotion leaks: no design goes left
+        x = _uar(floor["gender_worst"])
+        ax.axvspan(x["mean"] - _whisker(x)[0], x["mean"] + _whisker(x)[1], color="grey",
+                   alpha=0.15, lw=0)
+        ax.axvline(x["mean"], color="grey", ls="--", lw=1.2,
+                   label=f"floor: f_θ's window posteriors alone ({x['mean']:.1f}%)")
     ax.axhline(0, color="black", ls=":", lw=1)
     ax.axvline(50, color="grey", ls=":", lw=1)
     ax.annotate("gender chance", (50.3, ylim[1] - 0.5), fontsize=7, color="grey", va="top")
@@ -288,7 +305,7 @@ def _per_corpus_table(results: dict) -> str:
     corpora = sorted(results["baseline"]["emotion"]["per_corpus"])
     families = list(results["baseline"].get("attackers", {}))
     columns = [("emotion", None)] + [(f, v) for f in families for v in ("ignorant", "informed")]
-    head = ["setting", "SR %", "corpus"] + [k if v is None else f"{FAMILY_NAMES[k]} {v[:3]}."
+    head = ["setting", "point", "corpus"] + [k if v is None else f"{FAMILY_NAMES[k]} {v[:3]}."
                                             for k, v in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in results["cloak"]:
@@ -296,7 +313,7 @@ def _per_corpus_table(results: dict) -> str:
         for c in corpora:
             cells = [_cell(e[k] if v is None else e["attackers"].get(k, {}).get(v), c)
                      for k, v in columns]
-            lines.append(f"| {name} | {e['suppression_ratio']:g} | {c} | " + " | ".join(cells)
+            lines.append(f"| {name} | {_point(e)} | {c} | " + " | ".join(cells)
                          + " |")
     return "\n".join(lines) + "\n"
 
@@ -348,7 +365,7 @@ def privacy_table(results: dict) -> str:
     """
     base = results["baseline"]
     families = list(base.get("attackers", {}))
-    head = ["setting", "SR %", "emotion UAR", "emotion drop [95% CI]"]
+    head = ["setting", "point", "emotion UAR", "emotion drop [95% CI]"]
     head += [f"{FAMILY_NAMES.get(f, f)} (ign. / inf.)" for f in families]
     head += ["other attackers (inf.)", "worst case [95% CI]", "worst (pooled)", "worst attacker",
              "speaker EER"]
@@ -362,7 +379,7 @@ def privacy_table(results: dict) -> str:
         cells = [_versions(entry, f) for f in families] + [_others(entry, families)]
         cells += [fmt_ci(_uar(entry["gender_worst"])), fmt(entry["gender_worst"]["uar"]),
                   entry["gender_worst"]["attacker"], _eer(entry)]
-        lines.append(f"| {method_label(entry)} | {entry['suppression_ratio']:g} | "
+        lines.append(f"| {method_label(entry)} | {_point(entry)} | "
                      f"{fmt(_uar(entry['emotion']))} | {fmt_ci(entry['emotion_drop'])} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -374,7 +391,7 @@ def selection_table(results: dict) -> str:
     chosen = [e for e in results["cloak"] if "validation" in e]
     if not chosen:
         return ""
-    head = ["method", "SR %", "valid: emotion drop", "valid: worst gender",
+    head = ["method", "point", "valid: emotion drop", "valid: worst gender",
             "test: emotion UAR", "emotion drop [95% CI]", "worst gender UAR [95% CI]",
             "pooled: drop / worst", "worst attacker", "speaker EER", "adversary's last accuracy"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -389,7 +406,7 @@ def selection_table(results: dict) -> str:
         accuracy = ", ".join(f"{k} {a['mean']:.0f}%" for k, a in
                              e.get("adversary_accuracy", {}).items()) or "–"
         lines.append(
-            f"| {method_label(e)} | {e['suppression_ratio']:g} | "
+            f"| {method_label(e)} | {_point(e)} | "
             f"{v['emotion_drop']['mean']:.1f} | {_uar(v['gender_worst'])['mean']:.1f} | "
             f"{fmt(_uar(e['emotion']))} | {fmt_ci(e['emotion_drop'])} | "
             f"{fmt_ci(_uar(e['gender_worst']))} | {e['emotion_drop_pooled']['mean']:.1f} / "

@@ -32,6 +32,7 @@ LEAD_METRIC = "uar_speaker"  # what tables lead with and operating points are ch
 VERSIONS = ("ignorant", "informed")
 CNN_KEYS = {"gender_ignorant": "ignorant", "gender_informed": "informed"}  # the paper's attacker
 MAX_EMOTION_DROP = 2.0  # points of emotion UAR an operating point may cost (`choose`)
+RESULTS_FORMAT = "sercloak.results/2"  # entries named by method and setting, seeds, protocol
 
 
 def _round(values) -> list[float]:
@@ -292,6 +293,10 @@ def merge_results(old: dict | None, new: dict) -> dict:
     """results.json after a run: its entries replace those of the same method and setting;
     every other method's stay, as long as both runs share protocol, folds, seeds, model,
     recipe and features (otherwise the old entries are dropped)."""
+    if old is not None and old.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"the results.json beside this run was written by an older sercloak "
+                         f"(format {old.get('format', 'none')}, not {RESULTS_FORMAT}): move it "
+                         f"away and run the methods again (finished models and cloaks are kept)")
     if old is None or comparable(old) != comparable(new):
         return new
     keys = {(e["method"], e["setting"]) for e in new["cloak"]}

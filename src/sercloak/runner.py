@@ -22,7 +22,7 @@ import torch
 
 from .attacks.speaker_encoder import SpeakerEncoder
 from .attacks.suite import FoldAttacks, scoring_seed
-from .baselines import model_file, model_tag
+from .baselines import clean_emotion, model_file, model_tag
 from .data import Workdir
 from .evaluate import evaluate
 from .folds import training_parts
@@ -67,7 +67,7 @@ class FoldRunner:
         self.parts = training_parts(cfg.protocol, "emotion")
         self.device = pick_device()
         self.f_theta = self._load(models.configs["emotion"])
-        self.reference = self._load(models.reference["emotion"])
+        self.reference_config = models.reference["emotion"]
         gender = models.configs["gender"]
         self.attacks = FoldAttacks(wd, fold, cfg.attacks,
                                    model_file(wd, gender, cfg.protocol, fold), gender,
@@ -118,11 +118,13 @@ class FoldRunner:
                             self.device)
 
     def clean(self, part: str = "test") -> dict:
-        """The clean service's f_θ and every attacker on clean utterances of `part`."""
+        """The clean service's f_θ (its evaluation by `baselines`) and every attacker on
+        clean utterances of `part`."""
         out = self.wd.layout.clean_scores(self.cfg.protocol, self.attack_tag, self.seed,
                                           self.fold, part)
         return {**self._cached(out, lambda: self.attacks.clean(part)),
-                "emotion": self._emotion(self.reference, None, part, protected=False)}
+                "emotion": clean_emotion(self.wd, self.fold, self.reference_config,
+                                         self.cfg.protocol, part)}
 
     def score(self, point: Point, part: str = "test") -> dict:
         """The design at `point` on utterances of `part`: `emotion` (what the service

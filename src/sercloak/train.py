@@ -277,12 +277,15 @@ class _Run:
 
 def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: FeatureConfig,
           out: Path, show_progress: bool = True, transform: Transform | None = None,
-          init_state: dict | None = None) -> dict:
+          init_state: dict | None = None, curve: bool = True) -> dict:
     """Train one model, writing `out` (best checkpoint) and resuming from `out`.state.
 
     `transform` is applied to every training and validation batch (an
     informed attacker trains on cloaked features, fresh noise each time);
     `init_state` starts from given weights (fine-tuning) instead of scratch.
+    Without `curve`, a recipe that keeps its last epoch is scored on the
+    validation speakers after that epoch only (nothing is chosen on the
+    others; the history then has no UAR for them).
     """
     out = Path(out)
     state_file = out.with_name(out.name + ".state")
@@ -310,14 +313,16 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
                disable=not show_progress)
     while st.epoch < cfg.max_epochs and not (early_stop and st.bad_epochs >= cfg.patience):
         loss = run.epoch(train, st.epoch)
-        uar = evaluate(scored, valid, transform, device=device)["overall"]["uar"]
+        scoring = curve or early_stop or st.epoch + 1 == cfg.max_epochs
+        uar = (evaluate(scored, valid, transform, device=device)["overall"]["uar"] if scoring
+               else None)
         st.epoch += 1
         st.history.append({"epoch": st.epoch, "loss": loss, "valid_uar": uar})
-        if uar > st.best_uar:
+        if uar is not None and uar > st.best_uar:
             st.best_uar, st.best_epoch, st.bad_epochs = uar, st.epoch, 0
             if early_stop:
                 best = copy.deepcopy(scored.state_dict())
-        else:
+        elif uar is not None:
             st.bad_epochs += 1
         _atomic_save({"train_config": cfg.to_dict(), "feature_config": feature_cfg.to_dict(),
                       "state": asdict(st), "model": model.state_dict(), "best": best,
@@ -326,7 +331,8 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
                       "optimizer": opt.state_dict(), "generator": gen.get_state(),
                       "torch_rng": torch.get_rng_state()}, state_file)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", valid_uar=f"{uar:.1f}", best=f"{st.best_uar:.1f}")
+        bar.set_postfix(loss=f"{loss:.3f}", valid_uar=f"{uar:.1f}" if scoring else "–",
+                        best=f"{st.best_uar:.1f}")
     bar.close()
 
     if early_stop:

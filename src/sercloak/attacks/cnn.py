@@ -35,7 +35,7 @@ class CnnAttacker:
             cfg = train_view.cfg
             train(train_view.segments(cfg.train_hop_frames), valid.segments(cfg.test_hop_frames),
                   self.config, cfg, self.checkpoint, self.show_progress,
-                  transform=train_view.cloak, init_state=self.init_state)
+                  transform=train_view.cloak, init_state=self.init_state, curve=False)
         self.model, ckpt = load_checkpoint(self.checkpoint, train_view.cfg, self.device)
         self.saved = ckpt  # its settings and weights: an informed attacker starts from them
         self.chosen = {"best_epoch": ckpt["metrics"]["best_epoch"],

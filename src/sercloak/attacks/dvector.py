@@ -34,9 +34,16 @@ def fill_constant_bins(db: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
     if varying.all() or not varying.any():
         return db
     bins = np.arange(db.shape[1])
+    known, missing = bins[varying], bins[~varying]
+    # each missing bin between its nearest varying neighbours (np.interp's rule, for every
+    # frame at once: the edge value beyond the first and last varying bin)
+    after = np.searchsorted(known, missing)
+    left = known[np.clip(after - 1, 0, len(known) - 1)]
+    right = known[np.clip(after, 0, len(known) - 1)]
+    span = np.where(right > left, right - left, 1)
+    weight = np.where(right > left, (missing - left) / span, 0.0)
     filled = db.copy()
-    for t in range(db.shape[0]):
-        filled[t, ~varying] = np.interp(bins[~varying], bins[varying], db[t, varying])
+    filled[:, missing] = db[:, left] * (1 - weight) + db[:, right] * weight
     return filled
 
 

@@ -43,6 +43,8 @@ class AttackConfig:
     informed_epochs: int = 4  # fine-tuning epochs of the informed cnn
     dvector_max_per_speaker: int | None = 60
     smoothing: int = 21  # frames of the moving average an attacker may apply
+    tuned_max_per_speaker: int | None = 40  # dvector_ft: utterances per speaker, per draw
+    tuned_epochs: int = 3  # dvector_ft: fine-tuning epochs
     test_only: tuple[str, ...] = ("dvector_ft",)  # for cost: not fitted to choose points
     seed: int = 0
 
@@ -131,7 +133,8 @@ class FoldAttacks:
                                    max_per_speaker=c.dvector_max_per_speaker,
                                    smoothing=c.smoothing, seed=c.seed)
         if family == "dvector_ft":
-            return TunedEncoderAttacker(self.encoder, c.dvector_max_per_speaker, seed=c.seed)
+            return TunedEncoderAttacker(self.encoder, c.tuned_max_per_speaker, c.tuned_epochs,
+                                        seed=c.seed)
         if not informed:
             return CnnAttacker(self.f_g, self.f_g_config, show_progress=self.show_progress)
         saved = self.ignorant("cnn").saved

@@ -102,7 +102,7 @@ class CloakRunner(FoldRunner):
             train(self.segments(self.parts[0], "emotion", True, wd),
                   self.segments(self.parts[1], "emotion", False, wd), config, self.wd.cfg,
                   out, self.show_progress, transform=cloak,
-                  init_state=copy.deepcopy(self.f_theta.state_dict()))
+                  init_state=copy.deepcopy(self.f_theta.state_dict()), curve=False)
         return load_checkpoint(out, self.wd.cfg, self.device)[0]
 
     def score(self, point: Point, part: str = "test") -> dict:

@@ -232,6 +232,24 @@ def save_split(path, net: SplitNet, dims: int, cfg: SplitConfig, history: list[d
     tmp.replace(path)
 
 
+def load_split(path, f_theta: CnnRnn, cfg: SplitConfig | None = None,
+               speakers: list[str] | None = None) -> SplitNet | None:
+    """The split network saved at `path` (built around f_θ's architecture), or None when
+    it is missing or was made with other settings (`cfg`) or speakers."""
+    if not path.is_file():
+        return None
+    saved = torch.load(path, weights_only=True)
+    if saved.get("kind") != "split":
+        raise ValueError(f"{path}: not a split network")
+    if (cfg is not None and saved["config"] != cfg.to_dict()) or \
+            (speakers is not None and saved["speakers"] != speakers):
+        return None
+    n_classes = f_theta.head[-1].out_features
+    net = SplitNet(f_theta, saved["dims"], n_classes, saved["config"]["rnn_hidden"])
+    net.load_state_dict(saved["state_dict"])
+    return net.eval()
+
+
 class SplitRunner(FoldRunner):
     """The split network of one seed and fold at every k, and the attackers on what it
     sends."""
@@ -245,20 +263,14 @@ class SplitRunner(FoldRunner):
         """The trained network of `point` (trained once, saved beside its scores)."""
         if point.dims not in self._nets:
             cfg, file = self.cfg.split, self.setting(point.name).network
-            n_classes = self.f_theta.head[-1].out_features
-            net = SplitNet(self.f_theta, point.dims, n_classes, cfg.rnn_hidden).to(self.device)
-            saved = torch.load(file, weights_only=True) if file.is_file() else None
-            speakers = self.wd.speakers(self.fold, self.parts[0])
-            if (saved is not None and saved["config"] == cfg.to_dict()
-                    and saved["speakers"] == speakers):
-                net.load_state_dict(saved["state_dict"])
-            else:
+            net = load_split(file, self.f_theta, cfg, self.wd.speakers(self.fold, self.parts[0]))
+            if net is None:
                 data = self.segments(self.parts[0], "emotion", True)
                 net, history = train_split(self.f_theta, data, point.dims, cfg, self.device,
                                            self.show_progress)
                 file.parent.mkdir(parents=True, exist_ok=True)
                 save_split(file, net, point.dims, cfg, history, data.speakers)
-            self._nets[point.dims] = net.eval()
+            self._nets[point.dims] = net.to(self.device).eval()
         return self._nets[point.dims]
 
     @torch.no_grad()

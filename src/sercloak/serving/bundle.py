@@ -1,18 +1,25 @@
 """`sercloak export`: one experiment setting as a self-contained, hash-checked bundle.
 
     BUNDLE/
-      manifest.json          format, bundle_id, every file's SHA-256, feature settings,
-                             labels, the setting and its measured figures
-      client/cloak.npz       the cloak file (NumPy arrays + JSON header, no pickle)
+      manifest.json          format, bundle_id, every file's SHA-256, the design, feature
+                             settings, labels, the setting and its measured figures
       client/mel_filterbank.npy
-      server/emotion.onnx    the emotion model (its input standardisation inside)
+      client/cloak.npz       a spectrogram design's cloak (NumPy arrays + JSON header, no
+                             pickle), when it has one
+      client/voicenorm.json  voice normalisation's reference voice, when it has one
+      server/emotion.onnx    a spectrogram design's emotion model (standardisation inside)
+      client/front.onnx      the embedding design: the split network's device part,
+      client/embedding.npz   its noise scales (the client adds the noise),
+      server/back.onnx       and its server part
 
-The client part is all a device needs (`serving.client`); the server part
-is all the service needs (onnxruntime, no torch). `bundle_id` is the hash of
-the file hashes, so any change to any file changes it; `read_manifest`
-refuses a bundle whose files do not match their recorded hashes. The ONNX
-model is checked against the torch model on real cloaked segments of the
-fold's test speakers before the bundle is written.
+The manifest's `design` is ``spectrogram`` (cloaked log-mel features are sent)
+or ``embedding`` (a noisy k-dimensional sequence per 2 s window is sent). The
+client part is all a device needs (`serving.client`); the server part is all
+the service needs (onnxruntime, no torch). `bundle_id` is the hash of the file
+hashes, so any change to any file changes it; `read_manifest` refuses a
+bundle whose files do not match their recorded hashes. Every ONNX model is
+checked against its torch model on real protected segments of the fold's test
+speakers before the bundle is written.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import hashlib
 import json
 from pathlib import Path
 
-BUNDLE_FORMAT = "sercloak.bundle/1"
+BUNDLE_FORMAT = "sercloak.bundle/2"
+DESIGNS = ("spectrogram", "embedding")
 ONNX_TOLERANCE = 1e-3  # largest |logit difference| between ONNX and torch accepted
 
 
@@ -42,7 +50,8 @@ def read_manifest(bundle: Path | str) -> dict:
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{file}: not a readable bundle manifest ({err})") from err
     if manifest.get("format") != BUNDLE_FORMAT:
-        raise ValueError(f"{file}: not a {BUNDLE_FORMAT} manifest")
+        raise ValueError(f"{file}: not a {BUNDLE_FORMAT} manifest (format "
+                         f"{manifest.get('format')!r}: export the setting again)")
     for name, digest in manifest["files"].items():
         path = bundle / name
         if not path.is_file():
@@ -55,11 +64,16 @@ def read_manifest(bundle: Path | str) -> dict:
 
 
 def find_entry(results: dict, setting: str) -> dict:
-    """The results.json entry named METHOD or METHOD:SR (e.g. cloak_adversarial:60)."""
-    method, _, ratio = setting.partition(":")
-    entries = [e for e in results["cloak"] if e.get("method") == method
-               and (not ratio or round(e["suppression_ratio"]) == int(ratio))]
-    known = sorted(f"{e.get('method')}:{e['suppression_ratio']:g}" for e in results["cloak"])
+    """The results.json entry named METHOD, METHOD:SR (e.g. cloak_adversarial:60) or
+    METHOD:K (e.g. embedding:16)."""
+    method, _, value = setting.partition(":")
+
+    def number(e: dict) -> float:
+        return e["dims"] if "dims" in e else e["suppression_ratio"]
+
+    entries = [e for e in results["cloak"] if e["method"] == method
+               and (not value or round(number(e)) == int(value))]
+    known = sorted(f"{e['method']}:{number(e):g}" for e in results["cloak"])
     if len(entries) != 1:
         raise ValueError(f"setting {setting!r} names {len(entries)} entries of results.json "
                          f"(known: {', '.join(known)})")

@@ -1,9 +1,14 @@
-"""The client: audio -> log-mel -> per-user normalisation -> cloak, without torch.
+"""The client: audio -> [voice normalisation] -> log-mel -> per-user normalisation ->
+cloak (or the split network's device part), without torch.
 
 What a phone-class device runs before anything leaves it. It needs NumPy
-and soundfile only (`import sercloak.serving.client` imports no torch), and
-reproduces the training pipeline exactly:
+and soundfile only (`import sercloak.serving.client` imports no torch; an
+`embedding` bundle's device part runs with onnxruntime, voice normalisation
+with pyworld), and reproduces the training pipeline exactly:
 
+- voice normalisation (`VoiceHistory`, a `voicenorm` bundle): the user's
+  voice mapped onto the reference voice with factors from the user's own
+  past utterances (`voicenorm.py`), before features;
 - log-mel (`log_mel`): centred frames, periodic Hamming window, power
   spectrum, the mel filterbank given as an array, ``10 log10(max(P, amin))``,
   as `features.LogMel` (tested to agree within 0.01 dB);
@@ -12,10 +17,14 @@ reproduces the training pipeline exactly:
   (`normalise.SpeechStats`, NumPy only);
 - the cloak (`CloakArrays`): the cloak file's arrays (a NumPy .npz with a
   JSON header, read without pickle) applied as `cloak.noise.Cloak` does,
-  given the same random draws (tested against it).
+  given the same random draws (tested against it);
+- an `embedding` bundle (`EmbeddingClient`): every 2 s window (every 0.5 s)
+  through the split network's device part (client/front.onnx), plus noise
+  of the learned scales: (windows, steps, k) is what is sent.
 
 `Stream.push(samples)` returns the cloaked frames completed so far, so a
-device can send features while the user is still speaking.
+device can send features while the user is still speaking (cloak bundles
+without voice normalisation, which needs the whole utterance).
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import numpy as np
 
 from .. import cloakfile
 from ..normalise import SpeechStats, standardise
-from ..segments import pad_frames
+from ..segments import pad_frames, windows
+from ..voicenorm import VoiceFactors, VoiceProfile, normalise_voice
 from .bundle import read_manifest
 
 
@@ -43,6 +53,7 @@ class FeatureSettings:
     amin: float
     normalise: str
     segment_frames: int
+    test_hop_frames: int
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSettings:
@@ -98,6 +109,18 @@ class UserHistory:
         stats = self.stats if self.stats is not None and self.stats.frames > 1 else \
             SpeechStats.of(feats)
         return standardise(feats, stats)
+
+
+@dataclass
+class VoiceHistory:
+    """Voice profiles of one user's past utterances: what voice normalisation's factors come
+    from."""
+
+    profiles: list[VoiceProfile] = field(default_factory=list)
+
+    def factors(self, wave: np.ndarray, sample_rate: int) -> VoiceFactors:
+        """The user's factors (from this utterance alone when there is no history yet)."""
+        return VoiceFactors.of(self.profiles or [VoiceProfile.of(wave, sample_rate)])
 
 
 @dataclass
@@ -177,25 +200,42 @@ def warp_mel_axis(feats: np.ndarray, factor: float) -> np.ndarray:
 
 @dataclass
 class Client:
-    """Audio in, cloaked features out: what a device sends to the emotion service."""
+    """Audio in, protected features out: what a device sends to the emotion service."""
 
     settings: FeatureSettings
     filterbank: np.ndarray  # (n_mels, n_fft // 2 + 1)
-    cloak: CloakArrays
+    cloak: CloakArrays | None = None  # none: voice normalisation alone
     history: UserHistory = field(default_factory=UserHistory)
+    voice: VoiceHistory | None = None  # a voicenorm bundle's
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     bundle_id: str | None = None  # the bundle it came from: the service checks it
 
     @classmethod
     def from_bundle(cls, bundle: Path | str, seed: int | None = None) -> Client:
-        """The client part of a bundle (hash-checked): settings, filterbank, cloak."""
+        """The client part of a bundle (hash-checked): settings, filterbank, and the cloak,
+        voice normalisation or split network's device part it carries."""
         bundle = Path(bundle)
         manifest = read_manifest(bundle)
         filterbank = np.load(bundle / "client" / "mel_filterbank.npy", allow_pickle=False)
-        return cls(FeatureSettings.from_dict(manifest["features"]), filterbank,
-                   CloakArrays.load(bundle / "client" / "cloak.npz"),
-                   rng=np.random.default_rng(seed), bundle_id=manifest["bundle_id"])
+        kind = EmbeddingClient if manifest["design"] == "embedding" else cls
+        cloak_file = bundle / "client" / "cloak.npz"
+        client = kind(FeatureSettings.from_dict(manifest["features"]), filterbank,
+                      CloakArrays.load(cloak_file) if cloak_file.is_file() else None,
+                      voice=VoiceHistory() if manifest.get("transform") == "voicenorm" else None,
+                      rng=np.random.default_rng(seed), bundle_id=manifest["bundle_id"])
+        return client.with_bundle(bundle)
+
+    def with_bundle(self, bundle: Path) -> Client:
+        """Whatever else of the bundle this kind of client needs."""
+        return self
+
+    def voice_normalised(self, wave: np.ndarray) -> np.ndarray:
+        """The audio mapped onto the reference voice (a voicenorm bundle), else as it is."""
+        if self.voice is None:
+            return wave
+        rate = self.settings.sample_rate
+        return normalise_voice(wave, rate, self.voice.factors(wave, rate))
 
     def features(self, wave: np.ndarray) -> np.ndarray:
         """Log-mel as the models see them: dB, or standard units of the user's history;
@@ -207,22 +247,61 @@ class Client:
         return self.history.normalise(feats)
 
     def __call__(self, wave: np.ndarray, remember: bool = True) -> np.ndarray:
-        """One whole utterance (at the settings' sample rate) -> cloaked (frames, n_mels).
+        """One whole utterance (at the settings' sample rate) -> what is sent: cloaked
+        (frames, n_mels) features (an `EmbeddingClient`: (windows, steps, k)).
 
         With per-user normalisation the utterance joins the user's history
         afterwards (`remember`), so it never normalises itself.
         """
-        feats = self.features(wave)
+        normalised = self.voice_normalised(wave)
+        feats = self.features(normalised)
         if remember and self.settings.normalise == "user":
-            self.history.add(log_mel(wave, self.settings, self.filterbank))
+            self.history.add(log_mel(normalised, self.settings, self.filterbank))
+        if remember and self.voice is not None:
+            self.voice.profiles.append(VoiceProfile.of(wave, self.settings.sample_rate))
+        return self.protect(feats)
+
+    def protect(self, feats: np.ndarray) -> np.ndarray:
+        """The utterance's features -> what leaves the device."""
+        if self.cloak is None:
+            return feats
         return self.cloak.apply(feats, **self.cloak.draw(len(feats), self.rng))
 
     def stream(self) -> Stream:
         """A stream for one utterance: push samples as they come, get cloaked frames."""
+        if self.cloak is None or self.voice is not None or isinstance(self, EmbeddingClient):
+            raise ValueError("streaming is for cloak bundles without voice normalisation "
+                             "(which needs the whole utterance): send whole utterances")
         if self.settings.normalise == "user" and self.history.stats is None:
             raise ValueError("a stream with per-user normalisation needs the user's history: "
                              "cloak one whole utterance first (or load the history)")
         return Stream(self)
+
+
+@dataclass
+class EmbeddingClient(Client):
+    """An `embedding` bundle's client: the split network's device part on every 2 s window
+    (every 0.5 s, padded as the service's windows are), plus noise of its learned scales."""
+
+    front: object = None  # an onnxruntime session of client/front.onnx
+    sigma: np.ndarray | None = None
+
+    def with_bundle(self, bundle: Path) -> EmbeddingClient:
+        import onnxruntime  # the device part runs here, without torch
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.front = onnxruntime.InferenceSession(str(bundle / "client" / "front.onnx"),
+                                                  options, providers=["CPUExecutionProvider"])
+        with np.load(bundle / "client" / "embedding.npz", allow_pickle=False) as arrays:
+            self.sigma = arrays["sigma"]
+        return self
+
+    def protect(self, feats: np.ndarray) -> np.ndarray:
+        s = self.settings
+        cut = windows(feats, s.test_hop_frames, s.segment_frames, s.pad_value)
+        clean = self.front.run(None, {"features": cut.astype(np.float32)})[0]
+        return (clean + self.sigma * self.rng.standard_normal(clean.shape)).astype(np.float32)
 
 
 class Stream:

@@ -1,4 +1,11 @@
-"""Writing a bundle (`sercloak export`): the torch side of `bundle.py`."""
+"""Writing a bundle (`sercloak export`): the torch side of `bundle.py`.
+
+Two designs ship: ``spectrogram`` (a cloak, voice normalisation, or voice
+normalisation then a cloak; the service's emotion model, adapted or not) and
+``embedding`` (the split network's device and server parts). Waveform
+anonymisation baselines and `posteriors` (the floor) are measurements, not
+something to deploy: their export is refused, saying so.
+"""
 
 from __future__ import annotations
 
@@ -13,57 +20,118 @@ import torch
 from .. import __version__
 from ..cloak import Cloak
 from ..data import Workdir
+from ..designs.split import load_split
 from ..features import mel_filterbank
 from ..folds import DEFAULT_PROTOCOL
 from ..layout import setting_name
 from ..train import load_checkpoint
+from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
 from .bundle import BUNDLE_FORMAT, ONNX_TOLERANCE, bundle_id, find_entry, sha256
 
-CHECK_SEGMENTS = 64  # real cloaked test segments on which ONNX must agree with torch
+CHECK_SEGMENTS = 64  # real protected test segments on which ONNX must agree with torch
 
 
-def _files_of(wd: Workdir, protocol: str, seed: int, fold: int,
-              entry: dict) -> tuple[Path, Path]:
-    """The setting's cloak file and the emotion model that reads it (adapted or not)."""
-    if not entry["method"].startswith("cloak"):
-        raise ValueError(f"{entry['method']} is a waveform baseline: a bundle carries a cloak")
-    name = setting_name(round(entry["suppression_ratio"]), entry["adversarial"])
-    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, name)
-    if not files.cloak.is_file():
-        raise FileNotFoundError(f"{files.cloak}: no cloak for seed {seed}, fold {fold} "
-                                f"(was it run?)")
-    if entry.get("adapt_epochs"):
-        adapted = files.adapted(entry["adapt_epochs"])
-        if not adapted.is_file():
-            raise FileNotFoundError(f"{adapted}: no adapted emotion model for {name}")
-        return files.cloak, adapted
-    return files.cloak, wd.layout.model(protocol, entry["emotion_model"], seed, fold, "emotion")
-
-
-def _export_onnx(model: torch.nn.Module, n_frames: int, n_mels: int, out: Path) -> None:
-    example = torch.zeros(1, n_frames, n_mels)
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path,
+                 names: tuple[str, str]) -> None:
     with warnings.catch_warnings():  # the TorchScript-based exporter warns it is legacy
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(out), input_names=["features"],
-                          output_names=["logits"], dynamo=False,
-                          dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(model, (example,), str(out), input_names=[names[0]],
+                          output_names=[names[1]], dynamo=False,
+                          dynamic_axes={names[0]: {0: "batch"}, names[1]: {0: "batch"}})
 
 
-def _check_onnx(onnx_file: Path, model: torch.nn.Module, segments: torch.Tensor) -> float:
-    """Largest |logit difference| between ONNX (onnxruntime) and torch on `segments`."""
+def _check_onnx(onnx_file: Path, model: torch.nn.Module, inputs: torch.Tensor) -> float:
+    """Largest |output difference| between ONNX (onnxruntime) and torch on `inputs`."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    ours = session.run(None, {"features": segments.numpy()})[0]
+    ours = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
     with torch.no_grad():
-        theirs = model(segments).numpy()
-    return float(np.abs(ours - theirs).max())
+        theirs = model(inputs).numpy()
+    difference = float(np.abs(ours - theirs).max())
+    if difference > ONNX_TOLERANCE:
+        raise ValueError(f"{onnx_file.name} differs from torch by {difference:.2g} on real "
+                         f"segments (tolerance {ONNX_TOLERANCE}); bundle not written")
+    return difference
+
+
+def _test_segments(wd: Workdir, fold: int, transform: str | None) -> torch.Tensor:
+    """Test segments of the fold as the design's features read them."""
+    if transform is not None:
+        from ..experiment import protected_workdir  # the transformed features, built once
+
+        wd = protected_workdir(wd, transform, show_progress=False)
+    return wd.segments(fold, "test", "emotion", train=False).x[:CHECK_SEGMENTS]
+
+
+def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict,
+                 tmp: Path) -> dict:
+    """client/cloak.npz and client/voicenorm.json (what the method has) and
+    server/emotion.onnx; returns the manifest's part."""
+    parts = entry["method"].split("_")
+    transform = "voicenorm" if parts[0] == "voicenorm" else None
+    cloaked = "cloak" in parts
+    name = (setting_name(round(entry["suppression_ratio"]), entry["adversarial"]) if cloaked
+            else entry["setting"])
+    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, name)
+    model_file = (files.adapted(entry["adapt_epochs"]) if entry.get("adapt_epochs")
+                  else wd.layout.model(protocol, entry["emotion_model"], seed, fold, "emotion"))
+    for needed in [model_file] + ([files.cloak] if cloaked else []):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed}: missing for seed {seed}, fold {fold} (was it "
+                                    f"run?)")
+    model, _ = load_checkpoint(model_file, wd.cfg)
+    segments = _test_segments(wd, fold, transform)
+    cloak = None
+    if cloaked:
+        cloak = Cloak.load(files.cloak, wd.cfg).eval()
+        shutil.copyfile(files.cloak, tmp / "client" / "cloak.npz")
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            segments = cloak(segments)
+    if transform is not None:
+        (tmp / "client" / "voicenorm.json").write_text(json.dumps(VOICENORM_SETTINGS, indent=1))
+    onnx = tmp / "server" / "emotion.onnx"
+    _export_onnx(model, torch.zeros(1, wd.cfg.segment_frames, wd.cfg.n_mels), onnx,
+                 ("features", "logits"))
+    return {"design": "spectrogram", "transform": transform,
+            "cloak": None if cloak is None else cloak.cfg.to_dict(),
+            "onnx_check": {"segments": len(segments),
+                           "max_abs_logit_difference": _check_onnx(onnx, model, segments)}}
+
+
+def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, tmp: Path) -> dict:
+    """client/front.onnx, client/embedding.npz and server/back.onnx of the split network."""
+    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, entry["setting"])
+    f_theta, _ = load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
+                                                 "emotion"), wd.cfg)
+    net = load_split(files.network, f_theta)
+    if net is None:
+        raise FileNotFoundError(f"{files.network}: no split network for seed {seed}, fold "
+                                f"{fold} (was it run?)")
+    segments = _test_segments(wd, fold, None)
+    with torch.no_grad():
+        clean = net.front(segments)
+    sigma = net.sigma().detach().numpy().astype(np.float32)
+    np.savez(tmp / "client" / "embedding.npz", sigma=sigma)
+    front, back = tmp / "client" / "front.onnx", tmp / "server" / "back.onnx"
+    _export_onnx(net.front, segments[:1], front, ("features", "embedding"))
+    _export_onnx(net.back, clean[:1], back, ("embedding", "logits"))
+    draws = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    noisy = clean + torch.from_numpy(sigma) * draws
+    return {"design": "embedding", "transform": None,
+            "embedding": {"dims": int(clean.shape[2]), "steps": int(clean.shape[1]),
+                          "sigma_max": float(sigma.max())},
+            "onnx_check": {"segments": len(segments),
+                           "max_abs_embedding_difference": _check_onnx(front, net.front,
+                                                                       segments),
+                           "max_abs_logit_difference": _check_onnx(back, net.back, noisy)}}
 
 
 def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
                   protocol: str = DEFAULT_PROTOCOL, seed: int | None = None) -> dict:
-    """Write the bundle of `setting` (METHOD or METHOD:SR of the protocol's results.json)
-    for `fold` and `seed` (default: the run's first seed)."""
+    """Write the bundle of `setting` (METHOD, METHOD:SR or METHOD:K of the protocol's
+    results.json) for `fold` and `seed` (default: the run's first seed)."""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: choose another --out or remove it")
@@ -78,37 +146,33 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
     if fold not in config["folds"] or seed not in config["seeds"]:
         raise ValueError(f"fold {fold}, seed {seed} was not run (results.json has folds "
                          f"{config['folds']}, seeds {config['seeds']})")
-    cloak_file, model_file = _files_of(wd, protocol, seed, fold, entry)
-    cloak = Cloak.load(cloak_file, wd.cfg).eval()
-    model, ckpt = load_checkpoint(model_file, wd.cfg)
+    method = entry["method"]
+    if method == "embedding":
+        make = _embedding
+    elif method.split("_")[0] in ("cloak", "voicenorm"):
+        make = _spectrogram
+    else:
+        raise ValueError(f"{method} is not exported: a bundle carries a cloak, voice "
+                         f"normalisation or a split network (posteriors is the floor every "
+                         f"design leaks, and the waveform baselines have no client here)")
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "client").mkdir(parents=True)
     (tmp / "server").mkdir()
-    shutil.copyfile(cloak_file, tmp / "client" / "cloak.npz")
     np.save(tmp / "client" / "mel_filterbank.npy", mel_filterbank(wd.cfg).astype(np.float32))
-    _export_onnx(model, wd.cfg.segment_frames, wd.cfg.n_mels, tmp / "server" / "emotion.onnx")
-
-    test = wd.segments(fold, "test", "emotion", train=False)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        segments = cloak(test.x[:CHECK_SEGMENTS])
-    difference = _check_onnx(tmp / "server" / "emotion.onnx", model, segments)
-    if difference > ONNX_TOLERANCE:
-        raise ValueError(f"the ONNX model differs from torch by {difference:.2g} on real "
-                         f"segments (tolerance {ONNX_TOLERANCE}); bundle not written")
-
+    design = make(wd, protocol, seed, fold, entry, tmp)
     files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest = {
         "format": BUNDLE_FORMAT, "bundle_id": bundle_id(files), "files": files,
         "sercloak_version": __version__, "features": wd.cfg.to_dict(),
-        "labels": list(ckpt["labels"]),
-        "setting": {"method": entry["method"], "suppression_ratio": entry["suppression_ratio"],
-                    "protocol": protocol, "seed": seed, "fold": fold, "workdir": str(wd.root),
-                    "cloak": cloak.cfg.to_dict()},
+        "labels": load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
+                                                  "emotion"))[1]["labels"],
+        "setting": {"method": method, "setting": entry["setting"],
+                    "suppression_ratio": entry["suppression_ratio"], "protocol": protocol,
+                    "seed": seed, "fold": fold, "workdir": str(wd.root)},
         "measured": _measured(entry, config["folds"].index(fold)),
-        "onnx_check": {"segments": len(segments), "max_abs_logit_difference": difference},
+        **design,
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     tmp.rename(out)

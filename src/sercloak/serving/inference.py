@@ -1,10 +1,12 @@
-"""The server part of a bundle: cloaked features in, emotion probabilities out (no torch).
+"""The server part of a bundle: protected features in, emotion probabilities out (no torch).
 
-`EmotionModel` runs the bundle's ONNX emotion model with onnxruntime on the
-2 s windows of an utterance (every 0.5 s, as evaluation does) and averages
-their probabilities for the utterance. `check_features` is the gate every
-request passes: it names what is wrong with a feature array instead of
-letting it reach the model.
+`EmotionModel` runs the bundle's ONNX model with onnxruntime on the 2 s
+windows of an utterance (every 0.5 s, as evaluation does) and averages their
+probabilities for the utterance: a ``spectrogram`` bundle's emotion model cuts
+the windows from the cloaked log-mel it receives; an ``embedding`` bundle's
+server part reads the (windows, steps, k) sequence the device sent.
+`check_features` and `check_embedding` are the gates every request passes:
+they name what is wrong with an array instead of letting it reach the model.
 """
 
 from __future__ import annotations
@@ -31,32 +33,54 @@ class BadFeatures(ValueError):
         self.status = status
 
 
-def check_features(x: np.ndarray, features: dict) -> np.ndarray:
-    """(frames, n_mels) float32, finite, in range, long enough, or BadFeatures."""
+def _numbers(x: np.ndarray, ndim: int, shape_words: str) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "fiu":
         raise BadFeatures(f"features must be numbers, not {x.dtype}")
-    if x.ndim != 2:
-        raise BadFeatures(f"features must be frames × mel bins (2 dimensions), not shape "
+    if x.ndim != ndim:
+        raise BadFeatures(f"features must be {shape_words} ({ndim} dimensions), not shape "
                           f"{tuple(x.shape)}")
+    return x
+
+
+def _finite_in(x: np.ndarray, low: float, high: float, what: str) -> np.ndarray:
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise BadFeatures(f"features contain {int((~np.isfinite(x)).sum())} NaN or "
+                          f"infinite values")
+    if x.min() < low or x.max() > high:
+        raise BadFeatures(f"feature values span [{x.min():.4g}, {x.max():.4g}], outside the "
+                          f"range {what} can take ([{low:g}, {high:g}])")
+    return x
+
+
+def check_embedding(x: np.ndarray, embedding: dict) -> np.ndarray:
+    """(windows, steps, k) float32, finite, in range, or BadFeatures."""
+    x = _numbers(x, 3, "windows × steps × dimensions")
+    if x.shape[1:] != (embedding["steps"], embedding["dims"]):
+        raise BadFeatures(f"embedding windows are {x.shape[1]} steps × {x.shape[2]} "
+                          f"dimensions; this bundle's are {embedding['steps']} × "
+                          f"{embedding['dims']}")
+    if x.shape[0] < 1:
+        raise BadFeatures("no windows")
+    # tanh keeps the clean embedding in [-1, 1]; the noise stays within 20 of its scales
+    bound = 1.0 + 20.0 * embedding["sigma_max"]
+    return _finite_in(x, -bound, bound, "this embedding")
+
+
+def check_features(x: np.ndarray, features: dict) -> np.ndarray:
+    """(frames, n_mels) float32, finite, in range, long enough, or BadFeatures."""
+    x = _numbers(x, 2, "frames × mel bins")
     if x.shape[1] != features["n_mels"]:
         raise BadFeatures(f"features have {x.shape[1]} mel bins; this bundle's have "
                           f"{features['n_mels']}")
     if x.shape[0] < MIN_FRAMES:
         raise BadFeatures(f"too few frames: {x.shape[0]} (at least {MIN_FRAMES})")
-    x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise BadFeatures(f"features contain {int((~np.isfinite(x)).sum())} NaN or "
-                          f"infinite values")
-    low, high = VALUE_LIMITS[features.get("normalise", "none")]
-    if x.min() < low or x.max() > high:
-        raise BadFeatures(f"feature values span [{x.min():.4g}, {x.max():.4g}], outside the "
-                          f"range these features can take ([{low:g}, {high:g}])")
-    return x
+    return _finite_in(x, *VALUE_LIMITS[features.get("normalise", "none")], "these features")
 
 
 class EmotionModel:
-    """The bundle's emotion model on whole utterances of cloaked features."""
+    """The bundle's server part on whole utterances of protected features."""
 
     def __init__(self, bundle: Path | str, threads: int = 1):
         import onnxruntime  # loaded here: the client never needs it
@@ -65,37 +89,48 @@ class EmotionModel:
         self.manifest = read_manifest(self.bundle)
         self.features = self.manifest["features"]
         self.labels = self.manifest["labels"]
+        self.design = self.manifest["design"]
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # many small requests: one thread each
-        self.session = onnxruntime.InferenceSession(
-            str(self.bundle / "server" / "emotion.onnx"), options,
-            providers=["CPUExecutionProvider"])
+        name = "back.onnx" if self.design == "embedding" else "emotion.onnx"
+        self.session = onnxruntime.InferenceSession(str(self.bundle / "server" / name), options,
+                                                    providers=["CPUExecutionProvider"])
 
     @property
     def bundle_id(self) -> str:
         return self.manifest["bundle_id"]
 
-    def predict(self, feats: np.ndarray) -> dict:
-        """Probabilities per 2 s window (every 0.5 s) and for the utterance (their mean)."""
+    def _logits(self, sent: np.ndarray) -> tuple[np.ndarray, int]:
+        """Logits of every window, and the number of frames the windows cover."""
         f = self.features
-        x = check_features(feats, f)
         hop, length = f["test_hop_frames"], f["segment_frames"]
+        if self.design == "embedding":
+            x = check_embedding(sent, self.manifest["embedding"])
+            return self.session.run(None, {"embedding": x})[0], (len(x) - 1) * hop + length
+        x = check_features(sent, f)
         if f.get("normalise", "none") != "none" and len(x) < length:
             # the floor in the user's units is known only on the device
             raise BadFeatures(f"features in per-user units need at least {length} frames: "
                               f"the client pads short utterances before normalising")
         pad_value = 10.0 * math.log10(f["amin"])  # dB features: as the training pipeline pads
-        logits = self.session.run(None, {"features": windows(x, hop, length, pad_value)})[0]
+        return self.session.run(None, {"features": windows(x, hop, length, pad_value)})[0], \
+            len(x)
+
+    def predict(self, sent: np.ndarray) -> dict:
+        """Probabilities per 2 s window (every 0.5 s) and for the utterance (their mean)."""
+        f = self.features
+        hop, length = f["test_hop_frames"], f["segment_frames"]
+        logits, n_frames = self._logits(sent)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
         seconds = f["hop_length"] / f["sample_rate"]
-        starts = segment_starts(len(x), hop, length)
+        starts = segment_starts(n_frames, hop, length)
         mean = probs.mean(axis=0)
         return {
             "bundle_id": self.bundle_id,
             "labels": self.labels,
             "windows": [{"start_s": round(s * seconds, 3),
-                         "end_s": round(min(s + length, len(x)) * seconds, 3),
+                         "end_s": round(min(s + length, n_frames) * seconds, 3),
                          "probabilities": dict(zip(self.labels, map(float, p), strict=True))}
                         for s, p in zip(starts, probs, strict=True)],
             "utterance": {"label": self.labels[int(mean.argmax())],

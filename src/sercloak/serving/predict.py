@@ -1,11 +1,13 @@
-"""`sercloak predict`: audio files -> cloaked features here -> emotion from the service.
+"""`sercloak predict`: audio files -> protected features here -> emotion from the service.
 
 The files are taken as one user's utterances: with per-user normalisation
 each is normalised with the statistics of the *other* files given (as the
-evaluation does), or of itself when it is alone. Only cloaked features
-leave this side: sent to `--server` as application/x-npy with the bundle id,
-or handed to the server part run locally. A file that cannot be read or
-is refused is reported and skipped; the others are still predicted.
+evaluation does), or of itself when it is alone; with voice normalisation
+each is mapped onto the reference voice with factors from the other files
+(likewise). Only protected features leave this side: sent to `--server` as
+application/x-npy with the bundle id, or handed to the server part run
+locally. A file that cannot be read or is refused is reported and skipped;
+the others are still predicted.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 
 from ..audio import AudioError, load_audio
 from ..normalise import SpeechStats
-from .client import Client, UserHistory, log_mel
+from ..voicenorm import VoiceProfile
+from .client import Client, UserHistory, VoiceHistory, log_mel
 
 
 def post_features(server: str, bundle_id: str, feats: np.ndarray, timeout: float = 30) -> dict:
@@ -53,7 +56,19 @@ def predict_files(files: list[Path], bundle: Path, server: str | None = None,
         except AudioError as err:
             print(f"{file}: skipped: {err.reason}")
             failed.append(file)
-    stats = {f: SpeechStats.of(log_mel(w, s, client.filterbank)) for f, w in waves.items()}
+    profiles = ({f: VoiceProfile.of(w, s.sample_rate) for f, w in waves.items()}
+                if client.voice is not None else {})
+
+    def voice_of_others(file: Path) -> VoiceHistory | None:
+        if client.voice is None:
+            return None
+        return VoiceHistory([p for f, p in profiles.items() if f != file])
+
+    normalised = {}
+    for file, wave in waves.items():  # each file as the device would hear it
+        client.voice = voice_of_others(file)
+        normalised[file] = client.voice_normalised(wave)
+    stats = {f: SpeechStats.of(log_mel(w, s, client.filterbank)) for f, w in normalised.items()}
     total = sum(stats.values(), start=SpeechStats(0, 0.0, 0.0))
     local = None
     if server is None:
@@ -63,6 +78,7 @@ def predict_files(files: list[Path], bundle: Path, server: str | None = None,
     for file, wave in waves.items():
         others = total - stats[file]
         client.history = UserHistory(others if others.frames > 1 else None)
+        client.voice = voice_of_others(file)
         cloaked = client(wave, remember=False)
         try:
             result = (post_features(server, client.bundle_id, cloaked) if server

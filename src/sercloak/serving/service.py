@@ -1,13 +1,17 @@
-"""`sercloak serve`: the emotion service. It only ever sees cloaked features.
+"""`sercloak serve`: the emotion service. It only ever sees protected features.
 
-    POST /v1/emotion   cloaked features, `application/x-npy` (float32, frames × mel bins,
-                       read without pickle) or JSON {"features": [[...], ...]}; header
-                       X-Bundle-Id must name the bundle served. Returns probabilities
-                       per 2 s window and for the utterance. Audio is never accepted.
+    POST /v1/emotion   protected features, `application/x-npy` (float32, read without
+                       pickle) or JSON {"features": [...]}: cloaked log-mel (frames × mel
+                       bins) for a spectrogram bundle, the noisy sequence (windows × steps
+                       × k) for an embedding bundle; header X-Bundle-Id must name the
+                       bundle served. Returns probabilities per 2 s window and for the
+                       utterance. Audio is never accepted.
     GET  /healthz      liveness
     GET  /v1/bundle    the bundle's manifest (settings, labels, measured privacy)
     GET  /v1/client    the bundle's client part as JSON (feature settings, mel
-                       filterbank, cloak arrays): what the browser demo computes with
+                       filterbank, cloak arrays): what the browser demo computes with;
+                       for a bundle the page cannot run (voice normalisation, a split
+                       network), what to use instead
     GET  /             the browser demo (static/: plain JavaScript, served from the
                        package, no external network)
     GET  /docs         OpenAPI documentation
@@ -15,8 +19,8 @@
 Every bad request gets a 4xx whose `detail` names the problem: a missing or
 wrong bundle id (409), a body over `MAX_BODY_BYTES` (413), a content type
 other than the two above (415), an unreadable, truncated or pickled .npy or
-malformed JSON (400), and features of the wrong shape, mel count or length,
-non-finite or out of range (422). Inference runs in a worker thread with
+malformed JSON (400), and features of the wrong shape, mel count, steps,
+dimensions or length, non-finite or out of range (422). Inference runs in a worker thread with
 onnxruntime, one thread per request.
 """
 
@@ -93,11 +97,20 @@ def create_app(bundle: Path | str) -> FastAPI:
 
     @app.get("/v1/client")
     def client_part() -> dict:
+        if model.design != "spectrogram" or model.manifest.get("transform") is not None:
+            why = ("a split network's device part" if model.design == "embedding"
+                   else "voice normalisation (the WORLD vocoder)")
+            return {"bundle_id": model.bundle_id, "design": model.design, "browser": False,
+                    "measured": model.manifest.get("measured", {}),
+                    "message": f"This bundle's client runs {why}, which this page does not: "
+                               f"use the Python client (`sercloak predict FILE --bundle "
+                               f"BUNDLE --server URL`)."}
         cloak = CloakArrays.load(model.bundle / "client" / "cloak.npz")
         filterbank = np.load(model.bundle / "client" / "mel_filterbank.npy", allow_pickle=False)
         arrays = {name: getattr(cloak, name).tolist() for name in
                   ("mu", "sigma", "offset_sigma", "mu_s", "mask", "feat_mean", "feat_std")}
-        return {"bundle_id": model.bundle_id, "features": model.features,
+        return {"bundle_id": model.bundle_id, "design": model.design, "browser": True,
+                "features": model.features,
                 "measured": model.manifest.get("measured", {}), "filterbank":
                 filterbank.tolist(), "cloak": {**arrays, "suppressed": cloak.suppressed,
                                                "warp": cloak.warp, "config": cloak.config}}
@@ -113,7 +126,7 @@ def create_app(bundle: Path | str) -> FastAPI:
         given = request.headers.get("x-bundle-id")
         if given != model.bundle_id:
             raise HTTPException(409, f"X-Bundle-Id {given!r} does not match the bundle served "
-                                     f"({model.bundle_id}): features cloaked for another "
+                                     f"({model.bundle_id}): features protected for another "
                                      f"bundle cannot be read")
         feats = parse_features(await _body(request), request.headers.get("content-type", ""))
         try:

@@ -11,6 +11,11 @@ async function loadClient() {
   const response = await fetch("v1/client");
   if (!response.ok) throw new Error(`v1/client: ${response.status}`);
   const c = await response.json();
+  $("bundle-id").textContent = c.bundle_id;
+  if (c.browser === false) {  // e.g. a split network's bundle: the Python client runs it
+    $("status").textContent = c.message;
+    return;
+  }
   const f = c.features;
   // DFT tables: bin k of frame x is sum_n x[n] (cos - i sin)(2 pi k n / N)
   const nBins = f.n_fft / 2 + 1;
@@ -29,10 +34,10 @@ async function loadClient() {
     c.window[left + n] = 0.54 - 0.46 * Math.cos((2 * Math.PI * n) / f.win_length);
   }
   demo.client = c;
-  $("bundle-id").textContent = c.bundle_id;
   const m = c.measured;
-  $("measured").textContent = `emotion UAR ${m.emotion_uar.mean}%, worst-case gender UAR ` +
-    `${m.worst_gender_uar ? m.worst_gender_uar.mean + "%" : "–"} (chance 50%)`;
+  $("measured").textContent = `emotion UAR ${m.emotion_uar_speaker.mean}% (speaker-balanced), ` +
+    `worst-case gender UAR ` +
+    `${m.worst_gender_uar_speaker ? m.worst_gender_uar_speaker.mean + "%" : "–"} (chance 50%)`;
   $("status").textContent = "Ready: drop a file or record.";
 }
 

@@ -1,0 +1,148 @@
+"""Bundles of issue 18's designs: the split network's and voice normalisation's, exported,
+run by the client, and served by a real uvicorn process that refuses what it cannot read."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import serving
+from sercloak.attacks.suite import AttackConfig
+from sercloak.cli import main as cli_main
+from sercloak.cloak import CloakConfig
+from sercloak.cloak.training import CloakTrainConfig
+from sercloak.designs.split import SplitConfig, load_split
+from sercloak.experiment import ExperimentConfig, run_experiment
+from sercloak.serving.bundle import read_manifest
+from sercloak.serving.client import Client, EmbeddingClient
+from sercloak.serving.export import export_bundle
+from sercloak.serving.inference import EmotionModel
+from sercloak.train import TrainConfig, load_checkpoint
+from test_service import npy, post
+
+STATS = AttackConfig(families=("stats",))
+
+
+def tiny_configs() -> dict[str, TrainConfig]:
+    """The tiny experiment's training settings (conftest), so its models are reused."""
+    return {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)
+            for t in ("emotion", "gender")}
+
+
+@pytest.fixture(scope="module")
+def embedding_bundle(tiny_experiment, tmp_path_factory):
+    """The tiny experiment's workdir with the embedding design (k = 4), fold 1 exported."""
+    cfg = ExperimentConfig(design="embedding", attacks=STATS,
+                           split=SplitConfig(dims=(4,), epochs=1, adapt_epochs=1))
+    run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
+    out = tmp_path_factory.mktemp("embedding") / "bundle"
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1", "--setting",
+              "embedding:4", "--out", str(out), "--quiet"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def embedding_server(embedding_bundle):
+    yield from serving(embedding_bundle)
+
+
+def speech(seconds: float = 3.0) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+
+
+def test_the_split_networks_onnx_parts_equal_torch(embedding_bundle, tiny_experiment):
+    import onnxruntime
+
+    manifest = read_manifest(embedding_bundle)
+    assert manifest["design"] == "embedding" and manifest["embedding"]["dims"] == 4
+    assert set(manifest["files"]) == {"client/mel_filterbank.npy", "client/front.onnx",
+                                      "client/embedding.npz", "server/back.onnx"}
+    assert manifest["onnx_check"]["max_abs_embedding_difference"] < 1e-4
+    # the device part, run here by onnxruntime, against the saved torch network
+    wd = tiny_experiment
+    entry = next(e for e in json.loads(wd.layout.results("paper").read_text())["cloak"]
+                 if e["method"] == "embedding")
+    files = wd.layout.setting(wd.root / entry["cloak_dir"], 0, 1, entry["setting"])
+    f_theta, _ = load_checkpoint(wd.layout.model("paper", entry["emotion_model"], 0, 1,
+                                                 "emotion"), wd.cfg)
+    net = load_split(files.network, f_theta)
+    segments = wd.segments(1, "test", "emotion", train=False).x[:16]
+    session = onnxruntime.InferenceSession(str(embedding_bundle / "client" / "front.onnx"))
+    ours = session.run(None, {"features": segments.numpy()})[0]
+    with torch.no_grad():
+        theirs = net.front(segments).numpy()
+    assert ours.shape == (16, 6, 4) and np.abs(ours - theirs).max() < 1e-4
+
+
+def test_the_embedding_client_sends_noisy_windows_only(embedding_bundle):
+    client = Client.from_bundle(embedding_bundle, seed=0)
+    assert isinstance(client, EmbeddingClient)
+    sent = client(speech(), remember=False)
+    assert sent.shape == (4, 6, 4) and sent.dtype == np.float32  # 301 frames: 4 windows
+    again = Client.from_bundle(embedding_bundle, seed=1)(speech(), remember=False)
+    assert not np.allclose(sent, again)  # fresh noise
+    assert np.abs(sent - again).max() < 1 + 20 * read_manifest(embedding_bundle)[
+        "embedding"]["sigma_max"]
+    with pytest.raises(ValueError, match="streaming is for cloak bundles"):
+        client.stream()
+    local = EmotionModel(embedding_bundle).predict(sent)
+    assert len(local["windows"]) == 4 and sum(local["utterance"]["probabilities"].values()) \
+        == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("change, status, message", [
+    (lambda x: x[:, :5], 422, "steps"),
+    (lambda x: x[..., :3], 422, "dimensions"),
+    (lambda x: x[0], 422, "3 dimensions"),
+    (lambda x: np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), 422, "NaN"),
+    (lambda x: x * 1e4, 422, "outside the range"),
+    (lambda x: np.zeros((0, 6, 4), np.float32), 422, "no windows"),
+])
+def test_the_service_refuses_what_an_embedding_bundle_cannot_read(
+        embedding_server, embedding_bundle, change, status, message):
+    bundle_id = read_manifest(embedding_bundle)["bundle_id"]
+    sent = Client.from_bundle(embedding_bundle, seed=0)(speech(), remember=False)
+    code, answer = post(embedding_server, npy(sent), bundle_id)
+    assert code == 200 and answer["utterance"]["label"] in answer["labels"]
+    code, answer = post(embedding_server, npy(np.asarray(change(sent), np.float32)), bundle_id)
+    assert code == status and message in answer["detail"], answer
+
+
+def test_an_embedding_server_refuses_other_bundles_and_tells_the_page(embedding_server,
+                                                                       embedding_bundle,
+                                                                       bundle):
+    sent = Client.from_bundle(embedding_bundle, seed=0)(speech(), remember=False)
+    code, answer = post(embedding_server, npy(sent), read_manifest(bundle)["bundle_id"])
+    assert code == 409
+    import urllib.request
+
+    page = json.loads(urllib.request.urlopen(embedding_server + "/v1/client").read())
+    assert page["browser"] is False and "sercloak predict" in page["message"]
+
+
+def test_a_voice_normalisation_bundle_runs_end_to_end(tiny_experiment, tmp_path):
+    pytest.importorskip("pyworld", reason="voice normalisation needs pyworld")
+    cfg = ExperimentConfig(transform="voicenorm", cloak_after=True, attacks=STATS, ratios=(0,),
+                           variants=("plain",), cloak=CloakConfig(kind="temporal"),
+                           cloak_train=CloakTrainConfig(perturbation_epochs=1))
+    run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
+    out = tmp_path / "bundle"
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0", "--setting",
+              "voicenorm_cloak_temporal", "--out", str(out), "--quiet"])
+    manifest = read_manifest(out)
+    assert manifest["transform"] == "voicenorm" and "client/voicenorm.json" in manifest["files"]
+    client = Client.from_bundle(out, seed=0)
+    first = client(speech(2.0))  # remembered: the next utterance is normalised by it
+    assert len(client.voice.profiles) == 1 and first.shape[1] == 128
+    answer = EmotionModel(out).predict(client(speech(2.5), remember=False))
+    assert answer["utterance"]["label"] in answer["labels"]
+
+
+def test_the_floor_and_waveform_baselines_are_not_exported(tiny_experiment, tmp_path):
+    run_experiment(tiny_experiment, [0, 1], tiny_configs(),
+                   ExperimentConfig(design="posteriors", attacks=STATS), show_progress=False)
+    with pytest.raises(ValueError, match="a bundle carries"):
+        export_bundle(tiny_experiment, 0, "posteriors", tmp_path / "b")
+    assert not (tmp_path / "b").exists()
