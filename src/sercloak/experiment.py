@@ -63,6 +63,7 @@ from .designs.spectrogram import CloakRunner
 from .designs.split import SplitConfig, SplitRunner
 from .folds import DEFAULT_PROTOCOL, PROTOCOLS, SELECTION_PART
 from .layout import setting_name
+from .methods import Method
 from .report import write_report
 from .results import (
     RESULTS_FORMAT,
@@ -177,22 +178,19 @@ def protected_workdir(wd: Workdir, name: str, show_progress: bool = True) -> Wor
     return wd.transformed(TRANSFORMS[name], show_progress)
 
 
-def method_name(cfg: ExperimentConfig, point: Point) -> str:
-    """results.json's `method`: cloak, cloak_adversarial, cloak_temporal_warp_minmax, mcadams,
-    voicenorm_cloak_temporal, posteriors, embedding, ..., with `_adapted` when the service
-    adapts f_θ to a spectrogram design."""
+def method_of(cfg: ExperimentConfig, point: Point) -> Method:
+    """The method `cfg` runs at `point`, as data (its name, label and spec)."""
     if cfg.design != "spectrogram":
-        return cfg.design
-    adapted = "_adapted" if cfg.adapt_epochs else ""
-    if cfg.transform is not None and not cfg.cloak_after:
-        return cfg.transform + adapted
-    c, t = cfg.cloak, cfg.cloak_train
-    parts = ([cfg.transform] if cfg.transform else []) + ["cloak"]
-    parts += ([c.kind] if c.kind != "noise" else []) + (["warp"] if c.warp else [])
-    parts += ["saliency"] if c.mask_by == "saliency" else []
-    if point.adversarial:
-        parts.append("adversarial" if t.game == "grl" else t.game)
-    return "_".join(parts) + adapted
+        return Method(cfg.design)
+    cloak = None
+    if cfg.transform is None or cfg.cloak_after:
+        c = cfg.cloak
+        cloak = tuple(([c.kind] if c.kind != "noise" else []) + (["warp"] if c.warp else [])
+                      + (["saliency"] if c.mask_by == "saliency" else []))
+    game = None
+    if cloak is not None and point.adversarial:
+        game = "adversarial" if cfg.cloak_train.game == "grl" else cfg.cloak_train.game
+    return Method(cfg.design, cfg.transform, cloak, game, bool(cfg.adapt_epochs))
 
 
 @dataclass
@@ -225,7 +223,7 @@ class Grid:
         clean = [[None] * len(folds) for _ in seeds]
         runs = {p: [[None] * len(folds) for _ in seeds] for p in points}
         units = [(i, seed, j, fold) for i, seed in enumerate(seeds) for j, fold in enumerate(folds)]
-        label = method_name(self.cfg, points[0])
+        label = method_of(self.cfg, points[0]).name
         for i, seed, j, fold in tqdm(units, desc=f"{label} on {part}", unit="fold",
                                      disable=not self.show_progress):
             runner = self.runner(seed, fold)
@@ -238,7 +236,9 @@ class Grid:
 
     def entry(self, point: Point, runs: list[list[dict]], clean: list[list[dict]]) -> dict:
         """One point's results.json entry."""
-        entry = {"method": method_name(self.cfg, point), "setting": point.name,
+        method = method_of(self.cfg, point)
+        entry = {"method": method.name, "label": method.label, "spec": method.to_dict(),
+                 "setting": point.name,
                  "suppression_ratio": point.suppression_ratio, "adversarial": point.adversarial,
                  "emotion_model": model_tag(self.models.configs["emotion"]),
                  "adapt_epochs": self.cfg.adapt_epochs,

@@ -40,13 +40,6 @@ STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
          "gender_informed": ("gender, informed cnn", "tab:red"),
          "gender_worst": ("gender, worst case (any attacker)", "tab:purple")}
 FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector"}
-# how the parts of a method's name read: cloak_temporal_warp_minmax_adapted ->
-# "Cloak (temporal, warp) + min–max, adapted"
-METHOD_WORDS = {"temporal": "temporal", "warp": "warp", "saliency": "saliency mask"}
-GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
-BASELINE_NAMES = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift",
-                  "voicenorm": "Voice normalisation", "posteriors": "Posteriors only (floor)",
-                  "embedding": "Split network (embedding)"}
 PAPER_METHODS = ("cloak", "cloak_adversarial")
 FLOOR = "posteriors"  # drawn as the floor, not as a design
 TARGET = {"gender": 65.0, "emotion_drop": 2.0}  # issue 10's target operating point
@@ -73,26 +66,8 @@ def _uar(agg: dict) -> dict:
 
 
 def method_label(entry: dict, short: bool = False) -> str:
-    """How a results.json entry's method reads in tables and legends:
-    voicenorm_cloak_temporal_minmax_adapted -> "Voice normalisation + Cloak (temporal) +
-    min–max, adapted"."""
-    parts = entry["method"].split("_")
-    adapted = parts[-1] == "adapted"
-    parts = parts[:-1] if adapted else parts
-    prefix = ""
-    if "cloak" in parts and parts[0] != "cloak":  # a transform, then a cloak
-        at = parts.index("cloak")
-        prefix = BASELINE_NAMES.get("_".join(parts[:at]), "_".join(parts[:at])) + " + "
-        parts = parts[at:]
-    if parts[0] != "cloak":
-        label = BASELINE_NAMES.get("_".join(parts), "_".join(parts))
-    else:
-        game = [GAME_WORDS[p] for p in parts[1:] if p in GAME_WORDS]
-        kinds = [METHOD_WORDS.get(p, p) for p in parts[1:] if p not in GAME_WORDS]
-        label = "Cloak" + (f" ({', '.join(kinds)})" if kinds else "")
-        label += f" + {game[0]}" if game else ""
-    label = prefix + label + (", adapted" if adapted else "")
-    return label.replace("adversarial", "adv.") if short else label
+    """How a results.json entry's method reads in tables and legends (`methods.Method`)."""
+    return entry["label"].replace("adversarial", "adv.") if short else entry["label"]
 
 
 # -- the clean baselines (the paper's Table 2) ---------------------------------------------

@@ -68,9 +68,8 @@ def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict,
                  tmp: Path) -> dict:
     """client/cloak.npz and client/voicenorm.json (what the method has) and
     server/emotion.onnx; returns the manifest's part."""
-    parts = entry["method"].split("_")
-    transform = "voicenorm" if parts[0] == "voicenorm" else None
-    cloaked = "cloak" in parts
+    spec = entry["spec"]
+    transform, cloaked = spec["transform"], spec["cloak"] is not None
     name = (setting_name(round(entry["suppression_ratio"]), entry["adversarial"]) if cloaked
             else entry["setting"])
     files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, name)
@@ -146,10 +145,10 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
     if fold not in config["folds"] or seed not in config["seeds"]:
         raise ValueError(f"fold {fold}, seed {seed} was not run (results.json has folds "
                          f"{config['folds']}, seeds {config['seeds']})")
-    method = entry["method"]
-    if method == "embedding":
+    method, spec = entry["method"], entry["spec"]
+    if spec["design"] == "embedding":
         make = _embedding
-    elif method.split("_")[0] in ("cloak", "voicenorm"):
+    elif spec["design"] == "spectrogram" and spec["transform"] in (None, "voicenorm"):
         make = _spectrogram
     else:
         raise ValueError(f"{method} is not exported: a bundle carries a cloak, voice "

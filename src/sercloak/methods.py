@@ -1,0 +1,54 @@
+"""A method as data: what the device does, its name in results.json and its label.
+
+`Method` is built once from an experiment's configuration and one of its
+operating points (`experiment.method_of`) and stored with every results.json
+entry (`spec`, `method`, `label`): reports read the label, export reads the
+spec, and nothing parses a method's name back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+TRANSFORM_LABELS = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift",
+                    "voicenorm": "Voice normalisation"}
+DESIGN_LABELS = {"posteriors": "Posteriors only (floor)",
+                 "embedding": "Split network (embedding)"}
+KIND_WORDS = {"temporal": "temporal", "warp": "warp", "saliency": "saliency mask"}
+GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
+
+
+@dataclass(frozen=True)
+class Method:
+    design: str = "spectrogram"  # spectrogram, posteriors or embedding
+    transform: str | None = None  # the audio's transform before features
+    cloak: tuple[str, ...] | None = None  # a cloak's qualifiers (temporal, warp, ...); None: none
+    game: str | None = None  # adversarial (the paper's gradient reversal) or minmax
+    adapted: bool = False  # the service's emotion model adapted to the protection
+
+    @property
+    def name(self) -> str:
+        """results.json's `method`: cloak_temporal_minmax_adapted, voicenorm, embedding, ..."""
+        if self.design != "spectrogram":
+            return self.design
+        parts = [self.transform] if self.transform else []
+        if self.cloak is not None:
+            parts += ["cloak", *self.cloak] + ([self.game] if self.game else [])
+        return "_".join(parts) + ("_adapted" if self.adapted else "")
+
+    @property
+    def label(self) -> str:
+        """How it reads in tables and legends: "Voice normalisation + Cloak (temporal) +
+        min–max, adapted"."""
+        if self.design != "spectrogram":
+            return DESIGN_LABELS[self.design]
+        parts = [TRANSFORM_LABELS.get(self.transform, self.transform)] if self.transform else []
+        if self.cloak is not None:
+            kinds = [KIND_WORDS.get(k, k) for k in self.cloak]
+            parts.append("Cloak" + (f" ({', '.join(kinds)})" if kinds else "")
+                         + (f" + {GAME_WORDS[self.game]}" if self.game else ""))
+        return " + ".join(parts) + (", adapted" if self.adapted else "")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {**d, "cloak": None if self.cloak is None else list(self.cloak)}

@@ -1,0 +1,43 @@
+"""Methods as data: every name and label built from the configuration, none parsed."""
+
+from dataclasses import replace
+
+from sercloak.cloak import CloakConfig
+from sercloak.cloak.training import CloakTrainConfig
+from sercloak.experiment import ExperimentConfig, method_of
+from sercloak.methods import Method
+from sercloak.runner import Point
+
+
+def names(cfg: ExperimentConfig) -> list[tuple[str, str]]:
+    return [(method_of(cfg, p).name, method_of(cfg, p).label) for p in cfg.points()]
+
+
+def test_names_and_labels_of_every_kind_of_method():
+    paper = ExperimentConfig(ratios=(0,))
+    assert names(paper) == [("cloak", "Cloak"), ("cloak_adversarial", "Cloak + adversarial")]
+    minmax = replace(paper, cloak=CloakConfig(kind="temporal", warp=0.2),
+                     cloak_train=CloakTrainConfig(game="minmax"), variants=("adversarial",),
+                     adapt_epochs=3)
+    assert names(minmax) == [("cloak_temporal_warp_minmax_adapted",
+                              "Cloak (temporal, warp) + min–max, adapted")]
+    assert names(replace(paper, transform="mcadams")) == [("mcadams", "McAdams (VPC B2)")]
+    both = replace(paper, transform="voicenorm", cloak_after=True, variants=("plain",),
+                   cloak=CloakConfig(mask_by="saliency"))
+    assert names(both) == [("voicenorm_cloak_saliency",
+                            "Voice normalisation + Cloak (saliency mask)")]
+    assert names(ExperimentConfig(design="posteriors")) == [
+        ("posteriors", "Posteriors only (floor)")]
+    split = ExperimentConfig(design="embedding")
+    assert [p.name for p in split.points()] == ["embedding_k8", "embedding_k16", "embedding_k32"]
+    assert {method_of(split, p).name for p in split.points()} == {"embedding"}
+
+
+def test_a_method_record_round_trips_through_results_json():
+    method = method_of(ExperimentConfig(transform="voicenorm", cloak_after=True,
+                                        cloak=CloakConfig(kind="temporal")),
+                       Point("adversarial_sr0", 0, True))
+    spec = method.to_dict()
+    assert spec == {"design": "spectrogram", "transform": "voicenorm", "cloak": ["temporal"],
+                    "game": "adversarial", "adapted": False}
+    assert Method(**{**spec, "cloak": tuple(spec["cloak"])}) == method
