@@ -53,7 +53,7 @@ def main() -> None:
         drop, worst = e["emotion_drop"], e["gender_worst"]["uar_speaker"]
         half_width = (drop["ci95"][1] - drop["ci95"][0]) / 2
         rows.append((e["method"], drop["mean"], worst["mean"], half_width))
-        print(f"method={e['method']} setting=SR{e['suppression_ratio']:g} "
+        print(f"method={e['method']} setting={e['setting']} "
               f"emotion_uar={e['emotion']['uar_speaker']['mean']:.2f} "
               f"emotion_drop={drop['mean']:.2f} emotion_drop_ci95={interval(drop)} "
               f"worst_gender_uar={worst['mean']:.2f} worst_gender_uar_ci95={interval(worst)} "

@@ -137,8 +137,11 @@ def shown_entries(results: dict) -> list[dict]:
 
 
 def _point(entry: dict) -> str:
-    """The operating point in words: SR 60, k 16."""
-    return f"k {entry['dims']}" if "dims" in entry else f"SR {entry['suppression_ratio']:g}"
+    """The operating point in words: SR 60 (a cloak's), k 16 (a split network's), or –
+    (a method with one point: a transform, the posteriors)."""
+    if "dims" in entry:
+        return f"k {entry['dims']}"
+    return f"SR {entry['suppression_ratio']:g}" if entry["spec"]["cloak"] is not None else "–"
 
 
 def _whisker(stat: dict) -> tuple[float, float]:
@@ -171,7 +174,7 @@ def pareto_figure(results: dict, out: Path) -> None:
         ax.errorbar(x["mean"], y["mean"], xerr=np.array([_whisker(x)]).T,
                     yerr=np.array([_whisker(y)]).T, fmt=markers[i % len(markers)],
                     color=colours[i], capsize=2, elinewidth=0.8,
-                    label=f"{method_label(e)}, {_point(e)}")
+                    label=method_label(e) + (f", {_point(e)}" if _point(e) != "–" else ""))
     if "gender_worst" in base:
         worst = _uar(base["gender_worst"])
         ax.errorbar(worst["mean"], 0, xerr=np.array([_whisker(worst)]).T, fmt="k*", ms=14,
@@ -192,7 +195,7 @@ def pareto_figure(results: dict, out: Path) -> None:
                   "lower is better)")
     config = results["config"]
     ax.set_title(f"Privacy against utility on test speakers ({config.get('protocol')} protocol, "
-                 f"folds {config['folds']}, seeds {config.get('seeds', [0])}); whiskers: 95% "
+                 f"folds {config['folds']}, seeds {config.get('seeds', [0])})\nwhiskers: 95% "
                  f"intervals (speaker bootstrap)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()

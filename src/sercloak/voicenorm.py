@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +54,9 @@ SETTINGS = {"name": "voicenorm", "reference_f0": REFERENCE_F0,
 def _world():
     """pyworld, imported when used: the base install does not need it for other methods."""
     try:
-        import pyworld
+        with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore", UserWarning)
+            import pyworld
     except ImportError as err:  # pragma: no cover - a dependency of the package
         raise ImportError("voice normalisation needs pyworld (`pip install -c "
                           "constraints.txt pyworld`; sercloak's own install does this)") from err
