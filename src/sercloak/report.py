@@ -179,7 +179,7 @@ def pareto_figure(results: dict, out: Path) -> None:
         worst = _uar(base["gender_worst"])
         ax.errorbar(worst["mean"], 0, xerr=np.array([_whisker(worst)]).T, fmt="k*", ms=14,
                     capsize=2, label="clean (no protection)")
-    if floor is not None:  # what any service that outputs emotion leaks: no design goes left
+    if floor is not None:  # what f_θ's own outputs leak: left of it only at a cost
         x = _uar(floor["gender_worst"])
         ax.axvspan(x["mean"] - _whisker(x)[0], x["mean"] + _whisker(x)[1], color="grey",
                    alpha=0.15, lw=0)
