@@ -237,7 +237,7 @@ class Grid:
     def entry(self, point: Point, runs: list[list[dict]], clean: list[list[dict]]) -> dict:
         """One point's results.json entry."""
         method = method_of(self.cfg, point)
-        entry = {"method": method.name, "label": method.label, "spec": method.to_dict(),
+        entry = {"method": method.name, "spec": method.to_dict(),
                  "setting": point.name,
                  "suppression_ratio": point.suppression_ratio, "adversarial": point.adversarial,
                  "emotion_model": model_tag(self.models.configs["emotion"]),

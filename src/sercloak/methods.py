@@ -2,8 +2,9 @@
 
 `Method` is built once from an experiment's configuration and one of its
 operating points (`experiment.method_of`) and stored with every results.json
-entry (`spec`, `method`, `label`): reports read the label, export reads the
-spec, and nothing parses a method's name back.
+entry as its `spec` (and its `name` as `method`, what entries are matched by):
+reports and export rebuild it with `Method.from_dict`, and nothing parses a
+method's name back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ TRANSFORM_LABELS = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift",
                     "voicenorm": "Voice normalisation"}
 DESIGN_LABELS = {"posteriors": "Posteriors only (floor)",
                  "embedding": "Split network (embedding)"}
-KIND_WORDS = {"temporal": "temporal", "warp": "warp", "saliency": "saliency mask"}
+KIND_WORDS = {"saliency": "saliency mask"}  # a cloak qualifier reads as itself otherwise
 GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
 
 
@@ -52,3 +53,9 @@ class Method:
     def to_dict(self) -> dict:
         d = asdict(self)
         return {**d, "cloak": None if self.cloak is None else list(self.cloak)}
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> Method:
+        """The method of a results.json entry's `spec`."""
+        cloak = spec["cloak"]
+        return cls(**{**spec, "cloak": None if cloak is None else tuple(cloak)})

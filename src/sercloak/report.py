@@ -33,6 +33,7 @@ from .cloak import Cloak  # noqa: E402
 from .data import Workdir  # noqa: E402
 from .features import mel_centres_hz  # noqa: E402
 from .layout import setting_name  # noqa: E402
+from .methods import Method  # noqa: E402
 from .results import LEAD_METRIC  # noqa: E402
 
 STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
@@ -67,7 +68,8 @@ def _uar(agg: dict) -> dict:
 
 def method_label(entry: dict, short: bool = False) -> str:
     """How a results.json entry's method reads in tables and legends (`methods.Method`)."""
-    return entry["label"].replace("adversarial", "adv.") if short else entry["label"]
+    label = Method.from_dict(entry["spec"]).label
+    return label.replace("adversarial", "adv.") if short else label
 
 
 # -- the clean baselines (the paper's Table 2) ---------------------------------------------
