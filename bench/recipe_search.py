@@ -20,10 +20,11 @@ import time
 
 import numpy as np
 
+from sercloak.checkpoint import load_checkpoint
 from sercloak.cli import parse_folds
 from sercloak.data import Workdir
 from sercloak.folds import training_parts
-from sercloak.train import TrainConfig, load_checkpoint, recipe_config, train
+from sercloak.train import TrainConfig, recipe_config, train
 
 
 def parse_value(text: str):

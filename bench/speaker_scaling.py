@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sercloak.checkpoint import load_checkpoint
 from sercloak.cli import parse_folds
 from sercloak.data import Workdir, build_segments
 from sercloak.evaluate import evaluate
-from sercloak.train import TrainConfig, load_checkpoint, train
+from sercloak.train import TrainConfig, train
 
 
 def main() -> None:

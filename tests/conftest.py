@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -99,24 +100,32 @@ def server(bundle):
     yield from serving(bundle)
 
 
-def serving(bundle: Path):
-    """Start `sercloak serve BUNDLE` on a free port, yield its URL, stop it afterwards."""
+def serving(bundle: Path, *options: str, scheme: str = "http", ssl_context=None,
+            log: Path | None = None):
+    """Start `sercloak serve BUNDLE [options]` on a free port, yield its URL, stop it
+    afterwards. Its output goes to `log` (a file: a pipe nobody reads would fill up with
+    the access log and stall the service)."""
     port = free_port()
+    log = log or Path(tempfile.mkstemp(prefix="sercloak-serve-", suffix=".log")[1])
+    output = open(log, "ab")  # noqa: SIM115 - closed when the service stops
     process = subprocess.Popen([sys.executable, "-m", "sercloak", "serve", "--bundle",
-                                str(bundle), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+                                str(bundle), "--port", str(port), *options],
+                               stdout=output, stderr=subprocess.STDOUT)
+    url = f"{scheme}://127.0.0.1:{port}"
+    for _ in range(300):
         try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
+            urllib.request.urlopen(url + "/healthz", timeout=1, context=ssl_context)
             break
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(process.stdout.read().decode()) from None
+                output.close()
+                raise RuntimeError(log.read_text()) from None
             time.sleep(0.1)
     else:
         process.kill()
-        raise RuntimeError("the service did not start in 20 s")
+        output.close()
+        raise RuntimeError(f"the service did not start in 30 s: {log.read_text()}")
     yield url
     process.terminate()
     process.wait(timeout=10)
+    output.close()

@@ -68,3 +68,24 @@ def test_page_cloaks_a_file_sends_only_features_and_shows_probabilities(
     assert len(posts) == 1 and posts[0][1].endswith("/v1/emotion")
     assert posts[0][2].startswith('{"features":') and "RIFF" not in posts[0][2]
     page.close()
+
+
+def test_page_asks_for_the_key_of_a_keyed_service(bundle, browser, tmp_path):
+    from conftest import serving
+
+    key = "browser-key-" + "9" * 20
+    keys = tmp_path / "keys.txt"
+    keys.write_text(key + "\n")
+    for url in serving(bundle, "--api-key-file", str(keys), log=tmp_path / "service.log"):
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#key-form:not([hidden])", timeout=30000)
+        assert "needs an API key" in page.inner_text("#status")
+        page.fill("#api-key", "wrong-key-" + "0" * 20)
+        page.click("#key-use")
+        page.wait_for_function("document.getElementById('status').textContent"
+                               ".includes('refused the key')", timeout=30000)
+        page.fill("#api-key", key)
+        page.click("#key-use")
+        page.wait_for_function("window.sercloakDemo.client !== null", timeout=30000)
+        page.close()

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from sercloak import experiment as experiment_module
+from sercloak.anonymise import TRANSFORMS
 from sercloak.attacks import cnn as cnn_module
 from sercloak.attacks.suite import AttackConfig
+from sercloak.checkpoint import load_checkpoint
 from sercloak.cli import main as cli_main
 from sercloak.cloak import Cloak, CloakConfig, new_adversary
 from sercloak.cloak.training import CloakTrainConfig, train_perturbation, train_suppression
@@ -18,12 +19,18 @@ from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir, normalisation_stats
 from sercloak.designs import spectrogram as spectrogram_module
 from sercloak.evaluate import evaluate
-from sercloak.experiment import ExperimentConfig, prepare_grid, run_experiment
+from sercloak.experiment import (
+    ExperimentConfig,
+    plan_method,
+    run_experiment,
+    score_points,
+)
+from sercloak.experiment.executors import LocalExecutor
 from sercloak.layout import setting_name
 from sercloak.models import CnnRnn
 from sercloak.prepare import prepare
 from sercloak.results import fold_uars
-from sercloak.train import TrainConfig, load_checkpoint, train
+from sercloak.train import TrainConfig, train
 
 FAST = dict(max_epochs=3, patience=10, batch_size=16, lr=1e-3)
 QUICK = CloakTrainConfig(perturbation_epochs=2, suppression_epochs=1, batch_size=16)
@@ -231,8 +238,9 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     assert again["cloak"] == results["cloak"]
 
     # the same cloaks and attackers scored on validation speakers, for choosing settings
-    grid = prepare_grid(workdir, tiny_configs(), TINY, show_progress=False)
-    on_valid, valid_clean = grid.score([0, 1], TINY.points(), "primary_valid")
+    method = plan_method(workdir, tiny_configs(), TINY, show_progress=False)
+    on_valid, valid_clean = score_points(method, LocalExecutor(), [0, 1], TINY.points(),
+                                         "primary_valid")
     assert len(on_valid) == 4 and on_valid != results["cloak"]
     assert setting_files(workdir, saved, "cloak_sr60", 0).scores("primary_valid").is_file()
     assert valid_clean["emotion"]["uar"]["folds"] != saved["baseline"]["emotion"]["uar"]["folds"]
@@ -278,6 +286,7 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     saved = json.loads(workdir.layout.results("paper").read_text())
     files = setting_files(workdir, saved, "adversarial_sr60", 0)
     files.scores().unlink()  # as if interrupted before scoring it
+    files.result().unlink()  # (the scoring unit's output)
     files.cloak.unlink()
     calls = []
     real = spectrogram_module.train_suppression
@@ -398,7 +407,7 @@ def test_waveform_baseline_runs_through_the_same_harness(workdir):
     assert set(entry["attackers"]["stats"]) == {"ignorant", "informed"}
     assert (workdir.layout.features("mcadams") / "synthetic").is_dir()
     # its features differ from the clean ones for every utterance
-    anonymised = workdir.transformed(experiment_module.TRANSFORMS["mcadams"], False)
+    anonymised = workdir.transformed(TRANSFORMS["mcadams"], False)
     utt = workdir.utterances[0]
     clean, moved = workdir.raw_features([utt])[0], anonymised.raw_features([utt])[0]
     assert clean.shape == moved.shape and not np.allclose(clean, moved)

@@ -15,7 +15,14 @@ from sercloak.cloak.training import CloakTrainConfig
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir
 from sercloak.designs.split import SplitConfig, SplitNet, train_split
-from sercloak.experiment import ExperimentConfig, prepare_grid, run_experiment
+from sercloak.experiment import (
+    ExperimentConfig,
+    fold_runner,
+    plan_method,
+    run_experiment,
+    score_points,
+)
+from sercloak.experiment.executors import LocalExecutor
 from sercloak.models import PRESETS, CnnRnn
 from sercloak.prepare import prepare
 from sercloak.runner import Point
@@ -48,9 +55,9 @@ def test_posteriors_are_the_floor_and_their_attackers_never_see_test_speakers(wo
     assert set(entry["attackers"]) == {"lr", "gbt"}
     assert set(entry["attackers"]["lr"]) == {"informed"}
     assert entry["gender_worst"]["attacker"] in ("lr.informed", "gbt.informed")
-    grid = prepare_grid(workdir, configs(), cfg, show_progress=False)
-    grid.score([0], cfg.points(), "test")
-    runner = grid.runner(0, 0)
+    method = plan_method(workdir, configs(), cfg, show_progress=False)
+    score_points(method, LocalExecutor(), [0], cfg.points(), "test")
+    runner = fold_runner(method, 0, 0)
     test = set(workdir.folds[0]["test"])
     assert all(not a.fitted_on & test for a in runner._attackers().values())
     sent = runner.sent("test")
@@ -88,10 +95,10 @@ def test_embedding_design_chooses_k_on_validation_speakers(workdir):
     files = workdir.layout.setting(workdir.root / entry["cloak_dir"], 0, 0, entry["setting"])
     saved = torch.load(files.network, weights_only=True)
     assert set(saved["speakers"]) == set(workdir.folds[0]["primary_train"])  # no test speaker
-    grid = prepare_grid(workdir, configs(), cfg, show_progress=False)
+    method = plan_method(workdir, configs(), cfg, show_progress=False)
     point = Point(entry["setting"], dims=entry["dims"])
-    grid.score([0], [point], "test")
-    runner = grid.runner(0, 0)
+    score_points(method, LocalExecutor(), [0], [point], "test")
+    runner = fold_runner(method, 0, 0)
     test = set(workdir.folds[0]["test"])
     fitted = runner._attackers(point, runner.net(point))
     assert all(not a.fitted_on & test for a in fitted.values())

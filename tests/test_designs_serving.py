@@ -9,6 +9,7 @@ import torch
 
 from conftest import serving
 from sercloak.attacks.suite import AttackConfig
+from sercloak.checkpoint import load_checkpoint
 from sercloak.cli import main as cli_main
 from sercloak.cloak import CloakConfig
 from sercloak.cloak.training import CloakTrainConfig
@@ -18,7 +19,7 @@ from sercloak.serving.bundle import read_manifest
 from sercloak.serving.client import Client, EmbeddingClient
 from sercloak.serving.export import export_bundle
 from sercloak.serving.inference import EmotionModel
-from sercloak.train import TrainConfig, load_checkpoint
+from sercloak.train import TrainConfig
 from test_service import npy, post
 
 STATS = AttackConfig(families=("stats",))

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from sercloak.checkpoint import CheckpointMismatch, load_checkpoint
 from sercloak.cloak import Cloak, CloakConfig
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir
 from sercloak.features import FeatureConfig
 from sercloak.normalise import SpeechStats, leave_one_out, speech_frames, standardise
 from sercloak.prepare import prepare
-from sercloak.train import CheckpointMismatch, TrainConfig, load_checkpoint, train
+from sercloak.train import TrainConfig, train
 
 
 def utterance(seed, frames=120, level=-40.0):

@@ -8,6 +8,7 @@ import torch
 
 from sercloak import train as train_module
 from sercloak.augment import spec_augment
+from sercloak.checkpoint import CheckpointMismatch, load_checkpoint
 from sercloak.cli import main
 from sercloak.cloak import Cloak, CloakConfig
 from sercloak.corpora.synthetic import SyntheticSpec
@@ -17,7 +18,7 @@ from sercloak.features import FeatureConfig
 from sercloak.folds import training_parts
 from sercloak.models import PRESETS, CnnRnn
 from sercloak.prepare import prepare
-from sercloak.train import CheckpointMismatch, TrainConfig, load_checkpoint, recipe_config, train
+from sercloak.train import TrainConfig, recipe_config, train
 
 FAST = dict(max_epochs=3, patience=10, batch_size=16, lr=1e-3)
 

@@ -19,12 +19,15 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import load_checkpoint
 from .cloak import Cloak
 from .data import Workdir, build_segments
+from .device import pick_device
 from .evaluate import evaluate
+from .files import write_json, write_text
 from .folds import PARTS, SELECTION_PART, training_parts
 from .results import LEAD_METRIC, aggregate, spread, with_interval
-from .train import DEFAULT_RECIPE, TrainConfig, load_checkpoint, pick_device, recipe_config, train
+from .train import DEFAULT_RECIPE, TrainConfig, recipe_config, train
 
 TASKS = ("emotion", "gender")
 DEFAULT_TAG = f"light-{DEFAULT_RECIPE}"
@@ -72,18 +75,41 @@ def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str,
     """Train (or reuse, or resume) the model of `cfg.task` of `fold` on the protocol's
     speakers."""
     out = model_file(wd, cfg, protocol, fold)
-    train_parts, valid_parts = training_parts(protocol, cfg.task)
-    speakers = {"train": wd.speakers(fold, train_parts), "valid": wd.speakers(fold, valid_parts)}
+    if is_trained(wd, fold, cfg, protocol):
+        return out
     if out.is_file():
-        _, ckpt = load_checkpoint(out, wd.cfg)
-        if (ckpt["train_config"] == cfg.to_dict()
-                and ckpt["metrics"].get("speakers") == speakers):
-            return out
         print(f"{out}: made with other settings or speakers, retraining")
+    train_parts, valid_parts = training_parts(protocol, cfg.task)
     train_set = wd.segments(fold, train_parts, cfg.task, train=True)
     valid_set = wd.segments(fold, valid_parts, cfg.task, train=False)
     train(train_set, valid_set, cfg, wd.cfg, out, show_progress=show_progress)
     return out
+
+
+def is_trained(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str) -> bool:
+    """Whether the model of `cfg` for `fold` exists, made with `cfg` on the protocol's
+    speakers (`train_fold` reuses it)."""
+    out = model_file(wd, cfg, protocol, fold)
+    if not out.is_file():
+        return False
+    train_parts, valid_parts = training_parts(protocol, cfg.task)
+    speakers = {"train": wd.speakers(fold, train_parts), "valid": wd.speakers(fold, valid_parts)}
+    _, ckpt = load_checkpoint(out, wd.cfg)
+    return ckpt["train_config"] == cfg.to_dict() and ckpt["metrics"].get("speakers") == speakers
+
+
+def _stamps(wd: Workdir, fold: int, configs: dict[str, TrainConfig], protocol: str) -> dict:
+    """What identifies the checkpoints an evaluation scored (size and time of each)."""
+    files = {task: model_file(wd, configs[task], protocol, fold) for task in TASKS}
+    return {task: [f.stat().st_size, f.stat().st_mtime_ns] for task, f in files.items()}
+
+
+def is_evaluated(wd: Workdir, fold: int, configs: dict[str, TrainConfig], protocol: str) -> bool:
+    """Whether `evaluate_fold` has scored the fold's current checkpoints."""
+    cfg = configs["emotion"]
+    out = wd.layout.fold_eval(protocol, model_tag(cfg), cfg.seed, fold)
+    return out.is_file() and json.loads(out.read_text()).get("checkpoints") == \
+        _stamps(wd, fold, configs, protocol)
 
 
 def evaluate_fold(wd: Workdir, fold: int, configs: dict[str, TrainConfig], protocol: str) -> dict:
@@ -92,12 +118,9 @@ def evaluate_fold(wd: Workdir, fold: int, configs: dict[str, TrainConfig], proto
     checkpoints it scored are unchanged."""
     cfg = configs["emotion"]
     out = wd.layout.fold_eval(protocol, model_tag(cfg), cfg.seed, fold)
+    if is_evaluated(wd, fold, configs, protocol):
+        return json.loads(out.read_text())
     files = {task: model_file(wd, configs[task], protocol, fold) for task in TASKS}
-    stamps = {task: [f.stat().st_size, f.stat().st_mtime_ns] for task, f in files.items()}
-    if out.is_file():
-        saved = json.loads(out.read_text())
-        if saved.get("checkpoints") == stamps:
-            return saved
     device = pick_device()
     result = {}
     for task in TASKS:
@@ -108,8 +131,8 @@ def evaluate_fold(wd: Workdir, fold: int, configs: dict[str, TrainConfig], proto
         if task == "emotion":
             result["valid_emotion"] = evaluate(
                 model, wd.segments(fold, SELECTION_PART, task, train=False), device=device)
-    result["checkpoints"] = stamps
-    out.write_text(json.dumps(result, indent=1))
+    result["checkpoints"] = _stamps(wd, fold, configs, protocol)
+    write_json(out, result)
     return result
 
 
@@ -154,6 +177,15 @@ def evaluate_on(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str, other: 
     return result
 
 
+def baseline_fold(wd: Workdir, fold: int, configs: dict[str, TrainConfig], protocol: str,
+                  show_progress: bool = True) -> dict:
+    """Both models of one seed (`configs`) and fold, trained (or reused) and evaluated: one
+    unit of work of an experiment (`experiment.plan.BaselineUnit`)."""
+    for task in TASKS:
+        train_fold(wd, fold, configs[task], protocol, show_progress)
+    return evaluate_fold(wd, fold, configs, protocol)
+
+
 def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig],
                   protocol: str, seeds: list[int] = (0,), show_progress: bool = True) -> dict:
     """Train and evaluate both models on `folds` for every seed; writes the protocol's
@@ -164,10 +196,8 @@ def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig]
     runs = []  # runs[seed][fold]
     for seed in seeds:
         seeded = with_seed(configs, seed)
-        for fold in folds:
-            for task in TASKS:
-                train_fold(wd, fold, seeded[task], protocol, show_progress)
-        runs.append([evaluate_fold(wd, fold, seeded, protocol) for fold in folds])
+        runs.append([baseline_fold(wd, fold, seeded, protocol, show_progress)
+                     for fold in folds])
     tag = model_tag(configs["emotion"])
     results = {
         "model": configs["emotion"].model, "recipe": configs["emotion"].recipe,
@@ -183,6 +213,6 @@ def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig]
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     file = wd.layout.baselines(protocol, tag)
-    file.write_text(json.dumps(results, indent=1))
-    file.with_suffix(".md").write_text(baselines_md(results))
+    write_json(file, results)
+    write_text(file.with_suffix(".md"), baselines_md(results))
     return results

@@ -32,6 +32,7 @@ from .anonymise import AudioTransform
 from .audio import AudioError, load_audio
 from .corpora import Utterance
 from .features import FeatureConfig, LogMel
+from .files import atomic_write, write_json
 from .layout import Layout
 
 SHARD_SIZE = 256
@@ -41,12 +42,6 @@ FORMAT_VERSION = 1
 def _source_stamp(path: Path) -> list:
     st = os.stat(path)
     return [st.st_size, int(st.st_mtime)]
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _save_npy(array: np.ndarray) -> Callable[[Path], None]:
@@ -111,10 +106,10 @@ class FeatureCache:
             entries.append(entry)
             on_done()
         frames = np.concatenate(chunks) if chunks else np.zeros((0, self.cfg.n_mels), np.float32)
-        _atomic_write(npy, _save_npy(frames.astype(np.float32, copy=False)))
+        atomic_write(npy, _save_npy(frames.astype(np.float32, copy=False)))
         index = {"format_version": FORMAT_VERSION, "features": self.fingerprint,
                  "feature_config": self.cfg.to_dict(), "utterances": entries}
-        _atomic_write(index_file, lambda tmp: tmp.write_text(json.dumps(index)))
+        write_json(index_file, index, indent=None)
 
     def build(self, corpus: str, utts: Sequence[Utterance],
               progress: Callable[[int], None] = lambda n: None) -> dict[str, str]:

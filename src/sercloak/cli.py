@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from .attacks.suite import FAMILIES, AttackConfig
 from .audio import AudioError
 from .baselines import TASKS, evaluate_fold, evaluate_on, run_baselines, train_fold
+from .checkpoint import CheckpointMismatch
 from .cloak import ADVERSARIES, KINDS, MASKS, CloakConfig
 from .cloak.training import GAMES, CloakTrainConfig
 from .corpora import CorpusLayoutError, canonical_name
 from .data import Workdir
 from .designs.split import SplitConfig
+from .device import DEVICES, use_device
 from .experiment import DESIGNS, TRANSFORM_NAMES, VARIANTS, ExperimentConfig, run_experiment
+from .experiment.executors import EXECUTORS, UnitsFailed, make_executor
 from .features import DEFAULT_NORMALISATION, NORMALISATIONS, FeatureConfig
 from .folds import DEFAULT_PROTOCOL, PROTOCOLS
 from .layout import Layout, OldWorkdir
 from .prepare import format_summary, prepare
 from .report import privacy_table, selection_table, table2, write_report
-from .train import DEFAULT_RECIPE, RECIPES, CheckpointMismatch, TrainConfig, recipe_config
+from .train import DEFAULT_RECIPE, RECIPES, TrainConfig, recipe_config
 
 DEMO_WORKDIR = Path("runs/demo")
+DEMO_FOLDS, DEMO_RATIOS, DEMO_ATTACKER_UTTERANCES = "0-1", "0,60", 12
+DEMO_SECONDS_PER_FOLD = 60  # measured: docs/benchmarks.md (the README's demo time)
 
 
 def _parse_corpus(spec: str, workdir: Path) -> tuple[str, Path]:
@@ -131,8 +137,11 @@ def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
         adversaries=_names(args.adversaries, ADVERSARIES, "--adversaries"),
         adversary_steps=args.adversary_steps, adversary_lr=args.adversary_lr,
         adversary_weight=args.adversary_weight, weight_warmup=args.weight_warmup)
+    per_speaker = ({} if args.attacker_utterances is None else
+                   {"dvector_max_per_speaker": args.attacker_utterances,
+                    "tuned_max_per_speaker": args.attacker_utterances})
     attacks = AttackConfig(families=_names(args.attackers, FAMILIES, "--attackers"),
-                           informed_epochs=args.informed_epochs)
+                           informed_epochs=args.informed_epochs, **per_speaker)
     return ExperimentConfig(
         design=args.design, split=SplitConfig(dims=tuple(int(k) for k in args.dims.split(","))),
         cloak=cloak, cloak_train=training, attacks=attacks,
@@ -154,8 +163,9 @@ def _names(text: str, known: tuple[str, ...], option: str) -> tuple[str, ...]:
 
 def cmd_experiment(args: argparse.Namespace) -> None:
     wd = Workdir.open(args.workdir)
+    executor = make_executor(args.executor, wd.root, args.ray_address, args.ray_cpus_per_unit)
     results = run_experiment(wd, parse_folds(args.folds), _train_configs(args),
-                             _experiment_config(args), not args.quiet)
+                             _experiment_config(args), not args.quiet, executor)
     print(table2(results["baseline"]))
     print(selection_table(results) or privacy_table(results))
     print(f"wall time {results['wall_time_s']} s; wrote {wd.layout.results(args.protocol)}, "
@@ -188,32 +198,79 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"within {manifest['onnx_check']['max_abs_logit_difference']:.1e}")
 
 
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
-    """The emotion service of a bundle (FastAPI on uvicorn)."""
+    """The emotion service of a bundle (FastAPI on uvicorn), in `--workers` processes."""
+    import tempfile
+
     import uvicorn
 
-    from .serving.service import create_app
+    from .serving import service
+    from .serving.operations import ApiKeys
 
-    app = create_app(args.bundle)
-    print(f"serving {args.bundle} on http://{args.host}:{args.port} (docs at /docs)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    keys = ApiKeys(args.api_key_file) if args.api_key_file else None  # refuse a bad file now
+    if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
+        raise ValueError("HTTPS needs both --ssl-keyfile and --ssl-certfile")
+    for file in (args.ssl_keyfile, args.ssl_certfile):
+        if file is not None and not file.is_file():
+            raise FileNotFoundError(f"{file}: no such file")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {args.workers}")
+    scheme = "https" if args.ssl_certfile else "http"
+    print(f"serving {args.bundle} on {scheme}://{args.host}:{args.port} (docs at /docs), "
+          f"{args.workers} worker(s), " + (f"{len(keys)} API key(s)" if keys else "no API key")
+          + f"; access log to {args.access_log or 'stderr'}", flush=True)
+    options = dict(host=args.host, port=args.port, log_level="warning",
+                   ssl_keyfile=_str(args.ssl_keyfile), ssl_certfile=_str(args.ssl_certfile))
+    if args.workers == 1:
+        uvicorn.run(service.create_app(args.bundle, keys, args.access_log), **options)
+        return
+    # each worker builds the app from the environment; their metrics are summed
+    os.environ.update({service.ENV_BUNDLE: str(args.bundle),
+                       service.ENV_KEYS: str(args.api_key_file or ""),
+                       service.ENV_LOG: str(args.access_log or "")})
+    with tempfile.TemporaryDirectory(prefix="sercloak-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run("sercloak.serving.service:app_from_environment", factory=True,
+                    workers=args.workers, **options)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     """Cloak audio files on the client side; the emotion from the server (or locally)."""
     from .serving.predict import predict_files
 
-    failed = predict_files(args.files, args.bundle, args.server, args.json, args.seed)
+    key = None
+    if args.api_key_file is not None:
+        from .serving.operations import ApiKeys
+
+        key = ApiKeys(args.api_key_file).first()
+    failed = predict_files(args.files, args.bundle, args.server, args.json, args.seed, key)
     if failed:
         sys.exit(1)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """The built-in demo: the synthetic corpus, prepared, then the whole experiment."""
-    print("sercloak demo on the SYNTHETIC corpus (generated, not real speech)\n")
+    """The built-in demo: the synthetic corpus, prepared, then the whole experiment on less
+    work than the real protocol (fewer folds, ratios and attacker utterances)."""
+    folds = parse_folds(args.folds)
+    print(f"sercloak demo: the whole pipeline on a SYNTHETIC corpus (generated here, not real "
+          f"speech), on folds {args.folds} of 5: prepare features; train the emotion model and "
+          f"the gender attacker; train the paper's cloak at suppression ratios {args.ratios}, "
+          f"without and with adversarial training; attack it with every attacker family "
+          f"({args.attackers}), ignorant and informed; write the report and its figures. "
+          f"About {DEMO_SECONDS_PER_FOLD * len(folds) // 60 + 1} minutes on 2 CPU cores.\n",
+          flush=True)
     args.corpus = ["synthetic"]
     cmd_prepare(args)
     cmd_experiment(args)
+    print(f"\nnext: export the adversarial cloak at SR {args.ratios.split(',')[-1]} and serve "
+          f"it (then open http://127.0.0.1:8000):\n"
+          f"  sercloak export --workdir {args.workdir} --fold {folds[0]} --setting "
+          f"cloak_adversarial:{args.ratios.split(',')[-1]} --out {args.workdir}/bundle\n"
+          f"  sercloak serve --bundle {args.workdir}/bundle")
 
 
 def _workdir_options(p: argparse.ArgumentParser, default: Path | None = None) -> None:
@@ -236,6 +293,20 @@ def _protocol_options(p: argparse.ArgumentParser, seeds: bool) -> None:
         p.add_argument("--seeds", default="0", metavar="SEEDS",
                        help="seeds of every model, cloak and attacker, e.g. 0,1,2 or 0-2 "
                             "(default 0); figures are means over seeds and folds")
+
+
+def _compute_options(p: argparse.ArgumentParser, executor: bool) -> None:
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where torch runs: auto (default: CUDA when present), cpu or cuda")
+    if executor:
+        p.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local (default: every unit of work in this process) or ray "
+                            "(each unit a Ray task; needs the [ray] extra, docs/cluster.md)")
+        p.add_argument("--ray-address", metavar="ADDR",
+                       help="a running Ray cluster, e.g. auto or HEAD:6379 (default: start "
+                            "one on this machine)")
+        p.add_argument("--ray-cpus-per-unit", type=int, default=1, metavar="N",
+                       help="CPUs (and torch threads) per unit under Ray (default 1)")
 
 
 def _corpus_options(p: argparse.ArgumentParser) -> None:
@@ -322,8 +393,9 @@ def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
     p.add_argument("--rho-init", type=float, default=c.rho_init,
                    help=f"initial ρ (default {c.rho_init}; the paper's -10 cannot learn)")
     p.add_argument("--lam", type=float, default=t.lam, help=f"weight of L_c (default {t.lam})")
-    p.add_argument("--ratios", default=",".join(map(str, e.ratios)),
-                   help=f"suppression ratios in percent (default {','.join(map(str, e.ratios))})")
+    ratios = DEMO_RATIOS if small else ",".join(map(str, e.ratios))
+    p.add_argument("--ratios", default=ratios,
+                   help=f"suppression ratios in percent (default {ratios})")
     p.add_argument("--perturbation-epochs", type=int, default=2 if small else t.perturbation_epochs)
     p.add_argument("--suppression-epochs", type=int, default=1 if small else t.suppression_epochs)
     p.add_argument("--informed-epochs", type=int,
@@ -331,6 +403,12 @@ def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
                    help="fine-tuning epochs of the informed cnn attacker")
     p.add_argument("--attackers", default=",".join(FAMILIES),
                    help=f"attacker families, comma-separated (default {','.join(FAMILIES)})")
+    p.add_argument("--attacker-utterances", type=int,
+                   default=DEMO_ATTACKER_UTTERANCES if small else None, metavar="N",
+                   help="utterances per speaker the speaker-encoder attackers fit on (default: "
+                        + (f"{DEMO_ATTACKER_UTTERANCES})" if small else
+                           f"{e.attacks.dvector_max_per_speaker} for dvector, "
+                           f"{e.attacks.tuned_max_per_speaker} for dvector_ft)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     _seed_option(p, "training")
     _protocol_options(p, seeds=False)
     _training_options(p)
+    _compute_options(p, executor=False)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a fold's two models on its test speakers, "
@@ -375,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     _workdir_options(p)
     _protocol_options(p, seeds=True)
     _training_options(p)
+    _compute_options(p, executor=False)
     p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("experiment", help="baselines, cloaks and attackers on every fold")
@@ -383,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     _protocol_options(p, seeds=True)
     _training_options(p)
     _cloak_options(p)
+    _compute_options(p, executor=True)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("report", help="rewrite report.md and its figures from results.json")
@@ -406,6 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, required=True, help="a folder written by `export`")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key-file", type=Path, metavar="FILE",
+                   help="serve only requests with 'Authorization: Bearer KEY', KEY one of "
+                        "the file's lines (default: anyone who can reach the port)")
+    p.add_argument("--access-log", type=Path, metavar="FILE",
+                   help="append one JSON line per request here (default: stderr)")
+    p.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="HTTPS: the private key")
+    p.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="HTTPS: the certificate")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (default 1); metrics are summed over them")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("predict", help="cloak audio files on this side, get their emotion "
@@ -416,17 +506,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "the server part here)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--seed", type=int, help="seed of the cloak's noise (default: fresh)")
+    p.add_argument("--api-key-file", type=Path, metavar="FILE",
+                   help="a keyed service: send the file's first key (never on the command "
+                        "line, where other users and the shell history would see it)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the whole experiment on the built-in synthetic corpus, "
                                     "with small settings")
-    p.add_argument("--folds", default="0-4", help="e.g. 0-4 (default) or 0,2")
+    p.add_argument("--folds", default=DEMO_FOLDS, help=f"e.g. 0-4 (default {DEMO_FOLDS})")
     _workdir_options(p, DEMO_WORKDIR)
     _seed_option(p, "the folds")
     _protocol_options(p, seeds=True)
     _corpus_options(p)
     _training_options(p)
     _cloak_options(p, small=True)
+    _compute_options(p, executor=True)
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -434,9 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "device", None):
+            use_device(args.device)
         args.func(args)
     except (CorpusLayoutError, AudioError, CheckpointMismatch, OldWorkdir, FileNotFoundError,
-            FileExistsError, ValueError) as err:
+            FileExistsError, ValueError, UnitsFailed, ImportError) as err:
         print(f"sercloak {args.command}: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

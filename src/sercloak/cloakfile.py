@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
+
 CLOAK_FORMAT = "sercloak.cloak/1"
 
 
 def write(path: Path | str, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write atomically: a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps({"format": CLOAK_FORMAT, **meta})), **arrays)
-    tmp.replace(path)
+    """Write atomically (`files.atomic_write`)."""
+    atomic_write(path, lambda tmp: np.savez(
+        tmp, meta=np.array(json.dumps({"format": CLOAK_FORMAT, **meta})), **arrays))
 
 
 def read(path: Path | str) -> tuple[dict, dict[str, np.ndarray]]:

@@ -11,29 +11,53 @@
         cloaks/<family>/<run tag>/config.json              one method's configuration
         cloaks/<family>/<run tag>/seed<S>/fold<K>/<setting>.*   its cloaks, adversaries,
                                                            adapted models, informed
-                                                           attackers and scores (`Setting`)
+                                                           attackers, scores and the
+                                                           scoring units' results (`Setting`)
         attacks/clean-<tag>/seed<S>/fold<K>/clean*.json    the attackers on clean speech
         results.json report.md pareto.png tradeoff.png noise_map.png
 
 A model *family* is a network preset and recipe (`baselines.model_tag`, e.g.
 ``light-strong``); a *run tag* names one method's configuration
 (`experiment.run_tag`). Everything else asks this module for a path: no other
-module joins folder names. A workdir written by an older version (models
+module joins folder names, and `Layout.kind_of` tells every file a workdir may
+hold from a stray one. A workdir written by an older version (models
 directly under the workdir) is refused by `check_current` with a message
 saying what to do.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-
-PROTOCOL_FILES = ("results.json", "report.md", "pareto.png", "tradeoff.png", "noise_map.png")
 
 
 def setting_name(ratio: int, adversarial: bool) -> str:
     """The file stem of a cloak setting: cloak_sr60, adversarial_sr0, ..."""
     return f"{'adversarial' if adversarial else 'cloak'}_sr{ratio}"
+
+
+PROTOCOL_FILES = ("results.json", "report.md", "pareto.png", "tradeoff.png", "noise_map.png")
+
+# every file a workdir may hold, as a pattern of its path relative to the workdir: what the
+# builders below make (checked by walking a workdir a test grid wrote: tests/test_executors.py)
+_NAME = r"[\w.+-]+"
+_SETTING_FILE = (r"(\.npz|\.psi-\w+\.pt|\.net\.pt|\.adapted\d+\.pt|\.informed-\w+\.pt"
+                 r"|(\.[\w-]+)?(\.on-\w+)?\.json)")
+_KNOWN = {
+    "prepared": r"(manifest\.csv|folds\.json|summary\.json|summary\.md)",
+    "features": rf"features(-\w+)?/{_NAME}/shard_\d+\.(npy|json)",
+    "voice profiles": r"features-voicenorm/profiles\.npz",
+    "demo corpus": r"synthetic_corpus/.+",
+    "baselines": rf"\w+/baselines-{_NAME}\.(json|md)",
+    "model": rf"\w+/models/{_NAME}/seed\d+/fold\d+/(emotion\.pt|gender\.pt|eval\.json)",
+    "method config": rf"\w+/cloaks/{_NAME}/{_NAME}/config\.json",
+    "setting": rf"\w+/cloaks/{_NAME}/{_NAME}/seed\d+/fold\d+/\w+?{_SETTING_FILE}",
+    "clean scores": rf"\w+/attacks/clean-{_NAME}/seed\d+/fold\d+/clean(\.on-\w+)?\.json",
+    "protocol files": rf"\w+/({'|'.join(map(re.escape, PROTOCOL_FILES))})",
+    "training state": r".+\.pt\.state",  # beside a model while it trains (`train.train`)
+    "logs": r"logs/[\w.-]+\.log",  # bench/privacy.sh's, one per method
+}
 
 
 class OldWorkdir(ValueError):
@@ -67,6 +91,11 @@ class Setting:
     def informed(self, family: str) -> Path:
         """A network attacker retrained on this setting's protected features."""
         return self.folder / f"{self.name}.informed-{family}.pt"
+
+    def result(self, part: str = "test", adapt_epochs: int = 0) -> Path:
+        """A scoring unit's output (`experiment.plan.ScoreUnit`): the point's figures on
+        `part` as results.json reads them (with the adapted f_θ's emotion, if any)."""
+        return self.scores(part, "result" + (f"-adapted{adapt_epochs}" if adapt_epochs else ""))
 
     def scores(self, part: str = "test", variant: str = "") -> Path:
         """Scores on the speakers of `part`; `variant` tells other scorings apart
@@ -153,6 +182,17 @@ class Layout:
     def figure(self, protocol: str, name: str) -> Path:
         """A report figure: pareto, tradeoff or noise_map."""
         return self.protocol(protocol) / f"{name}.png"
+
+    def storage_check(self) -> Path:
+        """Where a distributed run's nodes leave marker files to show they all see the
+        workdir (`experiment.executors.check_shared_storage`; removed after the check)."""
+        return self.root / ".storage-check"
+
+    def kind_of(self, path: Path) -> str | None:
+        """Which of this module's files `path` (inside the workdir) is, or None."""
+        relative = Path(path).relative_to(self.root).as_posix()
+        return next((kind for kind, pattern in _KNOWN.items()
+                     if re.fullmatch(pattern, relative)), None)
 
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.root))

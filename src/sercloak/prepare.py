@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from tqdm import tqdm
 from .cache import FeatureCache
 from .corpora import EMOTIONS, GENDERS, CorpusListing, Utterance, canonical_name, load_corpus
 from .features import FeatureConfig
+from .files import atomic_write, write_text
 from .folds import make_folds
 from .layout import Layout
 from .segments import segment_starts
@@ -48,21 +48,16 @@ def _dedupe(listing: CorpusListing) -> list[Utterance]:
     return unique
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_manifest(path: Path, utterances: list[Utterance]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(MANIFEST_COLUMNS)
-        for u in utterances:
-            writer.writerow([u.utt_id, u.corpus, u.speaker, u.gender, u.emotion, str(u.path),
-                             str(u.duration_s)])
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(MANIFEST_COLUMNS)
+            for u in utterances:
+                writer.writerow([u.utt_id, u.corpus, u.speaker, u.gender, u.emotion,
+                                 str(u.path), str(u.duration_s)])
+
+    atomic_write(path, write)
 
 
 def read_manifest(path: Path) -> list[Utterance]:
@@ -163,10 +158,10 @@ def prepare(corpora: dict[str, Path], workdir: Path, seed: int = 0, n_folds: int
     summary = summarise(usable, listings, skipped, cache, cfg)
 
     write_manifest(layout.manifest, usable)
-    _write_atomic(layout.folds, json.dumps(folds, indent=1))
+    write_text(layout.folds, json.dumps(folds, indent=1))
     meta = {"seed": seed, "corpora": {k: str(v) for k, v in corpora.items()},
             "feature_config": cfg.to_dict(), "wall_time_s": round(time.perf_counter() - started, 2),
             "corpus_summary": summary}
-    _write_atomic(layout.summary, json.dumps(meta, indent=1))
-    _write_atomic(layout.summary_md, format_summary(summary))
+    write_text(layout.summary, json.dumps(meta, indent=1))
+    write_text(layout.summary_md, format_summary(summary))
     return Prepared(usable, folds, meta, skipped)

@@ -23,12 +23,15 @@ import torch
 from .attacks.speaker_encoder import SpeakerEncoder
 from .attacks.suite import FoldAttacks, scoring_seed
 from .baselines import clean_emotion, model_file, model_tag
+from .checkpoint import load_checkpoint
 from .data import Workdir
+from .device import pick_device
 from .evaluate import evaluate
+from .files import write_json
 from .folds import training_parts
 from .layout import Setting
 from .models import CnnRnn
-from .train import TrainConfig, load_checkpoint, pick_device
+from .train import TrainConfig
 
 if TYPE_CHECKING:
     from .experiment import ExperimentConfig
@@ -104,8 +107,7 @@ class FoldRunner:
             if result.get("attack_config") == attack_config:
                 return result
         result = {**compute(), "attack_config": attack_config}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result))
+        write_json(out, result, indent=None)
         return result
 
     def _emotion(self, model: torch.nn.Module, transform, part: str, protected: bool) -> dict:
@@ -125,6 +127,22 @@ class FoldRunner:
         return {**self._cached(out, lambda: self.attacks.clean(part)),
                 "emotion": clean_emotion(self.wd, self.fold, self.reference_config,
                                          self.cfg.protocol, part)}
+
+    # -- what a design trains before it is scored (one unit of work per group) ----------
+
+    @staticmethod
+    def training_group(cfg: ExperimentConfig, point: Point) -> str | None:
+        """The group of trained things `point` needs, trained together by `train` (e.g. a
+        cloak's ratios, all grown from one stage-1 cloak); None when it needs none."""
+        return None
+
+    @staticmethod
+    def trained_files(cfg: ExperimentConfig, point: Point, setting: Setting) -> list[Path]:
+        """The files `train` makes for `point` (`setting`: its files)."""
+        return []
+
+    def train(self, points: list[Point]) -> None:
+        """Make what `points` (one group) need before they are scored."""
 
     def score(self, point: Point, part: str = "test") -> dict:
         """The design at `point` on utterances of `part`: `emotion` (what the service

@@ -18,10 +18,9 @@ that balance the classes (see `data.balanced_index`); validation speakers are
 scored after every epoch (the curve is kept in the checkpoint's metrics),
 test speakers never.
 
-Checkpoints hold only tensors and plain Python values, so they load with
-``torch.load(weights_only=True)``: the weights, the normalisation statistics,
-and the full configuration that made them (features, labels, model, training).
-A training run writes its state after every epoch and resumes from it.
+Checkpoints (`checkpoint.py`) hold the weights and the full configuration
+that made them. A training run writes its state after every epoch and resumes
+from it.
 """
 
 from __future__ import annotations
@@ -37,12 +36,12 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import augment
+from .checkpoint import CheckpointMismatch, save_checkpoint, torch_save
 from .data import SegmentSet, balanced_index, normalisation_stats, speaker_weights
+from .device import pick_device
 from .evaluate import Transform, evaluate
 from .features import FeatureConfig
-from .models import PRESETS, CnnRnn, ModelConfig
-
-CHECKPOINT_FORMAT = "sercloak.model/1"
+from .models import PRESETS, CnnRnn
 
 
 @dataclass(frozen=True)
@@ -108,64 +107,6 @@ def recipe_config(recipe: str, task: str, **overrides) -> TrainConfig:
         raise ValueError(f"unknown recipe {recipe!r} (known: {', '.join(RECIPES)})")
     settings = {**RECIPES[recipe][task], **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig(task=task, recipe=recipe, **settings)
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint made with settings other than the caller's."""
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# -- checkpoints ----------------------------------------------------------------
-
-
-def save_checkpoint(path: Path, model: CnnRnn, labels: tuple[str, ...], feature_cfg: FeatureConfig,
-                    train_cfg: TrainConfig, metrics: dict) -> None:
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "task": train_cfg.task,
-        "labels": list(labels),
-        "feature_config": feature_cfg.to_dict(),
-        "model_config": model.cfg.to_dict(),
-        "train_config": train_cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metrics": metrics,
-    }
-    _atomic_save(payload, path)
-
-
-def load_checkpoint(path: Path | str, feature_cfg: FeatureConfig | None = None,
-                    device: torch.device | str = "cpu") -> tuple[CnnRnn, dict]:
-    """(model in eval mode, checkpoint dict); refuses other feature settings."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointMismatch(f"{path}: not a readable sercloak checkpoint ({err})") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatch(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    if feature_cfg is not None and not feature_cfg.matches(ckpt["feature_config"]):
-        raise CheckpointMismatch(
-            f"{path} was trained on other features (ours != its: "
-            f"{feature_cfg.describe_mismatch(ckpt['feature_config'])}); "
-            f"retrain it or prepare the workdir with its feature settings"
-        )
-    saved = FeatureConfig.from_dict(ckpt["feature_config"])
-    model = CnnRnn(len(ckpt["labels"]), ModelConfig.from_dict(ckpt["model_config"]),
-                   n_mels=saved.n_mels, n_frames=saved.segment_frames)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), ckpt
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 # -- the training loop --------------------------------------------------------------
@@ -324,7 +265,7 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
                 best = copy.deepcopy(scored.state_dict())
         elif uar is not None:
             st.bad_epochs += 1
-        _atomic_save({"train_config": cfg.to_dict(), "feature_config": feature_cfg.to_dict(),
+        torch_save({"train_config": cfg.to_dict(), "feature_config": feature_cfg.to_dict(),
                       "state": asdict(st), "model": model.state_dict(), "best": best,
                       "average": None if average is None else average.model.state_dict(),
                       "average_updates": 0 if average is None else average.updates,

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .anonymise import _roots, lpc
+from .files import atomic_write
 
 REFERENCE_F0 = 165.0  # Hz
 REFERENCE_FORMANTS = (550.0, 1650.0, 2750.0)  # Hz: a uniform tube of 15.6 cm
@@ -225,10 +226,7 @@ def save_profiles(path: Path, profiles: dict[str, VoiceProfile]) -> None:
               "f0": np.concatenate([profiles[i].f0 for i in ids] or [np.zeros(0)]),
               "formants": np.concatenate([profiles[i].formants for i in ids]
                                          or [np.zeros((0, 3))])}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def load_profiles(path: Path) -> dict[str, VoiceProfile]:

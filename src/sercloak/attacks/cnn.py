@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import load_checkpoint
+from ..device import pick_device
 from ..evaluate import predict
-from ..train import TrainConfig, load_checkpoint, pick_device, train
+from ..train import TrainConfig, train
 from .base import View
 
 

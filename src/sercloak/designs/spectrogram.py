@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
+from ..checkpoint import load_checkpoint, torch_save
 from ..cloak import Cloak, new_adversary
 from ..cloak.saliency import gender_over_emotion
 from ..cloak.training import train_perturbation, train_suppression
-from ..layout import setting_name
+from ..layout import Setting, setting_name
 from ..models import CnnRnn
 from ..runner import FoldRunner, Point
-from ..train import load_checkpoint, train
+from ..train import train
 
 
 class CloakRunner(FoldRunner):
@@ -62,7 +64,7 @@ class CloakRunner(FoldRunner):
         history = train_perturbation(cloak, self.f_theta, data, tcfg, adversaries,
                                      self.show_progress)
         for family, psi in adversaries.items():
-            torch.save(psi.state_dict(), files.psi(family))
+            torch_save(psi.state_dict(), files.psi(family))
         cloak.meta = {"history": history, "train": tcfg.to_dict(), "speakers": data.speakers}
         cloak.save(files.cloak, self.wd.cfg, extra=cloak.meta)
         return cloak, adversaries
@@ -86,6 +88,20 @@ class CloakRunner(FoldRunner):
             cloak.meta["mask_scores"] = scores.flatten().tolist()
         cloak.save(file, self.wd.cfg, extra=cloak.meta)
         return cloak
+
+    @staticmethod
+    def training_group(cfg, point: Point) -> str | None:
+        if cfg.transform is not None and not cfg.cloak_after:
+            return None  # the transform alone: nothing to train
+        return "adversarial" if point.adversarial else "plain"  # one stage-1 cloak each
+
+    @staticmethod
+    def trained_files(cfg, point: Point, setting: Setting) -> list[Path]:
+        return [] if CloakRunner.training_group(cfg, point) is None else [setting.cloak]
+
+    def train(self, points: list[Point]) -> None:
+        for point in sorted(points, key=lambda p: p.suppression_ratio):
+            self.cloak(point.suppression_ratio, point.adversarial)
 
     # -- the service's emotion model ---------------------------------------------------------
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,12 +42,13 @@ from tqdm import tqdm
 from ..attacks.base import View
 from ..attacks.sequence import SEQUENCE_ATTACKERS
 from ..attacks.suite import score_unseen, scoring_seed
+from ..checkpoint import CHECKPOINT_FORMAT, torch_save
 from ..cloak.training import to_chance
 from ..data import SegmentSet, balanced_index
 from ..folds import training_parts
+from ..layout import Setting
 from ..models import CnnRnn
 from ..runner import FoldRunner, Point
-from ..train import CHECKPOINT_FORMAT
 
 
 @dataclass(frozen=True)
@@ -225,11 +227,9 @@ def train_split(f_theta: CnnRnn, data: SegmentSet, dims: int, cfg: SplitConfig,
 
 def save_split(path, net: SplitNet, dims: int, cfg: SplitConfig, history: list[dict],
                speakers: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "kind": "split", "dims": dims,
+    torch_save({"format": CHECKPOINT_FORMAT, "kind": "split", "dims": dims,
                 "config": cfg.to_dict(), "history": history, "speakers": speakers,
-                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}, tmp)
-    tmp.replace(path)
+                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}, path)
 
 
 def load_split(path, f_theta: CnnRnn, cfg: SplitConfig | None = None,
@@ -258,6 +258,18 @@ class SplitRunner(FoldRunner):
         super().__init__(*args, **kwargs)
         self._nets: dict[int, SplitNet] = {}
         self._fitted: dict[int, dict] = {}
+
+    @staticmethod
+    def training_group(cfg, point: Point) -> str | None:
+        return point.name  # one network per k
+
+    @staticmethod
+    def trained_files(cfg, point: Point, setting: Setting) -> list[Path]:
+        return [setting.network]
+
+    def train(self, points: list[Point]) -> None:
+        for point in points:
+            self.net(point)
 
     def net(self, point: Point) -> SplitNet:
         """The trained network of `point` (trained once, saved beside its scores)."""

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..checkpoint import load_checkpoint
 from ..cloak import Cloak
 from ..data import Workdir
 from ..designs.split import load_split
 from ..features import mel_filterbank
 from ..folds import DEFAULT_PROTOCOL
 from ..layout import setting_name
-from ..train import load_checkpoint
 from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
 from .bundle import BUNDLE_FORMAT, ONNX_TOLERANCE, bundle_id, find_entry, sha256
 

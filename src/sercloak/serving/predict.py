@@ -26,14 +26,16 @@ from ..voicenorm import VoiceProfile
 from .client import Client, UserHistory, VoiceHistory, log_mel
 
 
-def post_features(server: str, bundle_id: str, feats: np.ndarray, timeout: float = 30) -> dict:
-    """POST cloaked features to a running service; its JSON answer, or ValueError with the
-    service's reason."""
+def post_features(server: str, bundle_id: str, feats: np.ndarray, timeout: float = 30,
+                  api_key: str | None = None) -> dict:
+    """POST cloaked features to a running service (with `api_key` when it wants one); its
+    JSON answer, or ValueError with the service's reason."""
     body = io.BytesIO()
     np.save(body, feats.astype(np.float32), allow_pickle=False)
     request = urllib.request.Request(
         server.rstrip("/") + "/v1/emotion", data=body.getvalue(), method="POST",
-        headers={"Content-Type": "application/x-npy", "X-Bundle-Id": bundle_id})
+        headers={"Content-Type": "application/x-npy", "X-Bundle-Id": bundle_id,
+                 **({"Authorization": f"Bearer {api_key}"} if api_key else {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -45,7 +47,8 @@ def post_features(server: str, bundle_id: str, feats: np.ndarray, timeout: float
 
 
 def predict_files(files: list[Path], bundle: Path, server: str | None = None,
-                  as_json: bool = False, seed: int | None = None) -> list[Path]:
+                  as_json: bool = False, seed: int | None = None,
+                  api_key: str | None = None) -> list[Path]:
     """Print each file's emotion; returns the files that failed."""
     client = Client.from_bundle(bundle, seed)
     s = client.settings
@@ -81,8 +84,8 @@ def predict_files(files: list[Path], bundle: Path, server: str | None = None,
         client.voice = voice_of_others(file)
         cloaked = client(wave, remember=False)
         try:
-            result = (post_features(server, client.bundle_id, cloaked) if server
-                      else local.predict(cloaked))
+            result = (post_features(server, client.bundle_id, cloaked, api_key=api_key)
+                      if server else local.predict(cloaked))
         except ValueError as err:
             print(f"{file}: skipped: {err}")
             failed.append(file)

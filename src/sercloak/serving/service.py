@@ -6,7 +6,8 @@
                        × k) for an embedding bundle; header X-Bundle-Id must name the
                        bundle served. Returns probabilities per 2 s window and for the
                        utterance. Audio is never accepted.
-    GET  /healthz      liveness
+    GET  /healthz      liveness, and whether the service wants an API key
+    GET  /metrics      Prometheus metrics (`operations.Metrics`)
     GET  /v1/bundle    the bundle's manifest (settings, labels, measured privacy)
     GET  /v1/client    the bundle's client part as JSON (feature settings, mel
                        filterbank, cloak arrays): what the browser demo computes with;
@@ -22,22 +23,38 @@ other than the two above (415), an unreadable, truncated or pickled .npy or
 malformed JSON (400), and features of the wrong shape, mel count, steps,
 dimensions or length, non-finite or out of range (422). Inference runs in a worker thread with
 onnxruntime, one thread per request.
+
+With an API key file, every endpoint but /healthz, the page and its static
+files wants ``Authorization: Bearer KEY`` and answers 401 without a valid
+one; every request is counted in the metrics and written to the access log
+(`operations.py`). `app_from_environment` builds the same app in each of
+uvicorn's worker processes (``sercloak serve --workers N``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .client import CloakArrays
 from .inference import BadFeatures, EmotionModel
+from .operations import (
+    ApiKeys,
+    Metrics,
+    access_logger,
+    access_record,
+    endpoint_of,
+    needs_key,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -81,15 +98,51 @@ def parse_features(body: bytes, content_type: str) -> np.ndarray:
                              f"application/json features (never audio)")
 
 
-def create_app(bundle: Path | str) -> FastAPI:
+# what `sercloak serve --workers N` hands each worker process (they import this module)
+ENV_BUNDLE, ENV_KEYS, ENV_LOG = "SERCLOAK_BUNDLE", "SERCLOAK_API_KEY_FILE", "SERCLOAK_ACCESS_LOG"
+
+
+def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
+               access_log: Path | str | None = None) -> FastAPI:
+    """The service of `bundle`; with `api_keys`, only for their holders; its access log
+    appended to `access_log` (default: stderr)."""
     model = EmotionModel(bundle)
     app = FastAPI(title="sercloak emotion service",
                   description="Emotion recognition from cloaked log-mel features. "
                               f"Bundle {model.bundle_id}.")
+    metrics, log = Metrics(), access_logger(access_log)
+
+    @app.middleware("http")
+    async def operate(request: Request, call_next):
+        started, path = time.perf_counter(), request.url.path
+        declared = request.headers.get("content-length", "")
+        size = int(declared) if declared.isdigit() else 0
+        status = 500
+        try:
+            refused = (api_keys.check(request.headers.get("authorization"))
+                       if api_keys is not None and needs_key(path) else None)
+            if refused is not None:
+                response = JSONResponse({"detail": refused}, status_code=401,
+                                        headers={"WWW-Authenticate": "Bearer"})
+            else:
+                response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.observe(endpoint_of(path), status, seconds, size)
+            log.info(access_record(endpoint_of(path), request.method, status, seconds, size,
+                                   model.bundle_id))
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "bundle_id": model.bundle_id}
+        return {"status": "ok", "bundle_id": model.bundle_id,
+                "api_key_required": api_keys is not None}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        content, media_type = metrics.exposition()
+        return Response(content, media_type=media_type)
 
     @app.get("/v1/bundle")
     def bundle_manifest() -> dict:
@@ -135,3 +188,11 @@ def create_app(bundle: Path | str) -> FastAPI:
             raise HTTPException(err.status, str(err)) from err
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """`create_app` from what `sercloak serve` put in the environment: the app factory of
+    each worker process."""
+    keys = os.environ.get(ENV_KEYS)
+    return create_app(os.environ[ENV_BUNDLE], ApiKeys(keys) if keys else None,
+                      os.environ.get(ENV_LOG) or None)

@@ -7,8 +7,40 @@ const demo = { client: null, logMel: null, cloaked: null, result: null };
 window.sercloakDemo = demo;
 const $ = (id) => document.getElementById(id);
 
+// A service started with --api-key-file wants "Authorization: Bearer KEY" on every call
+// but /healthz and this page: the key is asked for here and kept for this tab only.
+const KEY = "sercloak-api-key";
+function authHeaders() {
+  const key = sessionStorage.getItem(KEY);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+function askForKey(why) {
+  $("key-form").hidden = false;
+  $("status").textContent = why;
+}
+$("key-use").addEventListener("click", () => {
+  sessionStorage.setItem(KEY, $("api-key").value.trim());
+  $("api-key").value = "";
+  $("key-form").hidden = true;
+  start();
+});
+
+async function start() {
+  const health = await (await fetch("healthz")).json();
+  if (health.api_key_required && !sessionStorage.getItem(KEY)) {
+    askForKey("This service needs an API key: enter it above.");
+    return;
+  }
+  await loadClient().catch((e) => { $("status").textContent = `Cannot load the bundle: ${e}`; });
+}
+
 async function loadClient() {
-  const response = await fetch("v1/client");
+  const response = await fetch("v1/client", { headers: authHeaders() });
+  if (response.status === 401) {
+    sessionStorage.removeItem(KEY);
+    askForKey(`The service refused the key: ${(await response.json()).detail}`);
+    return;
+  }
   if (!response.ok) throw new Error(`v1/client: ${response.status}`);
   const c = await response.json();
   $("bundle-id").textContent = c.bundle_id;
@@ -172,7 +204,8 @@ async function analyse(arrayBuffer) {
   $("status").textContent = `Sending ${demo.cloaked.length} cloaked frames (no audio)…`;
   const response = await fetch("v1/emotion", {
     method: "POST",
-    headers: { "Content-Type": "application/json", "X-Bundle-Id": c.bundle_id },
+    headers: { "Content-Type": "application/json", "X-Bundle-Id": c.bundle_id,
+               ...authHeaders() },
     body: JSON.stringify({ features: demo.cloaked.map((r) => Array.from(r)) }),
   });
   const answer = await response.json();
@@ -212,4 +245,4 @@ $("record").addEventListener("click", async () => {
   recorder.start();
   setTimeout(() => recorder.stop(), 4000);
 });
-loadClient().catch((e) => { $("status").textContent = `Cannot load the bundle: ${e}`; });
+start().catch((e) => { $("status").textContent = `Cannot reach the service: ${e}`; });

@@ -1,0 +1,185 @@
+"""`sercloak experiment`: the privacy–utility grid of one method, resumable, with a report.
+
+A method is one *design* of what the device sends (`DESIGNS`), with its
+operating points (`Point`):
+
+- ``spectrogram`` (`designs/spectrogram.py`): log-mel features protected by
+  a cloak (its kind, warp, mask rule and game: `CloakConfig`,
+  `CloakTrainConfig`) in two variants, without (`plain`) and with adversaries
+  (`adversarial`), at suppression ratios `ratios`; or by a transform of the
+  audio before features (`transform`: the anonymisation baselines `mcadams`,
+  `pitch_shift`, or per-user voice normalisation `voicenorm`), alone or
+  followed by a cloak trained on its features (`cloak_after`). Optionally the
+  service adapts to it (`adapt_epochs`: f_θ fine-tuned on protected features
+  of its own training speakers);
+- ``posteriors`` (`designs/posteriors.py`): only f_θ's emotion probabilities
+  of each window: the floor any design whose server outputs emotion leaks;
+- ``embedding`` (`designs/split.py`): a split network whose device part sends
+  a noisy k-dimensional sequence, at k in `split.dims`.
+
+For every seed and fold: the clean baselines (f_θ, f_g) of the protocol, then
+each operating point scored by
+
+- emotion: f_θ (or its adapted copy) on protected utterances (utility), and
+  its paired drop from the clean f_θ on the same utterances;
+- the gender attackers that can read what is sent (`attacks/`): on
+  spectrograms the `cnn`, `stats` and `dvector` families, each *ignorant*
+  (fitted on clean features) and *informed* (fitted on protected features of
+  its own speakers, selected on protected validation speakers), and the
+  speaker EER among protected utterances; on sequences the `lr`, `gbt` (and
+  `gru`) attackers, informed; the worst case over all of them
+  (`gender_worst`, the privacy figure).
+
+With `select_folds`, every setting is first scored on the validation
+speakers of the primary pool (`folds.SELECTION_PART`) of those folds, each
+method's operating point is chosen there (`results.choose`), and only that
+point is scored on the test speakers by the attackers fitted for the choice
+(kept by the process, or fitted again from the same seed and speakers by
+another worker).
+
+The run is a plan of units of work (`plan.py`: clean models, training,
+clean references, scoring) run by an executor (`executors.py`: this process,
+or Ray tasks on a cluster); this module is the driver that plans them,
+chooses operating points and merges what they wrote into results.json
+(`results.merge_results`: one file per protocol, every method run on the
+workdir). Everything made is saved where `layout.Layout` says: an
+interrupted run skips what is done and a run with other settings never
+reuses it (the run tag covers every setting that shapes a cloak).
+"""
+
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+from ..attacks.suite import load_encoder
+from ..baselines import model_tag, reference_configs, run_baselines
+from ..data import Workdir
+from ..files import write_json
+from ..folds import SELECTION_PART
+from ..report import write_report
+from ..results import RESULTS_FORMAT, choose, merge_results, summarise_clean, summarise_setting
+from ..runner import Point
+from ..train import TrainConfig
+from .config import (
+    DESIGNS,
+    RATIOS,
+    TRANSFORM_NAMES,
+    VARIANTS,
+    ExperimentConfig,
+    method_of,
+    protected_workdir,
+    run_tag,
+)
+from .executors import Executor, LocalExecutor
+from .plan import (
+    CleanUnit,
+    MethodRun,
+    ScoreUnit,
+    baseline_units,
+    fold_runner,
+    forget_runners,
+    method_units,
+)
+
+__all__ = ["DESIGNS", "RATIOS", "TRANSFORM_NAMES", "VARIANTS", "ExperimentConfig",
+           "fold_runner", "method_of", "plan_method", "protected_workdir", "run_experiment",
+           "run_tag", "score_points"]
+
+
+def plan_method(wd: Workdir, baseline_configs: dict[str, TrainConfig], cfg: ExperimentConfig,
+                show_progress: bool = True) -> MethodRun:
+    """The method's folder and config.json, its attackers (without the speaker encoder's
+    when its weights are missing, saying so) and the transformed features it reads (built
+    here, once). The baselines must be trained."""
+    _, attacks = load_encoder(cfg.attacks)
+    cfg = replace(cfg, attacks=attacks)
+    run_dir = wd.layout.cloak_run(cfg.protocol, model_tag(baseline_configs["emotion"]),
+                                  run_tag(cfg, baseline_configs))
+    write_json(run_dir / "config.json", cfg.to_dict())
+    if cfg.transform:
+        protected_workdir(wd, cfg.transform, show_progress)
+    return MethodRun(wd.root, baseline_configs, reference_configs(baseline_configs), cfg,
+                     run_dir, show_progress)
+
+
+def score_points(method: MethodRun, executor: Executor, folds: list[int], points: list[Point],
+          part: str) -> tuple[list[dict], dict]:
+    """Every point on `part` of `folds` for every seed: (one entry per point, the clean
+    reference), each summarised over seeds and folds."""
+    units = method_units(method, folds, points, part)
+    label = method_of(method.cfg, points[0]).name
+    executor.run(units, method.show_progress, desc=f"{label} on {part}")
+    seeds = method.cfg.seeds
+    clean = [[CleanUnit(method, s, f, part).read() for f in folds] for s in seeds]
+    entries = []
+    for point in points:
+        runs = [[ScoreUnit(method, s, f, part, point).read() for f in folds] for s in seeds]
+        entries.append(entry(method, point, runs, clean))
+    return entries, summarise_clean(clean)
+
+
+def entry(method: MethodRun, point: Point, runs: list[list[dict]],
+          clean: list[list[dict]]) -> dict:
+    """One point's results.json entry."""
+    record = method_of(method.cfg, point)
+    result = {"method": record.name, "spec": record.to_dict(),
+              "setting": point.name,
+              "suppression_ratio": point.suppression_ratio, "adversarial": point.adversarial,
+              "emotion_model": model_tag(method.configs["emotion"]),
+              "adapt_epochs": method.cfg.adapt_epochs,
+              "cloak_dir": str(method.run_dir.relative_to(method.root))}
+    if point.dims is not None:
+        result["dims"] = point.dims
+    return {**result, **summarise_setting(runs, clean)}
+
+
+def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],
+                   cfg: ExperimentConfig = ExperimentConfig(), show_progress: bool = True,
+                   executor: Executor | None = None) -> dict:
+    """Baselines, then the grid (or the operating points chosen on validation speakers);
+    merges into the protocol's results.json, writes report.md and figures."""
+    started = time.perf_counter()
+    executor = executor or LocalExecutor()
+    reference = reference_configs(baseline_configs)
+    every_fold = sorted(set(folds) | set(cfg.select_folds or ()))
+    executor.run(baseline_units(wd.root, [reference, baseline_configs], cfg.protocol,
+                                cfg.seeds, every_fold, show_progress),
+                 show_progress, desc="clean models")
+    baseline = run_baselines(wd, folds, reference, cfg.protocol, cfg.seeds, show_progress)
+    own = (baseline if reference == baseline_configs else
+           run_baselines(wd, folds, baseline_configs, cfg.protocol, cfg.seeds, show_progress))
+    method = plan_method(wd, baseline_configs, cfg, show_progress)
+    cfg = method.cfg
+    points, selection = cfg.points(), None
+    if cfg.select_folds is not None:
+        valid_entries, valid_clean = score_points(method, executor, list(cfg.select_folds), points,
+                                           SELECTION_PART)
+        chosen = {e["setting"] for e in choose(valid_entries).values()}
+        points = [p for p in points if p.name in chosen]
+        selection = {"clean": {**valid_clean, "valid_emotion": valid_clean["emotion"]["uar"]},
+                     "entries": {e["setting"]: e for e in valid_entries}}
+    entries, clean = score_points(method, executor, folds, points, "test")
+    if selection is not None:
+        for item in entries:
+            item["validation"] = selection["entries"][item["setting"]]
+            item["validation_clean"] = selection["clean"]
+    tag = model_tag(baseline_configs["emotion"])
+    results = {
+        "format": RESULTS_FORMAT,
+        "baseline": {**baseline, **clean},
+        "clean_emotion": {tag: own["emotion"]},
+        "cloak": entries,
+        "config": {**cfg.to_dict(), "model": baseline["model"], "recipe": baseline["recipe"],
+                   "emotion_model": tag, "normalise": wd.cfg.normalise, "folds": list(folds),
+                   "cloak_dir": wd.layout.relative(method.run_dir)},
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    file = wd.layout.results(cfg.protocol)
+    results = merge_results(json.loads(file.read_text()) if file.is_file() else None, results)
+    write_json(file, results)
+    write_report(wd, results)
+    forget_runners()
+    return results

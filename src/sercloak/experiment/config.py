@@ -1,0 +1,139 @@
+"""One method's configuration: what the device sends (its design), the operating points
+it is run at, the folder its runs are kept in (`run_tag`), and the method record each
+point is reported as (`method_of`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..anonymise import TRANSFORMS
+from ..attacks.suite import AttackConfig
+from ..cloak import CloakConfig
+from ..cloak.training import CloakTrainConfig
+from ..data import Workdir
+from ..designs.posteriors import PosteriorRunner
+from ..designs.spectrogram import CloakRunner
+from ..designs.split import SplitConfig, SplitRunner
+from ..folds import DEFAULT_PROTOCOL, PROTOCOLS
+from ..layout import setting_name
+from ..methods import Method
+from ..runner import FoldRunner, Point, digest, unseeded
+from ..train import TrainConfig
+from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
+
+RATIOS = (0, 20, 40, 60)
+TRANSFORM_NAMES = (*TRANSFORMS, "voicenorm")
+VARIANTS = ("plain", "adversarial")
+RUNNERS: dict[str, type[FoldRunner]] = {"spectrogram": CloakRunner,
+                                        "posteriors": PosteriorRunner, "embedding": SplitRunner}
+DESIGNS = tuple(RUNNERS)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    design: str = "spectrogram"  # what the device sends (DESIGNS)
+    cloak: CloakConfig = CloakConfig()
+    cloak_train: CloakTrainConfig = CloakTrainConfig()
+    attacks: AttackConfig = AttackConfig()
+    ratios: tuple[int, ...] = RATIOS
+    variants: tuple[str, ...] = VARIANTS  # cloaks without and with adversaries
+    transform: str | None = None  # the audio's transform before features (TRANSFORM_NAMES)
+    cloak_after: bool = False  # with a transform: a cloak on its features (else none)
+    adapt_epochs: int = 0  # > 0: f_θ fine-tuned this many epochs on protected features
+    split: SplitConfig = SplitConfig()  # the embedding design's network and game
+    select_folds: tuple[int, ...] | None = None  # choose operating points on their valid speakers
+    protocol: str = DEFAULT_PROTOCOL  # which speakers train what (folds.PROTOCOLS)
+    seeds: tuple[int, ...] = (0,)  # every model, cloak and attacker, once per seed
+
+    def __post_init__(self):
+        if self.design not in DESIGNS:
+            raise ValueError(f"unknown design {self.design!r} (known: {', '.join(DESIGNS)})")
+        if set(self.variants) - set(VARIANTS) or not self.variants:
+            raise ValueError(f"unknown variants {self.variants} (known: {', '.join(VARIANTS)})")
+        if self.transform is not None and self.transform not in TRANSFORM_NAMES:
+            raise ValueError(f"unknown transform {self.transform!r} "
+                             f"(known: {', '.join(TRANSFORM_NAMES)})")
+        if self.cloak_after and self.transform is None:
+            raise ValueError("a cloak after the transform needs a transform")
+        if self.design != "spectrogram" and (self.transform or self.adapt_epochs):
+            raise ValueError(f"the {self.design} design takes no transform and no "
+                             f"--adapt-epochs (its server part is trained on what it reads)")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r} (known: {', '.join(PROTOCOLS)})")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and at least one: {self.seeds}")
+
+    def to_dict(self) -> dict:
+        return {"design": self.design, "cloak": self.cloak.to_dict(),
+                "cloak_train": self.cloak_train.to_dict(), "attacks": self.attacks.to_dict(),
+                "ratios": list(self.ratios), "variants": list(self.variants),
+                "transform": self.transform, "cloak_after": self.cloak_after,
+                "adapt_epochs": self.adapt_epochs, "split": self.split.to_dict(),
+                "select_folds": None if self.select_folds is None else list(self.select_folds),
+                "protocol": self.protocol, "seeds": list(self.seeds)}
+
+    def points(self) -> list[Point]:
+        """Every operating point of the method."""
+        if self.design == "posteriors":
+            return [Point("posteriors")]
+        if self.design == "embedding":
+            return [Point(f"embedding_k{k}", dims=k) for k in self.split.dims]
+        if self.transform is not None and not self.cloak_after:
+            return [Point(self.transform)]
+        return [Point(setting_name(ratio, variant == "adversarial"), ratio,
+                      variant == "adversarial")
+                for variant in self.variants for ratio in self.ratios]
+
+    def seeded(self, seed: int) -> ExperimentConfig:
+        """The configuration of one seed: its cloaks, networks and attackers drawn from it."""
+        return replace(self, cloak_train=replace(self.cloak_train, seed=seed),
+                       split=replace(self.split, seed=seed),
+                       attacks=replace(self.attacks, seed=seed))
+
+
+def run_tag(cfg: ExperimentConfig, baseline_configs: dict[str, TrainConfig]) -> str:
+    """Folder name of one configuration's runs: other settings never reuse them (the seed
+    is a folder of its own inside). Neither the points run nor the attackers change it."""
+    everything = {"baselines": {t: unseeded(c.to_dict())
+                                for t, c in sorted(baseline_configs.items())}}
+    if cfg.design == "posteriors":
+        return f"posteriors-{digest(everything)}"
+    if cfg.design == "embedding":
+        everything["split"] = unseeded(cfg.split.to_dict())
+        return f"embedding-{digest(everything)}"
+    if cfg.transform is not None:
+        everything["transform"] = transform_settings(cfg.transform)
+        if not cfg.cloak_after:
+            return f"{cfg.transform}-{digest(everything)}"
+    everything.update(cloak=cfg.cloak.to_dict(), cloak_train=unseeded(cfg.cloak_train.to_dict()))
+    prefix = f"{cfg.transform}-" if cfg.transform else ""
+    return f"{prefix}{cfg.cloak.shape}-{digest(everything)}"
+
+
+def transform_settings(name: str) -> dict:
+    """What defines a transform's output, for run tags (voice normalisation's factors come
+    from the data; its settings are fixed in `voicenorm`)."""
+    return VOICENORM_SETTINGS if name == "voicenorm" else TRANSFORMS[name].describe()
+
+
+def protected_workdir(wd: Workdir, name: str, show_progress: bool = True) -> Workdir:
+    """The same utterances with features of their transformed audio (built once)."""
+    if name == "voicenorm":
+        return wd.voice_normalised(show_progress)
+    return wd.transformed(TRANSFORMS[name], show_progress)
+
+
+def method_of(cfg: ExperimentConfig, point: Point) -> Method:
+    """The method `cfg` runs at `point`, as data (its name, label and spec)."""
+    if cfg.design != "spectrogram":
+        return Method(cfg.design)
+    cloak = None
+    if cfg.transform is None or cfg.cloak_after:
+        c = cfg.cloak
+        cloak = tuple(([c.kind] if c.kind != "noise" else []) + (["warp"] if c.warp else [])
+                      + (["saliency"] if c.mask_by == "saliency" else []))
+    game = None
+    if cloak is not None and point.adversarial:
+        game = "adversarial" if cfg.cloak_train.game == "grl" else cfg.cloak_train.game
+    return Method(cfg.design, cfg.transform, cloak, game, bool(cfg.adapt_epochs))

@@ -1,0 +1,260 @@
+"""Running units of work (`plan.py`): in this process, or as Ray tasks on a cluster.
+
+Both executors take the same list of units and keep the same promises: a
+unit whose outputs exist is skipped; a unit starts only when the units it
+needs have finished; one progress bar over units; a unit that fails is
+retried (`retries` times, Ray's default 2) and, if it still fails, the units
+that need it are left out, every other unit still runs, and the run ends
+with `UnitsFailed` naming them. Finished units are files, so nothing finished
+is ever lost and the next run resumes.
+
+`RayExecutor` needs the optional extra (``pip install -e '.[ray]'``). Each
+unit is one task with `cpus_per_unit` CPUs (torch's thread count set to
+match) and one GPU when the cluster has them; the workdir must be on storage
+every node sees, checked at start (`check_shared_storage`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from tqdm import tqdm
+
+from ..device import ENV as DEVICE_ENV
+from ..files import write_text
+
+EXECUTORS = ("local", "ray")
+
+
+class Unit(Protocol):
+    name: str
+    needs: tuple[str, ...]
+
+    def outputs(self) -> list[Path]: ...
+    def done(self) -> bool: ...
+    def run(self) -> None: ...
+
+
+class UnitsFailed(RuntimeError):
+    """Some units failed after their retries; every other unit finished."""
+
+
+@dataclass
+class Record:
+    """What running one unit cost: seconds of its last attempt, attempts made."""
+
+    name: str
+    needs: tuple[str, ...]
+    seconds: float = 0.0
+    attempts: int = 0
+    status: str = "pending"  # done, skipped (outputs existed), failed, blocked
+    phase: str = ""  # the `run` call it belonged to (its `desc`): phases run one after another
+
+
+@dataclass
+class Executor:
+    retries: int = 0
+    records: list[Record] = field(default_factory=list)  # every unit ever run, in order
+
+    def run(self, units: list[Unit], show_progress: bool = True, desc: str = "units") -> None:
+        """Run every unit not done, each after the units it needs (a needed unit that is
+        not in `units` belongs to an earlier call and has finished)."""
+        todo = [u for u in units if not u.done()]
+        done = {u.name for u in units} - {u.name for u in todo}
+        skipped = [Record(u.name, u.needs, status="skipped") for u in units if u.name in done]
+        done |= {n for u in todo for n in u.needs} - {u.name for u in units}
+        first = len(self.records)
+        self.records.extend(skipped)
+        with tqdm(total=len(units), initial=len(skipped), desc=desc, unit="unit",
+                  disable=not show_progress) as bar:
+            failed = self._run(todo, done, bar)
+        for record in self.records[first:]:
+            record.phase = desc
+        if failed:
+            raise UnitsFailed("units failed (finished ones are kept; run again to resume): "
+                              + "; ".join(f"{name}: {why}" for name, why in failed.items()))
+
+    def _run(self, todo: list[Unit], done: set[str], bar) -> dict[str, str]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _blocked(unit: Unit, failed: dict[str, str]) -> str | None:
+        lost = [n for n in unit.needs if n in failed]
+        return f"needs {', '.join(lost)}, which failed" if lost else None
+
+
+def expected_wall(records: list[Record], workers: int) -> float:
+    """Seconds the units that ran (`records`, with their measured costs) would take on
+    `workers` workers: phase after phase; within one, the first free worker takes the
+    unit that can start soonest (its needed units done). With a worker per unit this
+    is the critical path."""
+    phases = dict.fromkeys(r.phase for r in records)
+    return sum(_phase_wall([r for r in records if r.phase == phase and r.status == "done"],
+                           workers) for phase in phases)
+
+
+def _phase_wall(ran: list[Record], workers: int) -> float:
+    names, finish, free = {r.name for r in ran}, {}, [0.0] * workers
+    waiting = list(ran)
+    while waiting:  # the unit that can start soonest (plan order among equals)
+        worker = min(range(workers), key=free.__getitem__)
+        startable = [r for r in waiting if all(n in finish for n in r.needs if n in names)]
+        starts = [max([free[worker]] + [finish[n] for n in r.needs if n in names])
+                  for r in startable]
+        i = starts.index(min(starts))
+        unit = startable[i]
+        finish[unit.name] = free[worker] = starts[i] + unit.seconds
+        waiting.remove(unit)
+    return max(finish.values(), default=0.0)
+
+
+def _attempt(unit: Unit, threads: int | None = None) -> float:
+    """Run `unit` once in this process; its wall seconds."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    unit.run()
+    return time.perf_counter() - started
+
+
+@dataclass
+class LocalExecutor(Executor):
+    """Every unit in this process, in plan order (today's single-machine run)."""
+
+    def _run(self, todo, done, bar):
+        failed: dict[str, str] = {}
+        for unit in todo:
+            record = Record(unit.name, unit.needs)
+            self.records.append(record)
+            blocked = self._blocked(unit, failed)
+            if blocked:
+                record.status, failed[unit.name] = "blocked", blocked
+                continue
+            while record.status != "done":
+                record.attempts += 1
+                try:
+                    record.seconds = _attempt(unit)
+                    record.status = "done"
+                except Exception as err:  # noqa: BLE001 - reported, the others go on
+                    if record.attempts > self.retries:
+                        record.status, failed[unit.name] = "failed", f"{type(err).__name__}: {err}"
+                        break
+            bar.update(1)
+        return failed
+
+
+@dataclass
+class RayExecutor(Executor):
+    """Every unit a Ray task; a unit starts when the units it needs have finished."""
+
+    address: str | None = None  # a running cluster (`ray start --head`), or None: start one
+    cpus_per_unit: int = 1
+    gpus_per_unit: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    retries: int = 2
+    init_options: dict = field(default_factory=dict)  # e.g. num_cpus for a local test cluster
+    storage: Path | None = None  # checked to be shared by every node (the workdir)
+    _checked: bool = field(default=False, repr=False)
+
+    def _ray(self):
+        try:
+            import ray
+        except ImportError as err:
+            raise ImportError("--executor ray needs Ray: pip install -e '.[ray]' "
+                              "(pinned in constraints.txt)") from err
+        if not ray.is_initialized():
+            env = {k: os.environ[k] for k in (DEVICE_ENV, "PYTHONPATH") if k in os.environ}
+            ray.init(address=self.address, log_to_driver=False,
+                     runtime_env={"env_vars": env} if env else None, **self.init_options)
+        if self.storage is not None and not self._checked:
+            check_shared_storage(self.storage)
+            self._checked = True
+        return ray
+
+    def _run(self, todo, done, bar):
+        ray = self._ray()
+        gpus = self.gpus_per_unit
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        task = ray.remote(_attempt).options(num_cpus=self.cpus_per_unit, num_gpus=gpus,
+                                            max_retries=self.retries, retry_exceptions=True)
+        waiting, running, failed = list(todo), {}, {}
+        records = {u.name: Record(u.name, u.needs, attempts=1) for u in todo}
+        self.records.extend(records.values())
+        while waiting or running:
+            for unit in list(waiting):
+                blocked = self._blocked(unit, failed)
+                if blocked:
+                    waiting.remove(unit)
+                    records[unit.name].status, failed[unit.name] = "blocked", blocked
+                elif all(n in done for n in unit.needs):
+                    waiting.remove(unit)
+                    running[task.remote(unit, self.cpus_per_unit)] = unit
+            if not running:
+                continue
+            ready, _ = ray.wait(list(running), num_returns=1)
+            unit = running.pop(ready[0])
+            record = records[unit.name]
+            try:
+                record.seconds, record.status = ray.get(ready[0]), "done"
+                done.add(unit.name)
+            except Exception as err:  # noqa: BLE001 - after Ray's retries: report, go on
+                record.status, failed[unit.name] = "failed", _reason(err)
+                record.attempts = self.retries + 1
+            bar.update(1)
+        return failed
+
+
+def _reason(err: Exception) -> str:
+    """The unit's own error out of Ray's wrapper."""
+    cause = getattr(err, "cause", None) or err
+    return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}"
+
+
+def check_shared_storage(root: Path) -> None:
+    """Refuse a cluster whose nodes do not all see `root`: each node reads a marker the
+    driver wrote and writes one of its own, which the driver then reads."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ..layout import Layout
+
+    folder = Layout(root).storage_check()
+    token = uuid.uuid4().hex
+    write_text(folder / f"{token}.driver", token)
+
+    def visit(node: str) -> bool:
+        if not (folder / f"{token}.driver").is_file():
+            return False
+        write_text(folder / f"{token}.{node}", token)
+        return True
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    remote = ray.remote(visit)
+    seen = ray.get([remote.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node, soft=False)).remote(node) for node in nodes])
+    blind = [n for n, ok in zip(nodes, seen, strict=True)
+             if not ok or not (folder / f"{token}.{n}").is_file()]
+    for file in folder.glob(f"{token}.*"):
+        file.unlink()
+    if blind:
+        raise RuntimeError(
+            f"{root} is not on storage every Ray node sees ({len(blind)} of {len(nodes)} "
+            f"nodes cannot read or write it, e.g. node {blind[0][:12]}): put the workdir on a "
+            f"shared file system mounted at the same path on every node (docs/cluster.md)")
+
+
+def make_executor(name: str, storage: Path | None = None, address: str | None = None,
+                  cpus_per_unit: int = 1) -> Executor:
+    """The executor the CLI's --executor names."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address=address, cpus_per_unit=cpus_per_unit, storage=storage)
+    raise ValueError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

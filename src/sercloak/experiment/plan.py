@@ -1,0 +1,288 @@
+"""An experiment as units of work, each with its inputs and outputs named by the layout.
+
+Four kinds of unit, for one seed and fold each:
+
+- `BaselineUnit`: both clean models (f_θ, f_g) of a model family, trained and
+  evaluated (`baselines.baseline_fold`);
+- `TrainUnit`: what one group of a method's operating points needs before it
+  is scored (the cloaks grown from one stage-1 cloak, a split network);
+- `CleanUnit`: every attacker on clean utterances of a part (the reference
+  the privacy figures are read against);
+- `ScoreUnit`: one operating point on a part (the validation speakers where
+  points are chosen, or the test speakers): emotion and every attacker.
+
+A unit names the units whose outputs it reads (`needs`), is done when its
+outputs exist and were made with the same settings (`done`), and writes
+them atomically (`files.atomic_write`): an interrupted run, under any
+executor, resumes where it stopped. Units are plain picklable records, so an
+executor (`executors.py`) may run them in this process or ship them to
+workers; each process builds what a unit needs (the workdir, a fold's runner
+with its fitted attackers) once and keeps it for the next unit of the same
+fold (`_Process`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..attacks.speaker_encoder import SpeakerEncoder
+from ..attacks.suite import NEEDS_ENCODER
+from ..baselines import baseline_fold, is_evaluated, is_trained, model_tag, with_seed
+from ..data import Workdir
+from ..files import write_json
+from ..layout import Layout, Setting
+from ..runner import FoldRunner, Models, Point, attack_tag, digest
+from ..train import TrainConfig
+from .config import RUNNERS, ExperimentConfig, protected_workdir
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """What every unit of one method's run shares (picklable: paths and settings only)."""
+
+    root: Path  # the workdir
+    configs: dict[str, TrainConfig]  # the method's clean models (before seeding)
+    reference: dict[str, TrainConfig]  # the clean service's (every drop is measured from it)
+    cfg: ExperimentConfig
+    run_dir: Path  # the method's folder (`layout.Layout.cloak_run`)
+    show_progress: bool = False
+
+    def models(self, seed: int) -> Models:
+        return Models(with_seed(self.configs, seed), with_seed(self.reference, seed))
+
+    def setting(self, seed: int, fold: int, point: Point) -> Setting:
+        return Layout(self.root).setting(self.run_dir, seed, fold, point.name)
+
+
+# -- the units --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineUnit:
+    root: Path
+    configs: dict[str, TrainConfig]  # one family, seeded
+    protocol: str
+    fold: int
+    show_progress: bool = False
+
+    needs = ()  # the prepared workdir only
+
+    @property
+    def name(self) -> str:
+        return baseline_name(self.configs, self.configs["emotion"].seed, self.fold)
+
+    def outputs(self) -> list[Path]:
+        layout, cfg = Layout(self.root), self.configs["emotion"]
+        return [*(layout.model(self.protocol, model_tag(c), c.seed, self.fold, task)
+                  for task, c in self.configs.items()),
+                layout.fold_eval(self.protocol, model_tag(cfg), cfg.seed, self.fold)]
+
+    def done(self) -> bool:
+        wd = _Process.workdir(self.root)
+        return (all(is_trained(wd, self.fold, c, self.protocol) for c in self.configs.values())
+                and is_evaluated(wd, self.fold, self.configs, self.protocol))
+
+    def run(self) -> None:
+        baseline_fold(_Process.workdir(self.root), self.fold, self.configs, self.protocol,
+                      self.show_progress)
+
+
+def baseline_name(configs: dict[str, TrainConfig], seed: int, fold: int) -> str:
+    return f"baseline/{model_tag(configs['emotion'])}/seed{seed}/fold{fold}"
+
+
+@dataclass(frozen=True)
+class _MethodUnit:
+    """A unit of one method's run, on one seed and fold."""
+
+    method: MethodRun
+    seed: int
+    fold: int
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        m = self.method
+        return tuple(dict.fromkeys(baseline_name(c, self.seed, self.fold)
+                                   for c in (m.configs, m.reference)))
+
+    def runner(self) -> FoldRunner:
+        return fold_runner(self.method, self.seed, self.fold)
+
+    def _attack_config(self) -> dict:
+        return self.method.cfg.seeded(self.seed).attacks.to_dict()
+
+    def _made_here(self, file: Path) -> bool:
+        """`file` exists and was made by this run's attackers."""
+        return file.is_file() and \
+            json.loads(file.read_text()).get("attack_config") == self._attack_config()
+
+
+@dataclass(frozen=True)
+class TrainUnit(_MethodUnit):
+    group: str = ""
+    points: tuple[Point, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"train/seed{self.seed}/fold{self.fold}/{self.group}"
+
+    def outputs(self) -> list[Path]:
+        design = RUNNERS[self.method.cfg.design]
+        return [f for p in self.points for f in design.trained_files(
+            self.method.cfg, p, self.method.setting(self.seed, self.fold, p))]
+
+    def done(self) -> bool:
+        return all(f.is_file() for f in self.outputs())
+
+    def run(self) -> None:
+        runner = self.runner()
+        runner.train(list(self.points))
+        runner.release()
+
+
+@dataclass(frozen=True)
+class CleanUnit(_MethodUnit):
+    part: str = "test"
+
+    @property
+    def name(self) -> str:
+        return f"clean/{self.part}/seed{self.seed}/fold{self.fold}"
+
+    def outputs(self) -> list[Path]:
+        """The attackers' clean scores (`runner.FoldRunner.clean` writes them)."""
+        m = self.method
+        gender = m.models(self.seed).configs["gender"]
+        return [Layout(m.root).clean_scores(
+            m.cfg.protocol, attack_tag(gender), self.seed, self.fold, self.part)]
+
+    def done(self) -> bool:
+        return self._made_here(self.outputs()[0])
+
+    def run(self) -> None:
+        runner = self.runner()
+        runner.clean(self.part)
+        runner.release()
+
+    def read(self) -> dict:
+        return self.runner().clean(self.part)
+
+
+@dataclass(frozen=True)
+class ScoreUnit(_MethodUnit):
+    part: str = "test"
+    point: Point = field(default_factory=lambda: Point(""))
+
+    @property
+    def name(self) -> str:
+        return f"score/{self.part}/seed{self.seed}/fold{self.fold}/{self.point.name}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        group = RUNNERS[self.method.cfg.design].training_group(self.method.cfg, self.point)
+        trained = () if group is None else (f"train/seed{self.seed}/fold{self.fold}/{group}",)
+        return super().needs + trained
+
+    def outputs(self) -> list[Path]:
+        setting = self.method.setting(self.seed, self.fold, self.point)
+        return [setting.result(self.part, self.method.cfg.adapt_epochs)]
+
+    def done(self) -> bool:
+        return self._made_here(self.outputs()[0])
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        runner = self.runner()
+        result = runner.score(self.point, self.part)
+        runner.release()
+        write_json(self.outputs()[0], {**result, "attack_config": self._attack_config(),
+                                       "unit_wall_s": round(time.perf_counter() - started, 1)},
+                   indent=None)
+
+    def read(self) -> dict:
+        result = json.loads(self.outputs()[0].read_text())
+        return {k: v for k, v in result.items() if k not in ("attack_config", "unit_wall_s")}
+
+
+# -- plans --------------------------------------------------------------------------------
+
+
+def baseline_units(root: Path, families: list[dict[str, TrainConfig]], protocol: str,
+                   seeds: tuple[int, ...], folds: list[int],
+                   show_progress: bool = False) -> list[BaselineUnit]:
+    """Every clean model of every family, seed and fold."""
+    return [BaselineUnit(root, with_seed(configs, seed), protocol, fold, show_progress)
+            for configs in {digest({t: c.to_dict() for t, c in f.items()}): f
+                            for f in families}.values()
+            for seed in seeds for fold in folds]
+
+
+def method_units(method: MethodRun, folds: list[int], points: list[Point], part: str) -> list:
+    """A method's units on `part` of `folds`: per seed and fold, the clean reference, the
+    training of each group of points, the scoring of each point."""
+    design = RUNNERS[method.cfg.design]
+    units = []
+    for seed in method.cfg.seeds:
+        for fold in folds:
+            units.append(CleanUnit(method, seed, fold, part))
+            groups: dict[str, list[Point]] = {}
+            for point in points:
+                group = design.training_group(method.cfg, point)
+                if group is not None:
+                    groups.setdefault(group, []).append(point)
+            units += [TrainUnit(method, seed, fold, g, tuple(ps)) for g, ps in groups.items()]
+            units += [ScoreUnit(method, seed, fold, part, p) for p in points]
+    return units
+
+
+# -- what one process keeps between units ----------------------------------------------
+
+
+class _Process:
+    """The workdirs, speaker encoder and fold runners this process has built: a worker
+    that runs several units of one fold fits the fold's clean attackers once."""
+
+    workdirs: dict[str, Workdir] = {}
+    runners: dict[tuple, FoldRunner] = {}
+    encoder: SpeakerEncoder | None = None
+
+    @classmethod
+    def workdir(cls, root: Path) -> Workdir:
+        key = str(root)
+        if key not in cls.workdirs:
+            cls.workdirs[key] = Workdir.open(root)
+        return cls.workdirs[key]
+
+    @classmethod
+    def runner(cls, method: MethodRun, seed: int, fold: int) -> FoldRunner:
+        cfg = method.cfg
+        key = (str(method.run_dir), digest(cfg.to_dict()), seed, fold)
+        if key not in cls.runners:
+            wd = cls.workdir(method.root)
+            encoder = None
+            if set(NEEDS_ENCODER) & set(cfg.attacks.families):
+                if cls.encoder is None:
+                    cls.encoder = SpeakerEncoder.load()
+                encoder = cls.encoder
+            protected = protected_workdir(wd, cfg.transform, False) if cfg.transform else None
+            cls.runners[key] = RUNNERS[cfg.design](
+                wd, fold, method.models(seed), cfg.seeded(seed), method.run_dir, encoder,
+                method.show_progress, protected)
+        return cls.runners[key]
+
+    @classmethod
+    def forget(cls) -> None:
+        cls.runners.clear()
+        cls.workdirs.clear()
+
+
+def fold_runner(method: MethodRun, seed: int, fold: int) -> FoldRunner:
+    """The method's runner of one seed and fold in this process (made once, then kept)."""
+    return _Process.runner(method, seed, fold)
+
+
+def forget_runners() -> None:
+    """Drop this process's runners and their fitted attackers (an experiment's end)."""
+    _Process.forget()

@@ -1,0 +1,149 @@
+"""What an operator needs around the emotion service: API keys, Prometheus metrics and a
+structured access log.
+
+- **Keys** (`ApiKeys`): one per line of a file (blank lines and ``#`` comments
+  skipped); a request names one as ``Authorization: Bearer KEY``. Every key is
+  compared in constant time (`hmac.compare_digest`, all keys, every time), and
+  no key ever reaches a log line, a metric or an error message.
+- **Metrics** (`Metrics`): requests by endpoint and status, a latency
+  histogram, request bytes, and refused requests by reason, at ``/metrics``.
+  With several worker processes they are summed over workers (Prometheus'
+  multiprocess mode: `PROMETHEUS_MULTIPROC_DIR`, set by ``sercloak serve``).
+- **Access log** (`access_record`): one JSON line per request (time,
+  endpoint, method, status, latency, request bytes, bundle id, and the reason
+  for a refusal); never features, payloads, headers or keys.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+OPEN_PATHS = ("/healthz", "/", "/docs", "/openapi.json")  # and /static/...: never need a key
+REASONS = {400: "unreadable_body", 401: "unauthorized", 404: "not_found",
+           405: "method_not_allowed", 409: "wrong_bundle", 413: "too_large",
+           415: "unsupported_type", 422: "bad_features"}
+
+
+class ApiKeys:
+    """The keys a service accepts, read from a file."""
+
+    def __init__(self, file: Path | str):
+        file = Path(file)
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise ValueError(f"{file}: cannot read the API key file ({err.strerror})") from err
+        self._keys = [line.strip().encode() for line in lines
+                      if line.strip() and not line.strip().startswith("#")]
+        if not self._keys:
+            raise ValueError(f"{file}: no API key in it (one key per line)")
+        short = sum(len(k) < 16 for k in self._keys)
+        if short:
+            raise ValueError(f"{file}: {short} key(s) shorter than 16 characters: use long "
+                             f"random keys (e.g. `python -c 'import secrets; "
+                             f"print(secrets.token_urlsafe(32))'`)")
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def first(self) -> str:
+        """The file's first key: what a client holding this file sends."""
+        return self._keys[0].decode()
+
+    def check(self, authorization: str | None) -> str | None:
+        """None when `authorization` ("Bearer KEY") names a key; else why not (never
+        quoting what was sent)."""
+        if not authorization:
+            return "no API key: send the header 'Authorization: Bearer <key>'"
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return "the Authorization header must be 'Bearer <key>'"
+        given_bytes = given.strip().encode()
+        matched = False
+        for key in self._keys:  # every key, whatever matched: the time says nothing
+            matched |= hmac.compare_digest(key, given_bytes)
+        return None if matched else "the API key is not valid for this service"
+
+
+def needs_key(path: str) -> bool:
+    return path not in OPEN_PATHS and not path.startswith("/static/")
+
+
+def endpoint_of(path: str) -> str:
+    """A bounded label for metrics and logs: known routes by name, the rest as 'other'."""
+    if path.startswith("/static/"):
+        return "/static"
+    known = (*OPEN_PATHS, "/metrics", "/v1/emotion", "/v1/bundle", "/v1/client")
+    return path if path in known else "other"
+
+
+class Metrics:
+    """The service's Prometheus metrics (one registry per app, so tests can make several)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("sercloak_requests", "Requests by endpoint and status",
+                                ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("sercloak_request_seconds", "Request latency",
+                                 ["endpoint"], registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        self.request_bytes = Histogram("sercloak_request_bytes", "Request body size",
+                                       ["endpoint"], registry=self.registry,
+                                       buckets=(1e2, 1e3, 1e4, 1e5, 1e6, 4e6, 8e6, 1.6e7))
+        self.refused = Counter("sercloak_refused", "Refused requests by reason",
+                               ["reason"], registry=self.registry)
+
+    def observe(self, endpoint: str, status: int, seconds: float, size: int) -> None:
+        self.requests.labels(endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+        self.request_bytes.labels(endpoint).observe(size)
+        if status in REASONS:
+            self.refused.labels(REASONS[status]).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format Prometheus scrapes; summed over worker processes in
+        multiprocess mode."""
+        registry = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def access_logger(file: Path | str | None) -> logging.Logger:
+    """JSON lines to `file` (appended), or to stderr when None."""
+    logger = logging.getLogger(f"sercloak.access.{file}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = (logging.FileHandler(file, encoding="utf-8") if file is not None
+                   else logging.StreamHandler())
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+def access_record(endpoint: str, method: str, status: int, seconds: float, size: int,
+                  bundle_id: str) -> str:
+    """One access log line: what happened, never what was sent."""
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "endpoint": endpoint,
+              "method": method, "status": status, "latency_ms": round(1000 * seconds, 2),
+              "request_bytes": size, "bundle_id": bundle_id}
+    if status in REASONS:
+        record["refused"] = REASONS[status]
+    return json.dumps(record)
