@@ -156,6 +156,12 @@ def test_merge_keeps_other_methods_only_when_comparable():
                 "clean_emotion": {}}
     merged = merge_results(results("paper", ["a", "b"]), results("paper", ["b", "c"]))
     assert [e["method"] for e in merged["cloak"]] == ["a", "b", "c"]
+    # a method run again replaces all its entries: another chosen point never sits beside
+    rechosen = results("paper", ["b"])
+    rechosen["cloak"][0]["setting"] = "sr60"
+    merged = merge_results(merged, rechosen)
+    assert [(e["method"], e["setting"]) for e in merged["cloak"]] == [
+        ("a", "sr0"), ("c", "sr0"), ("b", "sr60")]
     assert merge_results(results("paper", ["a"]), results("shared", ["c"]))["cloak"] == [
         {"method": "c", "setting": "sr0"}]
     assert len(merge_results(results("paper", ["a"]), results("paper", ["c"], (0, 1)))[

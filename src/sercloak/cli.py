@@ -28,8 +28,8 @@ from .report import privacy_table, selection_table, table2, write_report
 from .train import DEFAULT_RECIPE, RECIPES, TrainConfig, recipe_config
 
 DEMO_WORKDIR = Path("runs/demo")
-DEMO_FOLDS, DEMO_RATIOS, DEMO_ATTACKER_UTTERANCES = "0-1", "0,60", 12
-DEMO_SECONDS_PER_FOLD = 60  # measured: docs/benchmarks.md (the README's demo time)
+DEMO_FOLDS, DEMO_RATIOS, DEMO_ATTACKER_UTTERANCES = "0-1", "0,60", 8
+DEMO_SECONDS_PER_FOLD = 80  # measured with these settings: docs/benchmarks.md
 
 
 def _parse_corpus(spec: str, workdir: Path) -> tuple[str, Path]:
@@ -141,7 +141,8 @@ def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
                    {"dvector_max_per_speaker": args.attacker_utterances,
                     "tuned_max_per_speaker": args.attacker_utterances})
     attacks = AttackConfig(families=_names(args.attackers, FAMILIES, "--attackers"),
-                           informed_epochs=args.informed_epochs, **per_speaker)
+                           informed_epochs=args.informed_epochs,
+                           tuned_epochs=args.tuned_epochs, **per_speaker)
     return ExperimentConfig(
         design=args.design, split=SplitConfig(dims=tuple(int(k) for k in args.dims.split(","))),
         cloak=cloak, cloak_train=training, attacks=attacks,
@@ -261,7 +262,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
           f"the gender attacker; train the paper's cloak at suppression ratios {args.ratios}, "
           f"without and with adversarial training; attack it with every attacker family "
           f"({args.attackers}), ignorant and informed; write the report and its figures. "
-          f"About {DEMO_SECONDS_PER_FOLD * len(folds) // 60 + 1} minutes on 2 CPU cores.\n",
+          f"About {DEMO_SECONDS_PER_FOLD * len(folds)} s on 2 CPU cores.\n",
           flush=True)
     args.corpus = ["synthetic"]
     cmd_prepare(args)
@@ -403,6 +404,9 @@ def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
                    help="fine-tuning epochs of the informed cnn attacker")
     p.add_argument("--attackers", default=",".join(FAMILIES),
                    help=f"attacker families, comma-separated (default {','.join(FAMILIES)})")
+    p.add_argument("--tuned-epochs", type=int, default=e.attacks.tuned_epochs,
+                   help="fine-tuning epochs of the dvector_ft attacker's speaker encoder "
+                        f"(default {e.attacks.tuned_epochs})")
     p.add_argument("--attacker-utterances", type=int,
                    default=DEMO_ATTACKER_UTTERANCES if small else None, metavar="N",
                    help="utterances per speaker the speaker-encoder attackers fit on (default: "

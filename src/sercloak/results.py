@@ -290,16 +290,17 @@ def comparable(results: dict) -> tuple:
 
 
 def merge_results(old: dict | None, new: dict) -> dict:
-    """results.json after a run: its entries replace those of the same method and setting;
-    every other method's stay, as long as both runs share protocol, folds, seeds, model,
-    recipe and features (otherwise the old entries are dropped)."""
+    """results.json after a run: its entries replace every entry of the same methods (a
+    method's figures are its latest run's: a new choice of operating point never sits
+    beside an old one); every other method's stay, as long as both runs share protocol,
+    folds, seeds, model, recipe and features (otherwise the old entries are dropped)."""
     if old is not None and old.get("format") != RESULTS_FORMAT:
         raise ValueError(f"the results.json beside this run was written by an older sercloak "
                          f"(format {old.get('format', 'none')}, not {RESULTS_FORMAT}): move it "
                          f"away and run the methods again (finished models and cloaks are kept)")
     if old is None or comparable(old) != comparable(new):
         return new
-    keys = {(e["method"], e["setting"]) for e in new["cloak"]}
-    kept = [e for e in old.get("cloak", []) if (e["method"], e["setting"]) not in keys]
+    methods = {e["method"] for e in new["cloak"]}
+    kept = [e for e in old.get("cloak", []) if e["method"] not in methods]
     return {**new, "cloak": kept + new["cloak"],
             "clean_emotion": {**old.get("clean_emotion", {}), **new["clean_emotion"]}}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,7 @@ class LocalExecutor(Executor):
                     record.seconds = _attempt(unit)
                     record.status = "done"
                 except Exception as err:  # noqa: BLE001 - reported, the others go on
+                    traceback.print_exc()  # where it failed, for the one who fixes it
                     if record.attempts > self.retries:
                         record.status, failed[unit.name] = "failed", f"{type(err).__name__}: {err}"
                         break
