@@ -160,6 +160,10 @@ def test_ray_gives_the_local_results_and_every_file_is_the_layouts(prepared, tmp
                               torch.tensor(b[key], dtype=torch.float64), atol=1e-6), key
     ran = {r.name.split("/")[0] for r in executor.records if r.status == "done"}
     assert ran == {"baseline", "train", "clean", "score"}
+    costs = [json.loads(line) for line in Workdir.open(tmp_path / "ray").layout.unit_log(
+        "paper").read_text().splitlines()]
+    assert [c["name"] for c in costs] == [r.name for r in executor.records if r.status == "done"]
+    assert all(c["seconds"] > 0 and c["status"] == "done" for c in costs)
 
     # every file the grid wrote is one the layout names
     wd = Workdir.open(tmp_path / "ray")
@@ -173,6 +177,7 @@ def test_ray_gives_the_local_results_and_every_file_is_the_layouts(prepared, tmp
     again = LocalExecutor()
     rerun = run_experiment(wd, [0, 1], CONFIGS, GRID, show_progress=False, executor=again)
     assert {r.status for r in again.records} == {"skipped"}
+    assert len(wd.layout.unit_log("paper").read_text().splitlines()) == len(costs)  # none ran
     assert figures(rerun) == figures(distributed)
     assert json.loads(wd.layout.results("paper").read_text())["cloak"] == rerun["cloak"]
 

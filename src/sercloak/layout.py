@@ -15,6 +15,7 @@
                                                            scoring units' results (`Setting`)
         attacks/clean-<tag>/seed<S>/fold<K>/clean*.json    the attackers on clean speech
         results.json report.md pareto.png tradeoff.png noise_map.png
+        units.jsonl                                        what each unit of work cost
 
 A model *family* is a network preset and recipe (`baselines.model_tag`, e.g.
 ``light-strong``); a *run tag* names one method's configuration
@@ -37,7 +38,8 @@ def setting_name(ratio: int, adversarial: bool) -> str:
     return f"{'adversarial' if adversarial else 'cloak'}_sr{ratio}"
 
 
-PROTOCOL_FILES = ("results.json", "report.md", "pareto.png", "tradeoff.png", "noise_map.png")
+PROTOCOL_FILES = ("results.json", "report.md", "pareto.png", "tradeoff.png", "noise_map.png",
+                  "units.jsonl")
 
 # every file a workdir may hold, as a pattern of its path relative to the workdir: what the
 # builders below make (checked by walking a workdir a test grid wrote: tests/test_executors.py)
@@ -175,6 +177,11 @@ class Layout:
 
     def results(self, protocol: str) -> Path:
         return self.protocol(protocol) / "results.json"
+
+    def unit_log(self, protocol: str) -> Path:
+        """One JSON line per unit of work run under the protocol (what it cost), appended by
+        every run: unit-hours add up over interrupted and resumed runs."""
+        return self.protocol(protocol) / "units.jsonl"
 
     def report(self, protocol: str) -> Path:
         return self.protocol(protocol) / "report.md"

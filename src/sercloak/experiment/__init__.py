@@ -143,6 +143,7 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
     merges into the protocol's results.json, writes report.md and figures."""
     started = time.perf_counter()
     executor = executor or LocalExecutor()
+    executor.log = wd.layout.unit_log(cfg.protocol)
     reference = reference_configs(baseline_configs)
     every_fold = sorted(set(folds) | set(cfg.select_folds or ()))
     executor.run(baseline_units(wd.root, [reference, baseline_configs], cfg.protocol,

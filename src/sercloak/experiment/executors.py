@@ -16,11 +16,12 @@ every node sees, checked at start (`check_shared_storage`).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -61,6 +62,7 @@ class Record:
 class Executor:
     retries: int = 0
     records: list[Record] = field(default_factory=list)  # every unit ever run, in order
+    log: Path | None = None  # appended: one JSON line per unit that ran (`Record`)
 
     def run(self, units: list[Unit], show_progress: bool = True, desc: str = "units") -> None:
         """Run every unit not done, each after the units it needs (a needed unit that is
@@ -76,6 +78,14 @@ class Executor:
             failed = self._run(todo, done, bar)
         for record in self.records[first:]:
             record.phase = desc
+        ran = [r for r in self.records[first:] if r.status in ("done", "failed")]
+        if self.log is not None and ran:  # the driver alone writes it, under any executor
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with self.log.open("a", encoding="utf-8") as out:
+                for r in ran:
+                    out.write(json.dumps({**asdict(r), "needs": list(r.needs),
+                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                              + "\n")
         if failed:
             raise UnitsFailed("units failed (finished ones are kept; run again to resume): "
                               + "; ".join(f"{name}: {why}" for name, why in failed.items()))

@@ -1,0 +1,41 @@
+"""What the units of work logged in a workdir cost: unit-hours, by kind and by phase.
+
+    python bench/units.py WORKDIR/PROTOCOL/units.jsonl
+
+Every `sercloak experiment` run appends one line per unit it ran to its
+protocol's units.jsonl (`layout.Layout.unit_log`), under either executor, so
+the figures add up over interrupted and resumed runs: e.g. the whole
+comparison of `bench/privacy.sh` in unit-hours, however many sessions it
+took. Seconds are each unit's own wall time with the threads it had (2 torch
+threads under the local executor here, `--ray-cpus-per-unit` under Ray).
+Last line: key=value figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("log", type=Path)
+    args = parser.parse_args()
+    units = [json.loads(line) for line in args.log.read_text().splitlines() if line.strip()]
+    done = [u for u in units if u["status"] == "done"]
+    by_kind, by_phase = defaultdict(float), defaultdict(float)
+    for u in done:
+        by_kind[u["name"].split("/")[0]] += u["seconds"]
+        by_phase[u["phase"]] += u["seconds"]
+    for phase, seconds in sorted(by_phase.items(), key=lambda kv: -kv[1]):
+        print(f"{phase}: {seconds / 3600:.2f} unit-hours")
+    total = sum(u["seconds"] for u in done)
+    print(" ".join([f"units={len(done)}", f"failed={len(units) - len(done)}",
+                    f"unit_hours={total / 3600:.2f}",
+                    *(f"{kind}_hours={s / 3600:.2f}" for kind, s in sorted(by_kind.items()))]))
+
+
+if __name__ == "__main__":
+    main()
