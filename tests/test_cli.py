@@ -10,6 +10,7 @@ def test_the_demo_does_less_work_and_the_real_protocol_does_not():
     attacks = _experiment_config(demo).attacks
     assert attacks.dvector_max_per_speaker == attacks.tuned_max_per_speaker == 8
     assert attacks.tuned_epochs == AttackConfig().tuned_epochs  # 1 epoch left it at chance
+    assert attacks.informed_draws == 1
     real = build_parser().parse_args(["experiment", "--workdir", "w"])
     assert (real.folds, real.ratios) == ("0-4", "0,20,40,60")
     assert _experiment_config(real).attacks == AttackConfig()

@@ -28,8 +28,8 @@ from .report import privacy_table, selection_table, table2, write_report
 from .train import DEFAULT_RECIPE, RECIPES, TrainConfig, recipe_config
 
 DEMO_WORKDIR = Path("runs/demo")
-DEMO_FOLDS, DEMO_RATIOS, DEMO_ATTACKER_UTTERANCES = "0-1", "0,60", 8
-DEMO_SECONDS_PER_FOLD = 80  # measured with these settings: docs/benchmarks.md
+DEMO_FOLDS, DEMO_RATIOS, DEMO_ATTACKER_UTTERANCES, DEMO_DRAWS = "0-1", "0,60", 8, 1
+DEMO_SECONDS_PER_FOLD = 70  # measured with these settings: docs/benchmarks.md
 
 
 def _parse_corpus(spec: str, workdir: Path) -> tuple[str, Path]:
@@ -141,7 +141,7 @@ def _experiment_config(args: argparse.Namespace) -> ExperimentConfig:
                    {"dvector_max_per_speaker": args.attacker_utterances,
                     "tuned_max_per_speaker": args.attacker_utterances})
     attacks = AttackConfig(families=_names(args.attackers, FAMILIES, "--attackers"),
-                           informed_epochs=args.informed_epochs,
+                           informed_epochs=args.informed_epochs, informed_draws=args.draws,
                            tuned_epochs=args.tuned_epochs, **per_speaker)
     return ExperimentConfig(
         design=args.design, split=SplitConfig(dims=tuple(int(k) for k in args.dims.split(","))),
@@ -404,6 +404,10 @@ def _cloak_options(p: argparse.ArgumentParser, small: bool = False) -> None:
                    help="fine-tuning epochs of the informed cnn attacker")
     p.add_argument("--attackers", default=",".join(FAMILIES),
                    help=f"attacker families, comma-separated (default {','.join(FAMILIES)})")
+    draws = DEMO_DRAWS if small else e.attacks.informed_draws
+    p.add_argument("--draws", type=int, default=draws,
+                   help="noise draws per training utterance of the informed stats and d-vector "
+                        f"attackers (default {draws})")
     p.add_argument("--tuned-epochs", type=int, default=e.attacks.tuned_epochs,
                    help="fine-tuning epochs of the dvector_ft attacker's speaker encoder "
                         f"(default {e.attacks.tuned_epochs})")
