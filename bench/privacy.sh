@@ -15,7 +15,10 @@
 #
 # Settings (environment): PROTOCOL (default shared: everything trains on every
 # non-test speaker; paper: the paper's pools), SEEDS (default 0), FOLDS, SELECT,
-# METHODS (a comma-separated subset of the names below, or all; default: `order`).
+# METHODS (a comma-separated subset of the names below, or all; default: `order`),
+# EXECUTOR (default local; ray: each method's units as Ray tasks, docs/cluster.md; with
+# RAY_ADDRESS for a running cluster). Every unit's cost goes to WORKDIR/PROTOCOL/units.jsonl
+# (bench/units.py adds it up, over interrupted runs too).
 # Prints one line per method (bench/privacy_lines.py) and, last, one key=value
 # line with the best method, the widest 95% interval of an emotion drop and the
 # wall time. Figures move a little with the thread count and the machine.
@@ -29,6 +32,8 @@ protocol="${PROTOCOL:-shared}"
 folds="${FOLDS:-0-4}"
 select="${SELECT:-0-4}"
 seeds="${SEEDS:-0}"
+executor=(--executor "${EXECUTOR:-local}")
+[ -z "${RAY_ADDRESS:-}" ] || executor+=(--ray-address "$RAY_ADDRESS")
 
 minmax="--cloak-kind temporal --variants adversarial --game minmax --adversaries cnn,stats
         --adversary-steps 2 --adversary-lr 1e-3 --weight-warmup 0.5"
@@ -75,7 +80,7 @@ for name in ${methods//,/ }; do
     # shellcheck disable=SC2086  # the options are words
     if "$python" -m sercloak experiment --workdir "$work" --protocol "$protocol" \
         --folds "$folds" --seeds "$seeds" --select-on-valid "$select" --ratios 0,60 --quiet \
-        ${options[$name]} > "$work/logs/privacy-$protocol-$name.log" 2>&1; then
+        "${executor[@]}" ${options[$name]} > "$work/logs/privacy-$protocol-$name.log" 2>&1; then
         status="done"
     else  # one method's failure never loses the others: its log says why
         status="FAILED (see $work/logs/privacy-$protocol-$name.log)"
