@@ -255,7 +255,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The built-in demo: the synthetic corpus, prepared, then the whole experiment on less
-    work than the real protocol (fewer folds, ratios and attacker utterances)."""
+    work than the real protocol (fewer folds, ratios, attacker utterances and noise draws)."""
     folds = parse_folds(args.folds)
     print(f"sercloak demo: the whole pipeline on a SYNTHETIC corpus (generated here, not real "
           f"speech), on folds {args.folds} of 5: prepare features; train the emotion model and "
