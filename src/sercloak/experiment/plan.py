@@ -30,7 +30,14 @@ from pathlib import Path
 
 from ..attacks.speaker_encoder import SpeakerEncoder
 from ..attacks.suite import NEEDS_ENCODER
-from ..baselines import baseline_fold, is_evaluated, is_trained, model_tag, with_seed
+from ..baselines import (
+    baseline_fold,
+    clean_emotion,
+    is_evaluated,
+    is_trained,
+    model_tag,
+    with_seed,
+)
 from ..data import Workdir
 from ..files import write_json
 from ..layout import Layout, Setting
@@ -167,7 +174,13 @@ class CleanUnit(_MethodUnit):
         runner.release()
 
     def read(self) -> dict:
-        return self.runner().clean(self.part)
+        """What `runner.FoldRunner.clean` returns, from the files alone (the driver reads
+        it without loading the fold's models or the speaker encoder)."""
+        m = self.method
+        reference = m.models(self.seed).reference["emotion"]
+        return {**json.loads(self.outputs()[0].read_text()),
+                "emotion": clean_emotion(_Process.workdir(m.root), self.fold, reference,
+                                         m.cfg.protocol, self.part)}
 
 
 @dataclass(frozen=True)

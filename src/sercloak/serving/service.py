@@ -129,9 +129,9 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
             status = response.status_code
             return response
         finally:
-            seconds = time.perf_counter() - started
-            metrics.observe(endpoint_of(path), status, seconds, size)
-            log.info(access_record(endpoint_of(path), request.method, status, seconds, size,
+            seconds, endpoint = time.perf_counter() - started, endpoint_of(path)
+            metrics.observe(endpoint, status, seconds, size)
+            log.info(access_record(endpoint, request.method, status, seconds, size,
                                    model.bundle_id))
 
     @app.get("/healthz")
