@@ -23,6 +23,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("log", type=Path)
     args = parser.parse_args()
+    if not args.log.is_file():
+        parser.error(f"{args.log}: no such unit log (a `sercloak experiment` run writes "
+                     "WORKDIR/PROTOCOL/units.jsonl once it has run a unit)")
     units = [json.loads(line) for line in args.log.read_text().splitlines() if line.strip()]
     done = [u for u in units if u["status"] == "done"]
     by_kind, by_phase = defaultdict(float), defaultdict(float)

@@ -6,6 +6,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -44,6 +45,18 @@ def metric(text: str, name: str, **labels) -> float:
         if head == (f"{name}{{{wanted}}}" if wanted else name):
             return float(value)
     return 0.0
+
+
+def access_lines(log, endpoint: str, count: int) -> list[dict]:
+    """The access log's records once `count` of them name `endpoint`: a background thread
+    writes them, so wait for it (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        if sum(r["endpoint"] == endpoint for r in records) >= count or \
+                time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +122,7 @@ def test_keys_https_metrics_and_a_log_without_secrets(secured, bundle):
     assert metric(text, "sercloak_request_seconds_count", endpoint="/v1/emotion") == 5
     assert metric(text, "sercloak_request_bytes_sum", endpoint="/v1/emotion") >= 4 * len(body)
 
-    lines = [json.loads(line) for line in access_log.read_text().splitlines()]
+    lines = access_lines(access_log, "/v1/emotion", 5)
     emotion = [r for r in lines if r["endpoint"] == "/v1/emotion"]
     assert [r["status"] for r in emotion] == [401, 401, 200, 200, 400]
     assert {r["refused"] for r in emotion if r["status"] == 401} == {"unauthorized"}
@@ -133,8 +146,8 @@ def test_workers_share_their_metrics(bundle, tmp_path):
             assert call(url, "/v1/emotion", KEY, body, bundle_id)[0] == 200
         text = call(url, "/metrics", KEY)[1].decode()
     assert metric(text, "sercloak_requests_total", endpoint="/v1/emotion", status="200") == 6
-    lines = (tmp_path / "access.log").read_text().splitlines()
-    assert sum(json.loads(line)["endpoint"] == "/v1/emotion" for line in lines) == 6
+    lines = access_lines(tmp_path / "access.log", "/v1/emotion", 6)
+    assert sum(r["endpoint"] == "/v1/emotion" for r in lines) == 6
 
 
 @pytest.mark.parametrize("text, problem", [

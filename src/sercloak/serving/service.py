@@ -36,25 +36,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .client import CloakArrays
 from .inference import BadFeatures, EmotionModel
-from .operations import (
-    ApiKeys,
-    Metrics,
-    access_logger,
-    access_record,
-    endpoint_of,
-    needs_key,
-)
+from .operations import ApiKeys, Metrics, Operations, access_logger
 
 STATIC = Path(__file__).parent / "static"
 
@@ -110,29 +102,9 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
     app = FastAPI(title="sercloak emotion service",
                   description="Emotion recognition from cloaked log-mel features. "
                               f"Bundle {model.bundle_id}.")
-    metrics, log = Metrics(), access_logger(access_log)
-
-    @app.middleware("http")
-    async def operate(request: Request, call_next):
-        started, path = time.perf_counter(), request.url.path
-        declared = request.headers.get("content-length", "")
-        size = int(declared) if declared.isdigit() else 0
-        status = 500
-        try:
-            refused = (api_keys.check(request.headers.get("authorization"))
-                       if api_keys is not None and needs_key(path) else None)
-            if refused is not None:
-                response = JSONResponse({"detail": refused}, status_code=401,
-                                        headers={"WWW-Authenticate": "Bearer"})
-            else:
-                response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            seconds, endpoint = time.perf_counter() - started, endpoint_of(path)
-            metrics.observe(endpoint, status, seconds, size)
-            log.info(access_record(endpoint, request.method, status, seconds, size,
-                                   model.bundle_id))
+    metrics = Metrics()
+    app.add_middleware(Operations, api_keys=api_keys, metrics=metrics,
+                       log=access_logger(access_log), bundle_id=model.bundle_id)
 
     @app.get("/healthz")
     def healthz() -> dict:
