@@ -102,6 +102,28 @@ def test_units_run_in_order_retry_and_resume(tmp_path, kind, request):
     assert [runs(tmp_path, n) for n in "abcd"] == [1, 2, 1, 2]
 
 
+@dataclass(frozen=True)
+class Killed(Step):
+    """A unit during which the run is killed (Ctrl-C, the end of a session)."""
+
+    def run(self) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_killed_run_keeps_the_costs_of_what_it_finished(tmp_path):
+    """Each unit's cost is logged when it finishes, not when its phase does: the unit log
+    adds up over runs that were killed and resumed."""
+    log = tmp_path / "units.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor(log=log).run([Step(tmp_path, "a"), Killed(tmp_path, "b", ("a",))],
+                                   show_progress=False, desc="phase one")
+    (line,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert line["name"] == "a" and line["status"] == "done" and line["phase"] == "phase one"
+    LocalExecutor(log=log).run([Step(tmp_path, "a"), Step(tmp_path, "b", ("a",))],
+                               show_progress=False, desc="phase one")
+    assert [json.loads(line)["name"] for line in log.read_text().splitlines()] == ["a", "b"]
+
+
 # -- a tiny synthetic grid under both executors --------------------------------------------
 
 CONFIGS = {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)

@@ -63,6 +63,7 @@ class Executor:
     retries: int = 0
     records: list[Record] = field(default_factory=list)  # every unit ever run, in order
     log: Path | None = None  # appended: one JSON line per unit that ran (`Record`)
+    _phase: str = field(default="", repr=False)  # the `desc` of the `run` call under way
 
     def run(self, units: list[Unit], show_progress: bool = True, desc: str = "units") -> None:
         """Run every unit not done, each after the units it needs (a needed unit that is
@@ -71,24 +72,29 @@ class Executor:
         done = {u.name for u in units} - {u.name for u in todo}
         skipped = [Record(u.name, u.needs, status="skipped") for u in units if u.name in done]
         done |= {n for u in todo for n in u.needs} - {u.name for u in units}
-        first = len(self.records)
+        first, self._phase = len(self.records), desc
         self.records.extend(skipped)
         with tqdm(total=len(units), initial=len(skipped), desc=desc, unit="unit",
                   disable=not show_progress) as bar:
             failed = self._run(todo, done, bar)
         for record in self.records[first:]:
             record.phase = desc
-        ran = [r for r in self.records[first:] if r.status in ("done", "failed")]
-        if self.log is not None and ran:  # the driver alone writes it, under any executor
-            self.log.parent.mkdir(parents=True, exist_ok=True)
-            with self.log.open("a", encoding="utf-8") as out:
-                for r in ran:
-                    out.write(json.dumps({**asdict(r), "needs": list(r.needs),
-                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
-                              + "\n")
         if failed:
             raise UnitsFailed("units failed (finished ones are kept; run again to resume): "
                               + "; ".join(f"{name}: {why}" for name, why in failed.items()))
+
+    def _ran(self, record: Record, bar) -> None:
+        """A unit finished (done, or failed for good): its line goes to the log at once, so
+        a run killed midway keeps the costs of what it finished. The driver alone writes
+        the log, under any executor."""
+        record.phase = self._phase
+        bar.update(1)
+        if self.log is None:
+            return
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({**asdict(record), "needs": list(record.needs),
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
 
     def _run(self, todo: list[Unit], done: set[str], bar) -> dict[str, str]:
         raise NotImplementedError
@@ -158,7 +164,7 @@ class LocalExecutor(Executor):
                     if record.attempts > self.retries:
                         record.status, failed[unit.name] = "failed", f"{type(err).__name__}: {err}"
                         break
-            bar.update(1)
+            self._ran(record, bar)
         return failed
 
 
@@ -219,7 +225,7 @@ class RayExecutor(Executor):
             except Exception as err:  # noqa: BLE001 - after Ray's retries: report, go on
                 record.status, failed[unit.name] = "failed", _reason(err)
                 record.attempts = self.retries + 1
-            bar.update(1)
+            self._ran(record, bar)
         return failed
 
 
