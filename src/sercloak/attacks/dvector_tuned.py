@@ -8,7 +8,8 @@ gender head on the (unit-norm) embedding, on the protected features of the
 attacker's training speakers, and the epoch is chosen by UAR on its protected
 validation speakers. The two lower LSTM layers stay frozen, so their output
 is computed once per utterance (kept in half precision) and every epoch runs
-only the top layer.
+only the top layer. Everything runs on the encoder's device (`--device`); the
+batches are drawn on the CPU, so they do not depend on it.
 
 Like `dvector`, training and validation views keep at most
 `max_per_speaker` utterances per speaker (test views are never cut); each
@@ -32,7 +33,8 @@ from .speaker_encoder import MelConverter, SpeakerEncoder, cut_partials
 
 
 def split_encoder(encoder: SpeakerEncoder) -> tuple[nn.LSTM, nn.LSTM]:
-    """The encoder's LSTM as its two lower layers (frozen) and its top layer (a copy)."""
+    """The encoder's LSTM as its two lower layers (frozen) and its top layer (a copy), on
+    the encoder's device."""
     lstm = encoder.lstm
     lower = nn.LSTM(lstm.input_size, lstm.hidden_size, lstm.num_layers - 1, batch_first=True)
     top = nn.LSTM(lstm.hidden_size, lstm.hidden_size, 1, batch_first=True)
@@ -43,7 +45,8 @@ def split_encoder(encoder: SpeakerEncoder) -> tuple[nn.LSTM, nn.LSTM]:
                          if k.endswith(f"_l{last}")})
     for p in lower.parameters():
         p.requires_grad_(False)
-    return lower.eval(), top
+    device = encoder.linear.weight.device
+    return lower.eval().to(device), top.to(device)
 
 
 class TunedHead(nn.Module):
@@ -53,7 +56,8 @@ class TunedHead(nn.Module):
         super().__init__()
         self.top = top
         self.linear = copy.deepcopy(encoder.linear)
-        self.gender = nn.Linear(encoder.linear.out_features, len(GENDERS))
+        self.gender = nn.Linear(encoder.linear.out_features, len(GENDERS)).to(
+            encoder.linear.weight.device)
 
     def forward(self, lower_out: torch.Tensor) -> torch.Tensor:
         _, (hidden, _) = self.top(lower_out)
@@ -71,6 +75,7 @@ class TunedEncoderAttacker:
         self.encoder, self.max_per_speaker, self.epochs = encoder, max_per_speaker, epochs
         self.lr, self.head_lr, self.batch_size, self.seed = lr, head_lr, batch_size, seed
         self.lower, _ = split_encoder(encoder)
+        self.device = encoder.linear.weight.device
 
     @torch.no_grad()
     def _lower(self, view: View) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +87,7 @@ class TunedEncoderAttacker:
             owner = torch.from_numpy(np.repeat(np.arange(len(partials)),
                                                [len(p) for p in partials]))
             stacked = torch.from_numpy(np.concatenate(partials))
-            out = torch.cat([self.lower(stacked[i : i + 128])[0].half()
+            out = torch.cat([self.lower(stacked[i : i + 128].to(self.device))[0].half()
                              for i in range(0, len(stacked), 128)])
             return out, owner
         return view.derived(("dvector_ft_lower", id(self.encoder)), make)
@@ -91,7 +96,7 @@ class TunedEncoderAttacker:
     def _proba(self, head: TunedHead, view: View) -> np.ndarray:
         lower, owner = self._lower(view)
         head.eval()
-        probs = torch.cat([F.softmax(head(lower[i : i + 256].float()), dim=-1)
+        probs = torch.cat([F.softmax(head(lower[i : i + 256].float()), dim=-1).cpu()
                            for i in range(0, len(lower), 256)]).double()
         n = len(view.observed())
         total = torch.zeros(n, len(GENDERS), dtype=torch.float64).index_add_(0, owner, probs)
@@ -102,7 +107,7 @@ class TunedEncoderAttacker:
         train = train.subset(self.max_per_speaker, self.seed)
         valid = valid.subset(self.max_per_speaker, self.seed)
         lower, owner = self._lower(train)
-        y = torch.from_numpy(train.genders(per_draw=True))[owner]
+        y = torch.from_numpy(train.genders(per_draw=True))[owner].to(self.device)
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         _, top = split_encoder(self.encoder)
@@ -115,6 +120,7 @@ class TunedEncoderAttacker:
         for epoch in range(1, self.epochs + 1):
             head.train()
             for batch in torch.randperm(len(y), generator=gen).split(self.batch_size):
+                batch = batch.to(self.device)
                 loss = F.cross_entropy(head(lower[batch].float()), y[batch], weight=weight)
                 opt.zero_grad()
                 loss.backward()

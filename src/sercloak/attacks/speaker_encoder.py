@@ -41,6 +41,7 @@ from scipy.optimize import nnls
 from scipy.signal import get_window
 from torch import nn
 
+from ..device import pick_device
 from ..features import FeatureConfig, mel_filterbank
 from ..normalise import as_db
 
@@ -82,7 +83,8 @@ class SpeakerEncoder(nn.Module):
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> SpeakerEncoder:
-        """The pretrained encoder (the wheel's weights by default); refuses any other file."""
+        """The pretrained encoder (the wheel's weights by default) on the chosen device
+        (`device.pick_device`); refuses any other file."""
         path = Path(path) if path is not None else find_weights()
         if not path.is_file():
             raise EncoderUnavailable(f"{path}: no such weights file; {INSTALL_HINT}")
@@ -101,7 +103,7 @@ class SpeakerEncoder(nn.Module):
             raise ValueError(f"{path}: not the GE2E speaker encoder "
                              f"(missing {missing or 'nothing'}, wrong shapes {wrong or 'none'})")
         encoder.load_state_dict(state)
-        return encoder.eval()
+        return encoder.eval().to(pick_device())
 
 
 # -- from our features to its input -------------------------------------------------------
