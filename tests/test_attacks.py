@@ -11,7 +11,7 @@ from sercloak.attacks.base import cloak_utterance
 from sercloak.attacks.dvector import DvectorAttacker, dvectors, fill_constant_bins
 from sercloak.attacks.linkability import equal_error_rate, speaker_eer, trial_pairs
 from sercloak.attacks.stats import StatsAttacker, utterance_stats
-from sercloak.attacks.suite import AttackConfig, FoldAttacks
+from sercloak.attacks.suite import AttackConfig, FoldAttacks, clean_scores_complete
 from sercloak.cloak import Cloak, CloakConfig
 from sercloak.corpora import Utterance
 from sercloak.corpora.synthetic import SyntheticSpec
@@ -208,9 +208,15 @@ def test_fold_attacks_score_clean_and_cloaked_without_test_speakers(workdir, enc
     gender = TrainConfig(task="gender", max_epochs=1, batch_size=16)
     folder = workdir.root / "suite"
     suite = FoldAttacks(workdir, 0, cfg, folder / "gender.pt", gender, "paper", encoder)
-    clean = suite.clean()
-    assert set(clean["attackers"]) == {"cnn", "stats", "dvector"}
+    clean = suite.clean()  # the retrained encoder too: on clean features it reads the same
+    assert set(clean["attackers"]) == {"cnn", "stats", "dvector", "dvector_ft"}
+    assert clean_scores_complete(clean, cfg, "test")
     assert 0 <= clean["speaker_eer"] <= 100
+    assert "dvector_ft" not in suite.clean("primary_valid")["attackers"]  # test speakers only
+    before = {**clean, "attackers": {f: a for f, a in clean["attackers"].items()
+                                     if f != "dvector_ft"}}  # a file made before it joined
+    assert not clean_scores_complete(before, cfg, "test")
+    assert clean_scores_complete(before, cfg, "primary_valid")
     toy = Setting(folder, "toy")
     cloaked = suite.protected(toy, cloak=shifting_cloak())
     for family in ("cnn", "stats", "dvector"):
@@ -218,7 +224,7 @@ def test_fold_attacks_score_clean_and_cloaked_without_test_speakers(workdir, enc
             assert 0 <= cloaked["attackers"][family][version]["overall"]["uar"] <= 100
     assert toy.informed("cnn").is_file()
     test = suite.scored("test")
-    for family in ("cnn", "stats", "dvector"):
+    for family in ("cnn", "stats", "dvector", "dvector_ft"):
         assert suite.ignorant(family).fitted_on.isdisjoint(test.speakers)
     # the fitted informed attackers are kept: scoring another part fits nothing again
     fitted = dict(suite._informed)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .attacks.speaker_encoder import SpeakerEncoder
-from .attacks.suite import FoldAttacks, scoring_seed
+from .attacks.suite import FoldAttacks, clean_scores_complete, scoring_seed
 from .baselines import clean_emotion, model_file, model_tag
 from .checkpoint import load_checkpoint
 from .data import Workdir
@@ -99,12 +99,12 @@ class FoldRunner:
         self._sets.clear()
         self.attacks.release()
 
-    def _cached(self, out: Path, compute) -> dict:
-        """A JSON result, reused only if made by the same attackers."""
+    def _cached(self, out: Path, compute, complete=lambda result: True) -> dict:
+        """A JSON result, reused only if made by the same attackers (and `complete`)."""
         attack_config = self.cfg.attacks.to_dict()
         if out.is_file():
             result = json.loads(out.read_text())
-            if result.get("attack_config") == attack_config:
+            if result.get("attack_config") == attack_config and complete(result):
                 return result
         result = {**compute(), "attack_config": attack_config}
         write_json(out, result, indent=None)
@@ -124,7 +124,8 @@ class FoldRunner:
         clean utterances of `part`."""
         out = self.wd.layout.clean_scores(self.cfg.protocol, self.attack_tag, self.seed,
                                           self.fold, part)
-        return {**self._cached(out, lambda: self.attacks.clean(part)),
+        return {**self._cached(out, lambda: self.attacks.clean(part),
+                               lambda r: clean_scores_complete(r, self.cfg.attacks, part)),
                 "emotion": clean_emotion(self.wd, self.fold, self.reference_config,
                                          self.cfg.protocol, part)}
 

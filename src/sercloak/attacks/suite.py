@@ -161,11 +161,12 @@ class FoldAttacks:
     # -- scoring ---------------------------------------------------------------------------
 
     def clean(self, part: str = "test") -> dict:
-        """Each family on clean utterances of `part`, and the speaker EER."""
+        """Each family on clean utterances of `part`, and the speaker EER. On clean speech
+        every attacker is fitted on clean features, `dvector_ft` too: the encoder retrained
+        on the per-user-normalised features a service receives, unlike the dB features it
+        learned from (`clean_scores_complete` tells a file made before it joined)."""
         test, result = self.scored(part), {"attackers": {}}
         for family in self.cfg.scored_families(part):
-            if family in INFORMED_ONLY:
-                continue
             attacker = self.ignorant(family)
             result["attackers"][family] = {**score_unseen(attacker, test),
                                            "chosen": attacker.chosen}
@@ -217,6 +218,12 @@ class FoldAttacks:
             return None
         return round(min(speaker_eer(dvectors(test, self.encoder, v, self.cfg.smoothing),
                                      speakers, self.cfg.seed) for v in variants), 2)
+
+
+def clean_scores_complete(result: dict, cfg: AttackConfig, part: str) -> bool:
+    """Whether clean scores of `part` (`FoldAttacks.clean`) hold every family `cfg` scores
+    there: a file without one is made again."""
+    return set(cfg.scored_families(part)) <= set(result.get("attackers", {}))
 
 
 def _on(view: View, source: Workdir | None) -> View:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..attacks.speaker_encoder import SpeakerEncoder
-from ..attacks.suite import NEEDS_ENCODER
+from ..attacks.suite import NEEDS_ENCODER, clean_scores_complete
 from ..baselines import (
     baseline_fold,
     clean_emotion,
@@ -166,7 +166,9 @@ class CleanUnit(_MethodUnit):
             m.cfg.protocol, attack_tag(gender), self.seed, self.fold, self.part)]
 
     def done(self) -> bool:
-        return self._made_here(self.outputs()[0])
+        file = self.outputs()[0]
+        return self._made_here(file) and clean_scores_complete(
+            json.loads(file.read_text()), self.method.cfg.attacks, self.part)
 
     def run(self) -> None:
         runner = self.runner()
