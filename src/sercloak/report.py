@@ -40,7 +40,8 @@ STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
          "gender_ignorant": ("gender, ignorant cnn (paper)", "tab:orange"),
          "gender_informed": ("gender, informed cnn", "tab:red"),
          "gender_worst": ("gender, worst case (any attacker)", "tab:purple")}
-FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector"}
+FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector",
+                "dvector_ft": "retrained encoder"}
 PAPER_METHODS = ("cloak", "cloak_adversarial")
 FLOOR = "posteriors"  # drawn as the floor, not as a design
 TARGET = {"gender": 65.0, "emotion_drop": 2.0}  # issue 10's target operating point
@@ -284,9 +285,11 @@ def _per_corpus_table(results: dict) -> str:
     """Markdown: per setting and corpus, emotion UAR and every attacker's gender UAR."""
     corpora = sorted(results["baseline"]["emotion"]["per_corpus"])
     families = list(results["baseline"].get("attackers", {}))
-    columns = [("emotion", None)] + [(f, v) for f in families for v in ("ignorant", "informed")]
-    head = ["setting", "point", "corpus"] + [k if v is None else f"{FAMILY_NAMES[k]} {v[:3]}."
-                                            for k, v in columns]
+    columns = [("emotion", None)] + [  # the versions some setting has (dvector_ft: informed)
+        (f, v) for f in families for v in ("ignorant", "informed")
+        if any(v in e["attackers"].get(f, {}) for e in results["cloak"])]
+    head = ["setting", "point", "corpus"] + [
+        k if v is None else f"{FAMILY_NAMES.get(k, k)} {v[:3]}." for k, v in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in results["cloak"]:
         name = method_label(e, short=True)
