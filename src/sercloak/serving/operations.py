@@ -15,8 +15,9 @@ structured access log.
   by a background thread, so a slow disk never holds a request up.
 
 `Operations` applies all three to every HTTP request. It is plain ASGI
-middleware: Starlette's ``@app.middleware("http")`` wraps every response in
-extra streams and cost the service 40% of its throughput (bench/serve.py).
+middleware: Starlette's ``@app.middleware("http")`` streams every response
+through extra queues, and replacing it (with the log written by a thread)
+took the service from 288 to 355 requests/s at 8 clients (bench/serve.py).
 """
 
 from __future__ import annotations
