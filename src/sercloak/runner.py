@@ -37,6 +37,15 @@ if TYPE_CHECKING:
     from .experiment import ExperimentConfig
 
 
+def made_by(file: Path, attack_config: dict) -> dict | None:
+    """The JSON result in `file` if there is one and attackers configured as
+    `attack_config` made it (what makes a cached score reusable)."""
+    if not file.is_file():
+        return None
+    result = json.loads(file.read_text())
+    return result if result.get("attack_config") == attack_config else None
+
+
 @dataclass(frozen=True)
 class Point:
     """One operating point of a method: its name (the stem of its files) and what sets it."""
@@ -102,10 +111,9 @@ class FoldRunner:
     def _cached(self, out: Path, compute, complete=lambda result: True) -> dict:
         """A JSON result, reused only if made by the same attackers (and `complete`)."""
         attack_config = self.cfg.attacks.to_dict()
-        if out.is_file():
-            result = json.loads(out.read_text())
-            if result.get("attack_config") == attack_config and complete(result):
-                return result
+        result = made_by(out, attack_config)
+        if result is not None and complete(result):
+            return result
         result = {**compute(), "attack_config": attack_config}
         write_json(out, result, indent=None)
         return result

@@ -33,8 +33,7 @@ from .speaker_encoder import MelConverter, SpeakerEncoder, cut_partials
 
 
 def split_encoder(encoder: SpeakerEncoder) -> tuple[nn.LSTM, nn.LSTM]:
-    """The encoder's LSTM as its two lower layers (frozen) and its top layer (a copy), on
-    the encoder's device."""
+    """The encoder's LSTM as its two lower layers (frozen) and its top layer (a copy)."""
     lstm = encoder.lstm
     lower = nn.LSTM(lstm.input_size, lstm.hidden_size, lstm.num_layers - 1, batch_first=True)
     top = nn.LSTM(lstm.hidden_size, lstm.hidden_size, 1, batch_first=True)
@@ -45,8 +44,7 @@ def split_encoder(encoder: SpeakerEncoder) -> tuple[nn.LSTM, nn.LSTM]:
                          if k.endswith(f"_l{last}")})
     for p in lower.parameters():
         p.requires_grad_(False)
-    device = encoder.linear.weight.device
-    return lower.eval().to(device), top.to(device)
+    return lower.eval(), top
 
 
 class TunedHead(nn.Module):
@@ -56,8 +54,7 @@ class TunedHead(nn.Module):
         super().__init__()
         self.top = top
         self.linear = copy.deepcopy(encoder.linear)
-        self.gender = nn.Linear(encoder.linear.out_features, len(GENDERS)).to(
-            encoder.linear.weight.device)
+        self.gender = nn.Linear(encoder.linear.out_features, len(GENDERS))
 
     def forward(self, lower_out: torch.Tensor) -> torch.Tensor:
         _, (hidden, _) = self.top(lower_out)
@@ -74,8 +71,8 @@ class TunedEncoderAttacker:
                  batch_size: int = 64, seed: int = 0):
         self.encoder, self.max_per_speaker, self.epochs = encoder, max_per_speaker, epochs
         self.lr, self.head_lr, self.batch_size, self.seed = lr, head_lr, batch_size, seed
-        self.lower, _ = split_encoder(encoder)
-        self.device = encoder.linear.weight.device
+        self.device = encoder.linear.weight.device  # the encoder's (`--device`)
+        self.lower = split_encoder(encoder)[0].to(self.device)
 
     @torch.no_grad()
     def _lower(self, view: View) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +108,7 @@ class TunedEncoderAttacker:
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         _, top = split_encoder(self.encoder)
-        head = TunedHead(self.encoder, top)
+        head = TunedHead(self.encoder, top).to(self.device)
         opt = torch.optim.Adam([{"params": [*head.top.parameters(), *head.linear.parameters()],
                                  "lr": self.lr},
                                 {"params": head.gender.parameters(), "lr": self.head_lr}])

@@ -41,7 +41,7 @@ from ..baselines import (
 from ..data import Workdir
 from ..files import write_json
 from ..layout import Layout, Setting
-from ..runner import FoldRunner, Models, Point, attack_tag, digest
+from ..runner import FoldRunner, Models, Point, attack_tag, digest, made_by
 from ..train import TrainConfig
 from .config import RUNNERS, ExperimentConfig, protected_workdir
 
@@ -121,10 +121,9 @@ class _MethodUnit:
     def _attack_config(self) -> dict:
         return self.method.cfg.seeded(self.seed).attacks.to_dict()
 
-    def _made_here(self, file: Path) -> bool:
-        """`file` exists and was made by this run's attackers."""
-        return file.is_file() and \
-            json.loads(file.read_text()).get("attack_config") == self._attack_config()
+    def _made_here(self, file: Path) -> dict | None:
+        """`file`'s result if this run's attackers made it."""
+        return made_by(file, self._attack_config())
 
 
 @dataclass(frozen=True)
@@ -166,9 +165,9 @@ class CleanUnit(_MethodUnit):
             m.cfg.protocol, attack_tag(gender), self.seed, self.fold, self.part)]
 
     def done(self) -> bool:
-        file = self.outputs()[0]
-        return self._made_here(file) and clean_scores_complete(
-            json.loads(file.read_text()), self.method.cfg.attacks, self.part)
+        result = self._made_here(self.outputs()[0])
+        return result is not None and clean_scores_complete(result, self.method.cfg.attacks,
+                                                            self.part)
 
     def run(self) -> None:
         runner = self.runner()
@@ -205,7 +204,7 @@ class ScoreUnit(_MethodUnit):
         return [setting.result(self.part, self.method.cfg.adapt_epochs)]
 
     def done(self) -> bool:
-        return self._made_here(self.outputs()[0])
+        return self._made_here(self.outputs()[0]) is not None
 
     def run(self) -> None:
         started = time.perf_counter()
