@@ -140,7 +140,8 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
                    cfg: ExperimentConfig = ExperimentConfig(), show_progress: bool = True,
                    executor: Executor | None = None) -> dict:
     """Baselines, then the grid (or the operating points chosen on validation speakers);
-    merges into the protocol's results.json, writes report.md and figures."""
+    merges into the protocol's results.json, writes report.md and figures. `executor`
+    (default local) logs its units to the protocol's unit log, wherever it was made."""
     started = time.perf_counter()
     executor = executor or LocalExecutor()
     executor.log = wd.layout.unit_log(cfg.protocol)
