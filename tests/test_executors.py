@@ -115,12 +115,12 @@ def test_a_killed_run_keeps_the_costs_of_what_it_finished(tmp_path):
     adds up over runs that were killed and resumed."""
     log = tmp_path / "units.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        LocalExecutor(log=log).run([Step(tmp_path, "a"), Killed(tmp_path, "b", ("a",))],
-                                   show_progress=False, desc="phase one")
+        LocalExecutor().run([Step(tmp_path, "a"), Killed(tmp_path, "b", ("a",))],
+                            show_progress=False, desc="phase one", log=log)
     (line,) = [json.loads(line) for line in log.read_text().splitlines()]
     assert line["name"] == "a" and line["status"] == "done" and line["phase"] == "phase one"
-    LocalExecutor(log=log).run([Step(tmp_path, "a"), Step(tmp_path, "b", ("a",))],
-                               show_progress=False, desc="phase one")
+    LocalExecutor().run([Step(tmp_path, "a"), Step(tmp_path, "b", ("a",))],
+                        show_progress=False, desc="phase one", log=log)
     assert [json.loads(line)["name"] for line in log.read_text().splitlines()] == ["a", "b"]
 
 

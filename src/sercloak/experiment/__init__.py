@@ -59,6 +59,7 @@ from ..baselines import model_tag, reference_configs, run_baselines
 from ..data import Workdir
 from ..files import write_json
 from ..folds import SELECTION_PART
+from ..layout import Layout
 from ..report import write_report
 from ..results import RESULTS_FORMAT, choose, merge_results, summarise_clean, summarise_setting
 from ..runner import Point
@@ -111,7 +112,8 @@ def score_points(method: MethodRun, executor: Executor, folds: list[int], points
     reference), each summarised over seeds and folds."""
     units = method_units(method, folds, points, part)
     label = method_of(method.cfg, points[0]).name
-    executor.run(units, method.show_progress, desc=f"{label} on {part}")
+    executor.run(units, method.show_progress, desc=f"{label} on {part}",
+                 log=Layout(method.root).unit_log(method.cfg.protocol))
     seeds = method.cfg.seeds
     clean = [[CleanUnit(method, s, f, part).read() for f in folds] for s in seeds]
     entries = []
@@ -140,16 +142,15 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
                    cfg: ExperimentConfig = ExperimentConfig(), show_progress: bool = True,
                    executor: Executor | None = None) -> dict:
     """Baselines, then the grid (or the operating points chosen on validation speakers);
-    merges into the protocol's results.json, writes report.md and figures. `executor`
-    (default local) logs its units to the protocol's unit log, wherever it was made."""
+    merges into the protocol's results.json, writes report.md and figures. Every unit
+    `executor` (default local) runs is logged to the protocol's unit log."""
     started = time.perf_counter()
     executor = executor or LocalExecutor()
-    executor.log = wd.layout.unit_log(cfg.protocol)
     reference = reference_configs(baseline_configs)
     every_fold = sorted(set(folds) | set(cfg.select_folds or ()))
     executor.run(baseline_units(wd.root, [reference, baseline_configs], cfg.protocol,
                                 cfg.seeds, every_fold, show_progress),
-                 show_progress, desc="clean models")
+                 show_progress, desc="clean models", log=wd.layout.unit_log(cfg.protocol))
     baseline = run_baselines(wd, folds, reference, cfg.protocol, cfg.seeds, show_progress)
     own = (baseline if reference == baseline_configs else
            run_baselines(wd, folds, baseline_configs, cfg.protocol, cfg.seeds, show_progress))

@@ -62,17 +62,19 @@ class Record:
 class Executor:
     retries: int = 0
     records: list[Record] = field(default_factory=list)  # every unit ever run, in order
-    log: Path | None = None  # appended: one JSON line per unit that ran (`Record`)
     _phase: str = field(default="", repr=False)  # the `desc` of the `run` call under way
+    _log: Path | None = field(default=None, repr=False)  # the `log` of that call
 
-    def run(self, units: list[Unit], show_progress: bool = True, desc: str = "units") -> None:
+    def run(self, units: list[Unit], show_progress: bool = True, desc: str = "units",
+            log: Path | None = None) -> None:
         """Run every unit not done, each after the units it needs (a needed unit that is
-        not in `units` belongs to an earlier call and has finished)."""
+        not in `units` belongs to an earlier call and has finished). `log`, when given, is
+        appended one JSON line per unit that ran (`Record`; `layout.Layout.unit_log`)."""
         todo = [u for u in units if not u.done()]
         done = {u.name for u in units} - {u.name for u in todo}
         skipped = [Record(u.name, u.needs, status="skipped") for u in units if u.name in done]
         done |= {n for u in todo for n in u.needs} - {u.name for u in units}
-        first, self._phase = len(self.records), desc
+        first, self._phase, self._log = len(self.records), desc, log
         self.records.extend(skipped)
         with tqdm(total=len(units), initial=len(skipped), desc=desc, unit="unit",
                   disable=not show_progress) as bar:
@@ -89,10 +91,10 @@ class Executor:
         the log, under any executor."""
         record.phase = self._phase
         bar.update(1)
-        if self.log is None:
+        if self._log is None:
             return
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("a", encoding="utf-8") as out:
+        self._log.parent.mkdir(parents=True, exist_ok=True)
+        with self._log.open("a", encoding="utf-8") as out:
             out.write(json.dumps({**asdict(record), "needs": list(record.needs),
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
 
