@@ -70,26 +70,28 @@ class Executor:
         """Run every unit not done, each after the units it needs (a needed unit that is
         not in `units` belongs to an earlier call and has finished). `log`, when given, is
         appended one JSON line per unit that ran (`Record`; `layout.Layout.unit_log`)."""
+        self._phase, self._log = desc, log
         todo = [u for u in units if not u.done()]
         done = {u.name for u in units} - {u.name for u in todo}
-        skipped = [Record(u.name, u.needs, status="skipped") for u in units if u.name in done]
+        skipped = [self._record(u, status="skipped") for u in units if u.name in done]
         done |= {n for u in todo for n in u.needs} - {u.name for u in units}
-        first, self._phase, self._log = len(self.records), desc, log
-        self.records.extend(skipped)
         with tqdm(total=len(units), initial=len(skipped), desc=desc, unit="unit",
                   disable=not show_progress) as bar:
             failed = self._run(todo, done, bar)
-        for record in self.records[first:]:
-            record.phase = desc
         if failed:
             raise UnitsFailed("units failed (finished ones are kept; run again to resume): "
                               + "; ".join(f"{name}: {why}" for name, why in failed.items()))
+
+    def _record(self, unit: Unit, **fields) -> Record:
+        """A new record of `unit` in this `run` call's phase, kept in `records`."""
+        record = Record(unit.name, unit.needs, phase=self._phase, **fields)
+        self.records.append(record)
+        return record
 
     def _ran(self, record: Record, bar) -> None:
         """A unit finished (done, or failed for good): its line goes to the log at once, so
         a run killed midway keeps the costs of what it finished. The driver alone writes
         the log, under any executor."""
-        record.phase = self._phase
         bar.update(1)
         if self._log is None:
             return
@@ -150,8 +152,7 @@ class LocalExecutor(Executor):
     def _run(self, todo, done, bar):
         failed: dict[str, str] = {}
         for unit in todo:
-            record = Record(unit.name, unit.needs)
-            self.records.append(record)
+            record = self._record(unit)
             blocked = self._blocked(unit, failed)
             if blocked:
                 record.status, failed[unit.name] = "blocked", blocked
@@ -205,8 +206,7 @@ class RayExecutor(Executor):
         task = ray.remote(_attempt).options(num_cpus=self.cpus_per_unit, num_gpus=gpus,
                                             max_retries=self.retries, retry_exceptions=True)
         waiting, running, failed = list(todo), {}, {}
-        records = {u.name: Record(u.name, u.needs, attempts=1) for u in todo}
-        self.records.extend(records.values())
+        records = {u.name: self._record(u, attempts=1) for u in todo}
         while waiting or running:
             for unit in list(waiting):
                 blocked = self._blocked(unit, failed)

@@ -121,10 +121,6 @@ class _MethodUnit:
     def _attack_config(self) -> dict:
         return self.method.cfg.seeded(self.seed).attacks.to_dict()
 
-    def _made_here(self, file: Path) -> dict | None:
-        """`file`'s result if this run's attackers made it."""
-        return made_by(file, self._attack_config())
-
 
 @dataclass(frozen=True)
 class TrainUnit(_MethodUnit):
@@ -165,7 +161,7 @@ class CleanUnit(_MethodUnit):
             m.cfg.protocol, attack_tag(gender), self.seed, self.fold, self.part)]
 
     def done(self) -> bool:
-        result = self._made_here(self.outputs()[0])
+        result = made_by(self.outputs()[0], self._attack_config())
         return result is not None and clean_scores_complete(result, self.method.cfg.attacks,
                                                             self.part)
 
@@ -204,7 +200,7 @@ class ScoreUnit(_MethodUnit):
         return [setting.result(self.part, self.method.cfg.adapt_epochs)]
 
     def done(self) -> bool:
-        return self._made_here(self.outputs()[0]) is not None
+        return made_by(self.outputs()[0], self._attack_config()) is not None
 
     def run(self) -> None:
         started = time.perf_counter()
