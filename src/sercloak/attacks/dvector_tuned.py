@@ -51,8 +51,8 @@ class TunedHead(nn.Module):
     """Top LSTM layer -> projection -> ReLU -> unit norm -> gender logits."""
 
     def __init__(self, encoder: SpeakerEncoder, top: nn.LSTM):
-        super().__init__()  # copies: fitting leaves `top` and the encoder untouched
-        self.top = copy.deepcopy(top)
+        super().__init__()
+        self.top = top
         self.linear = copy.deepcopy(encoder.linear)
         self.gender = nn.Linear(encoder.linear.out_features, len(GENDERS))
 
@@ -72,8 +72,7 @@ class TunedEncoderAttacker:
         self.encoder, self.max_per_speaker, self.epochs = encoder, max_per_speaker, epochs
         self.lr, self.head_lr, self.batch_size, self.seed = lr, head_lr, batch_size, seed
         self.device = encoder.linear.weight.device  # the encoder's (`--device`)
-        lower, self.top = split_encoder(encoder)  # `top`: where each fit's head starts
-        self.lower = lower.to(self.device)
+        self.lower = split_encoder(encoder)[0].to(self.device)
 
     @torch.no_grad()
     def _lower(self, view: View) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +107,11 @@ class TunedEncoderAttacker:
         y = torch.from_numpy(train.genders(per_draw=True))[owner].to(self.device)
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        head = TunedHead(self.encoder, self.top).to(self.device)
+        # split here, after seeding, not once in __init__: building the LSTMs draws from
+        # the seeded generator, so the gender layer's initial weights (and every published
+        # dvector_ft figure) follow from this order
+        _, top = split_encoder(self.encoder)
+        head = TunedHead(self.encoder, top).to(self.device)
         opt = torch.optim.Adam([{"params": [*head.top.parameters(), *head.linear.parameters()],
                                  "lr": self.lr},
                                 {"params": head.gender.parameters(), "lr": self.head_lr}])
