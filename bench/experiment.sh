@@ -32,7 +32,8 @@ wall=$(( $(date +%s) - start ))
 "$python" - "$work/$protocol/results.json" "$wall" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-adv60 = next(e for e in r["cloak"] if e["adversarial"] and e["suppression_ratio"] == 60)
+adv60 = next(e for e in r["cloak"] if e["method"] == "cloak_adversarial"
+             and e["points"][0]["suppression_ratio"] == 60)
 figures = {
     "emotion_uar_clean": r["baseline"]["emotion"]["uar_speaker"]["mean"],
     "gender_uar_clean": r["baseline"]["gender"]["uar_speaker"]["mean"],
@@ -41,9 +42,9 @@ figures = {
     "emotion_drop_adv_sr60_ci95": "..".join(map(str, adv60["emotion_drop"]["ci95"])),
     "gender_ignorant_uar_adv_sr60": adv60["gender_ignorant"]["uar_speaker"]["mean"],
     "gender_informed_uar_adv_sr60": adv60["gender_informed"]["uar_speaker"]["mean"],
-    "worst_gender_uar_clean": r["baseline"]["gender_worst"]["uar_speaker"]["mean"],
-    "worst_gender_uar_adv_sr60": adv60["gender_worst"]["uar_speaker"]["mean"],
-    "worst_attacker_adv_sr60": adv60["gender_worst"]["attacker"],
+    "worst_gender_uar_clean": r["baseline"]["gender_privacy"]["uar_speaker"]["mean"],
+    "worst_gender_uar_adv_sr60": adv60["gender_privacy"]["uar_speaker"]["mean"],
+    "worst_attacker_adv_sr60": adv60["gender_privacy"]["attacker"],
     "speaker_eer_clean": r["baseline"].get("speaker_eer", {}).get("mean"),
     "speaker_eer_adv_sr60": adv60.get("speaker_eer", {}).get("mean"),
     "experiment_s": r["wall_time_s"],

@@ -68,7 +68,7 @@ def timed(wd: Workdir, folds: list[int], args, executor) -> tuple[float, dict]:
     cfg = ExperimentConfig(cloak=CloakConfig(kind="temporal"), variants=("plain",),
                            ratios=(0, 60), adapt_epochs=3, protocol="shared",
                            attacks=AttackConfig(families=tuple(args.attackers.split(","))),
-                           select_folds=tuple(folds))
+                           select=True)
     started = time.perf_counter()
     results = run_experiment(wd, folds, configs, cfg, show_progress=True, executor=executor)
     return time.perf_counter() - started, results
@@ -106,8 +106,8 @@ def main() -> None:
     for r in ran:
         kind = r.name.split("/")[0]
         kinds[kind] = kinds.get(kind, 0.0) + r.seconds
-    chosen = {e["setting"]: e for e in ray_results["cloak"]}
-    same = {e["setting"] for e in local_results["cloak"]} == set(chosen)
+    chosen = {e["method"]: e["settings"] for e in ray_results["cloak"]}
+    same = {e["method"]: e["settings"] for e in local_results["cloak"]} == chosen
     print("unit seconds by kind (Ray, 1 thread each): "
           + ", ".join(f"{k} {v:.0f}" for k, v in kinds.items()))
     figures = {

@@ -15,13 +15,17 @@
 #
 # Settings (environment): PROTOCOL (default shared: everything trains on every
 # non-test speaker; paper: the paper's pools), SEEDS (default 0), FOLDS, SELECT,
-# METHODS (a comma-separated subset of the names below, or all; default: `order`),
+# METHODS (a comma-separated subset of the names below, all, or headline: the designs
+# of the README's headline table; default: `order`),
 # EXECUTOR (default local; ray: each method's units as Ray tasks, docs/cluster.md; with
 # RAY_ADDRESS for a running cluster). Every unit's cost goes to WORKDIR/PROTOCOL/units.jsonl
 # (bench/units.py adds it up, over interrupted runs too).
-# Prints one line per method (bench/privacy_lines.py) and, last, one key=value
-# line with the best method, the widest 95% interval of an emotion drop and the
-# wall time. Figures move a little with the thread count and the machine.
+# Prints one line per method (bench/privacy_lines.py: the privacy figure chosen on
+# validation with its interval, chance band and p, the upper bound, the user-level
+# figure, the emotion drop with its interval, the seeds) and, last, one key=value
+# line with the floor, the best deployable design, the widest 95% interval of an
+# emotion drop and the wall time. Figures move a little with the thread count and
+# the machine.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 corpora="$here/../shared/corpora"
@@ -30,8 +34,7 @@ python="${PYTHON:-$here/.venv/bin/python}"
 work="${1:-runs/privacy}"
 protocol="${PROTOCOL:-shared}"
 folds="${FOLDS:-0-4}"
-select="${SELECT:-0-4}"
-seeds="${SEEDS:-0}"
+seeds="${SEEDS:-0,1,2}"
 executor=(--executor "${EXECUTOR:-local}")
 [ -z "${RAY_ADDRESS:-}" ] || executor+=(--ray-address "$RAY_ADDRESS")
 
@@ -39,6 +42,8 @@ minmax="--cloak-kind temporal --variants adversarial --game minmax --adversaries
         --adversary-steps 2 --adversary-lr 1e-3 --weight-warmup 0.5"
 declare -A options=(
     [cloak]=""                                       # cloak, cloak_adversarial: the paper's
+    [cloak_sr0]="--variants plain --ratios 0"        # the paper's cloak at SR 0 alone
+    [cloak_adversarial_sr60]="--variants adversarial --ratios 60"  # and + adversarial at SR 60
     [mcadams]="--transform mcadams"                  # VoicePrivacy B2
     [pitch_shift]="--transform pitch_shift"          # pitch/formant shift
     [temporal]="--cloak-kind temporal"               # noise that does not average out
@@ -63,8 +68,11 @@ order="cloak pitch_shift mcadams_adapted temporal_adapted temporal_minmax_adapte
 order="$order posteriors embedding voicenorm voicenorm_adapted voicenorm_temporal_adapted"
 order="$order voicenorm_temporal_minmax_adapted"
 extra="mcadams temporal temporal_minmax saliency"
+# issue 28's headline designs (with the clean reference every run scores)
+headline="posteriors embedding cloak_sr0 cloak_adversarial_sr60 voicenorm_temporal_adapted"
 methods="${METHODS:-${order// /,}}"
 [ "$methods" != all ] || methods="${order// /,},${extra// /,}"
+[ "$methods" != headline ] || methods="${headline// /,}"
 for name in ${methods//,/ }; do
     [ -n "${options[$name]+set}" ] || {
         echo "unknown method $name (known: $order $extra, or all)" >&2; exit 1; }
@@ -79,7 +87,7 @@ for name in ${methods//,/ }; do
     t0=$(date +%s)
     # shellcheck disable=SC2086  # the options are words
     if "$python" -m sercloak experiment --workdir "$work" --protocol "$protocol" \
-        --folds "$folds" --seeds "$seeds" --select-on-valid "$select" --ratios 0,60 --quiet \
+        --folds "$folds" --seeds "$seeds" --select-on-valid --ratios 0,60 --quiet \
         "${executor[@]}" ${options[$name]} > "$work/logs/privacy-$protocol-$name.log" 2>&1; then
         status="done"
     else  # one method's failure never loses the others: its log says why

@@ -25,10 +25,12 @@ def test_export_writes_a_checked_bundle_the_client_can_read(tiny_experiment, tmp
     assert manifest["setting"]["protocol"] == "paper" and manifest["setting"]["seed"] == 0
     results = json.loads(tiny_experiment.layout.results("paper").read_text())
     entry = next(e for e in results["cloak"] if e["method"] == "cloak_adversarial"
-                 and round(e["suppression_ratio"]) == 40)
+                 and round(e["points"][1]["suppression_ratio"]) == 40)
     assert manifest["measured"]["emotion_uar"]["mean"] == entry["emotion"]["uar"]["mean"]
     assert manifest["measured"]["emotion_uar"]["this_fold"] == entry["emotion"]["uar"]["folds"][1]
-    assert manifest["measured"]["worst_gender_uar"]["mean"] == entry["gender_worst"]["uar"]["mean"]
+    figure = entry["gender_privacy"]["uar_speaker"]
+    assert manifest["measured"]["gender_uar_speaker"]["mean"] == figure["mean"]
+    assert manifest["measured"]["gender_uar_speaker"]["chance"] == figure["chance"]
     assert manifest["measured"]["emotion_drop"]["ci95"] == entry["emotion_drop"]["ci95"]
     # the client part is plain NumPy: the same cloak as the experiment's
     cloak = CloakArrays.load(out / "client" / "cloak.npz")

@@ -11,6 +11,7 @@ import torch
 from sercloak.anonymise import TRANSFORMS
 from sercloak.attacks import cnn as cnn_module
 from sercloak.attacks.suite import AttackConfig
+from sercloak.baselines import clean_emotion
 from sercloak.checkpoint import load_checkpoint
 from sercloak.cli import main as cli_main
 from sercloak.cloak import Cloak, CloakConfig, new_adversary
@@ -29,7 +30,8 @@ from sercloak.experiment.executors import LocalExecutor
 from sercloak.layout import setting_name
 from sercloak.models import CnnRnn
 from sercloak.prepare import prepare
-from sercloak.results import fold_uars
+from sercloak.privacy import attacker_runs, choose_attacker, chosen_uar
+from sercloak.results import choose_per_fold
 from sercloak.train import TrainConfig, train
 
 FAST = dict(max_epochs=3, patience=10, batch_size=16, lr=1e-3)
@@ -180,8 +182,8 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     layout = workdir.layout
     saved = json.loads(layout.results("paper").read_text())
     assert saved["cloak"] == json.loads(json.dumps(results["cloak"]))
-    assert {(e["suppression_ratio"], e["adversarial"]) for e in saved["cloak"]} == {
-        (0, False), (60, False), (0, True), (60, True)}
+    assert {(e["points"][0]["suppression_ratio"], e["points"][0]["adversarial"])
+            for e in saved["cloak"]} == {(0, False), (60, False), (0, True), (60, True)}
     for entry in saved["cloak"]:
         for attack in ("emotion", "gender_ignorant", "gender_informed"):
             for metric in ("acc", "uar", "uar_speaker"):
@@ -191,26 +193,27 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
         for drop in ("emotion_drop", "emotion_drop_pooled"):
             lo, hi = entry[drop]["ci95"]
             assert lo <= entry[drop]["mean"] <= hi and len(entry[drop]["folds"]) == 2
-        for metric in ("uar", "uar_speaker"):
-            lo, hi = entry["gender_worst"][metric]["ci95"]
-            assert lo <= entry["gender_worst"][metric]["mean"] <= hi
+        figure = entry["gender_privacy"]["uar_speaker"]
+        lo, hi = figure["ci95"]
+        assert lo <= figure["mean"] <= hi and 0 < figure["chance"]["p"] <= 1
     assert saved["baseline"]["emotion"]["uar"]["folds"]
     assert saved["wall_time_s"] > 0
     # every key results.json had before issue 17 is still there (readers rely on them)
     assert {"baseline", "clean_emotion", "cloak", "config", "wall_time_s"} <= set(saved)
-    assert {"emotion", "gender", "attackers", "gender_worst", "speaker_eer", "model", "recipe",
-            "normalise", "folds", "train_config"} <= set(saved["baseline"])
+    assert {"emotion", "gender", "attackers", "gender_privacy", "speaker_eer", "model",
+            "recipe", "normalise", "folds", "train_config"} <= set(saved["baseline"])
     for entry in saved["cloak"]:
-        assert {"method", "suppression_ratio", "adversarial", "emotion_model", "cloak_dir",
-                "emotion", "gender_ignorant", "gender_informed", "attackers", "gender_worst",
-                "speaker_eer"} <= set(entry)
-        assert {"uar", "attacker", "fold_attackers"} <= set(entry["gender_worst"])
-        assert {"mean", "std", "folds"} <= set(entry["gender_worst"]["uar"])
+        assert {"method", "points", "emotion_model", "cloak_dir", "emotion", "gender_ignorant",
+                "gender_informed", "attackers", "gender_privacy", "speaker_eer"} <= set(entry)
+        assert {"uar_speaker", "uar", "attacker", "fold_attackers", "upper_bound",
+                "user_level"} <= set(entry["gender_privacy"])
+        assert {"mean", "std", "folds", "ci95", "chance"} <= set(
+            entry["gender_privacy"]["uar_speaker"])
     assert {"model", "recipe", "emotion_model", "normalise", "folds", "cloak_dir", "cloak",
             "cloak_train", "attacks", "ratios", "variants"} <= set(saved["config"])
     check_attacker_results(workdir, saved)
     report = layout.report("paper").read_text()
-    assert "d-vector (ign. / inf.)" in report and "worst case" in report
+    assert "d-vector (ign. / inf.)" in report and "chosen on validation" in report
     assert "tradeoff.png" in report and "pareto.png" in report and "speaker-balanced" in report
     # one training row per fold and setting; ψ's cross-entropy and accuracy for adversarial ones
     rows = [line for line in report.splitlines() if line.startswith(("| 0 | ", "| 1 | "))]
@@ -239,11 +242,14 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
 
     # the same cloaks and attackers scored on validation speakers, for choosing settings
     method = plan_method(workdir, tiny_configs(), TINY, show_progress=False)
-    on_valid, valid_clean = score_points(method, LocalExecutor(), [0, 1], TINY.points(),
-                                         "primary_valid")
-    assert len(on_valid) == 4 and on_valid != results["cloak"]
+    on_valid, valid_clean = score_points(method, LocalExecutor(),
+                                         {0: TINY.points(), 1: TINY.points()}, "primary_valid")
+    assert len(on_valid) == 4
     assert setting_files(workdir, saved, "cloak_sr60", 0).scores("primary_valid").is_file()
-    assert valid_clean["emotion"]["uar"]["folds"] != saved["baseline"]["emotion"]["uar"]["folds"]
+    assert [c["emotion"]["overall"] for c in valid_clean[0]] != [
+        c["emotion"]["overall"] for c in []]  # scored on the validation speakers
+    assert {u for c in valid_clean[0] for u in c["emotion"]["predictions"]["speaker"]} == {
+        s for k in (0, 1) for s in workdir.folds[k]["primary_valid"]}
 
     # `sercloak report` rewrites the report from results.json alone
     before = layout.report("paper").read_text()
@@ -254,33 +260,42 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
 
 def check_attacker_results(workdir, saved: dict) -> None:
     """results.json carries every attacker, the EER and the worst case, as issue 8 lists."""
-    base = saved["baseline"]  # the retrained encoder joins the clean worst case too
+    base = saved["baseline"]  # the retrained encoder joins the clean reference too
     assert set(base["attackers"]) == {"cnn", "stats", "dvector", "dvector_ft"}
-    assert base["gender_worst"]["uar"]["folds"] == [
-        round(max(a["uar"]["folds"][k] for a in base["attackers"].values()), 2) for k in (0, 1)]
+    assert base["gender_privacy"]["upper_bound"]["uar_speaker"]["folds"] == [
+        round(max(a["uar_speaker"]["folds"][k] for a in base["attackers"].values()), 2)
+        for k in (0, 1)]
     for family in base["attackers"].values():
         assert len(family["uar"]["folds"]) == 2 and "acc" in family
     assert 0 <= base["speaker_eer"]["mean"] <= 100
     # the paper's clean attacker is the cnn family's clean score
     assert base["attackers"]["cnn"]["uar"] == base["gender"]["uar"]
     for entry in saved["cloak"]:
-        assert entry["method"] == ("cloak_adversarial" if entry["adversarial"] else "cloak")
+        point = entry["points"][0]
+        assert entry["method"] == ("cloak_adversarial" if point["adversarial"] else "cloak")
         for family in ("cnn", "stats", "dvector"):
             for version in ("ignorant", "informed"):
                 assert len(entry["attackers"][family][version]["uar"]["folds"]) == 2
-        # the retrained speaker encoder: informed only, and only on test speakers
+        # the retrained encoder and the CNN+RNN from scratch: informed only
         assert set(entry["attackers"]["dvector_ft"]) == {"informed"}
+        assert set(entry["attackers"]["cnn_scratch"]) == {"informed"}
         assert entry["gender_ignorant"] == entry["attackers"]["cnn"]["ignorant"]
         assert entry["gender_informed"] == entry["attackers"]["cnn"]["informed"]
         assert 0 <= entry["speaker_eer"]["mean"] <= 100
-        # the worst case is each fold's maximum over all six attackers
-        name = setting_name(entry["suppression_ratio"], entry["adversarial"])
+        # per fold the attacker chosen on its validation speakers; the upper bound is each
+        # fold's maximum over all of them
+        name = setting_name(point["suppression_ratio"], point["adversarial"])
         per_fold = [json.loads(setting_files(workdir, saved, name, k).scores().read_text())
                     for k in (0, 1)]
-        for metric in ("uar", "uar_speaker"):
-            maxima = [round(max(fold_uars(r, metric).values()), 2) for r in per_fold]
-            assert entry["gender_worst"][metric]["folds"] == maxima
-        assert entry["gender_worst"]["attacker"] in fold_uars(per_fold[0])
+        privacy = entry["gender_privacy"]
+        assert privacy["uar_speaker"]["folds"] == [round(chosen_uar(r), 2) for r in per_fold]
+        assert privacy["upper_bound"]["uar_speaker"]["folds"] == [
+            round(max(a["overall"]["uar_speaker"] for a in attacker_runs(r).values()), 2)
+            for r in per_fold]
+        for r in per_fold:
+            chosen = choose_attacker(r)
+            valid = {n: a["valid"]["uar_speaker"] for n, a in attacker_runs(r).items()}
+            assert valid[chosen] == max(valid.values())
 
 
 def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, monkeypatch):
@@ -322,20 +337,33 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
 def test_shared_protocol_with_seeds_never_trains_or_selects_on_test_speakers(workdir):
     cfg = replace(TINY, protocol="shared", seeds=(0, 1), ratios=(0, 60), variants=("plain",),
                   attacks=AttackConfig(families=("cnn", "stats"), informed_epochs=1),
-                  adapt_epochs=1, select_folds=(0, 1))
+                  adapt_epochs=1, select=True)
     paper = workdir.layout.results("paper")
     paper_before = paper.read_bytes() if paper.is_file() else None
     results = run_experiment(workdir, [0, 1], tiny_configs(), cfg, show_progress=False)
     assert workdir.layout.results("shared").is_file() and workdir.layout.report("shared").is_file()
     assert results["config"]["protocol"] == "shared" and results["config"]["seeds"] == [0, 1]
-    (entry,) = results["cloak"]  # one operating point of the method chosen on validation
+    (entry,) = results["cloak"]  # one operating point per fold, chosen on validation
     for key in ("emotion", "emotion_drop"):
         stat = entry[key]["uar_speaker"] if key == "emotion" else entry[key]
         assert len(stat["seeds"]) == 2 and len(stat["folds"]) == 2
-    assert len(entry["gender_worst"]["uar_speaker"]["seeds"]) == 2
+    assert len(entry["gender_privacy"]["uar_speaker"]["seeds"]) == 2
     assert "speaker_eer" not in results["baseline"]
-    name = setting_name(entry["suppression_ratio"], False)
-    for fold in (0, 1):
+    # each fold's point was chosen from that fold's own validation scores, on speakers that
+    # are not its test speakers
+    for fold, name in enumerate(entry["settings"]):
+        valid = {p.name: [[json.loads(setting_files(workdir, results, p.name, fold, s)
+                                      .result("primary_valid", 1).read_text())]
+                          for s in (0, 1)] for p in cfg.points()}
+        clean = [[{"emotion": clean_emotion(workdir, fold, replace(tiny_configs()["emotion"],
+                                                                    seed=s), "shared",
+                                            "primary_valid")}] for s in (0, 1)]
+        assert choose_per_fold(valid, clean) == [name]
+        scored = {u for runs in valid.values() for s in runs for r in s
+                  for u in r["emotion"]["predictions"]["speaker"]}
+        assert scored == set(workdir.folds[fold]["primary_valid"])
+        assert not scored & set(workdir.folds[fold]["test"])
+    for fold, name in enumerate(entry["settings"]):
         parts = workdir.folds[fold]
         non_test = set().union(*(parts[p] for p in parts if p not in ("test", "fold", "seed")))
         cloaks = []
@@ -405,7 +433,8 @@ def test_waveform_baseline_runs_through_the_same_harness(workdir):
     cfg = replace(TINY, transform="mcadams", attacks=STATS_ONLY)
     results = run_experiment(workdir, [0], tiny_configs(), cfg, show_progress=False)
     entry = next(e for e in results["cloak"] if e["method"] == "mcadams")
-    assert entry["suppression_ratio"] == 0 and not entry["adversarial"]
+    assert entry["points"] == [{"name": "mcadams", "suppression_ratio": 0, "adversarial": False,
+                                "dims": None}]
     assert set(entry["attackers"]["stats"]) == {"ignorant", "informed"}
     assert (workdir.layout.features("mcadams") / "synthetic").is_dir()
     # its features differ from the clean ones for every utterance
@@ -418,15 +447,15 @@ def test_waveform_baseline_runs_through_the_same_harness(workdir):
 
 def test_server_adaptation_and_selection_on_validation_speakers(workdir):
     cfg = replace(TINY, attacks=STATS_ONLY, adapt_epochs=1, variants=("plain",),
-                  select_folds=(0,), cloak=CloakConfig(kind="temporal"))
+                  select=True, cloak=CloakConfig(kind="temporal"))
     results = run_experiment(workdir, [0], tiny_configs(), cfg, show_progress=False)
     chosen = [e for e in results["cloak"] if e["method"] == "cloak_temporal_adapted"]
     assert len(chosen) == 1  # one operating point of the two ratios went to test
     entry = chosen[0]
-    assert entry["suppression_ratio"] in (0, 60)
-    assert entry["validation"]["method"] == entry["method"]
+    (point,) = entry["points"]
+    assert point["suppression_ratio"] in (0, 60)
     assert entry["emotion"] != entry["emotion_unadapted"]
-    name = setting_name(round(entry["suppression_ratio"]), False)
+    name = setting_name(round(point["suppression_ratio"]), False)
     assert setting_files(workdir, results, name, 0).adapted(1).is_file()
     assert entry["validation"]["emotion_drop"]["mean"] is not None
     report = workdir.layout.report("paper").read_text()

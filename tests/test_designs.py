@@ -25,7 +25,7 @@ from sercloak.experiment import (
 from sercloak.experiment.executors import LocalExecutor
 from sercloak.models import PRESETS, CnnRnn
 from sercloak.prepare import prepare
-from sercloak.runner import Point
+from sercloak.runner import Point, check_unseen_by
 from sercloak.train import TrainConfig
 
 STATS = AttackConfig(families=("stats",), informed_epochs=1)
@@ -52,11 +52,11 @@ def test_posteriors_are_the_floor_and_their_attackers_never_see_test_speakers(wo
     assert entry["method"] == "posteriors"
     # the server's emotion is f_θ's own: nothing lost, on every resample too
     assert entry["emotion_drop"]["mean"] == 0 and entry["emotion_drop"]["ci95"] == [0.0, 0.0]
-    assert set(entry["attackers"]) == {"lr", "gbt"}
+    assert set(entry["attackers"]) == {"lr", "gbt", "gru"}  # a GRU over the window sequence
     assert set(entry["attackers"]["lr"]) == {"informed"}
-    assert entry["gender_worst"]["attacker"] in ("lr.informed", "gbt.informed")
+    assert entry["gender_privacy"]["attacker"] in ("lr.informed", "gbt.informed", "gru.informed")
     method = plan_method(workdir, configs(), cfg, show_progress=False)
-    score_points(method, LocalExecutor(), [0], cfg.points(), "test")
+    score_points(method, LocalExecutor(), {0: cfg.points()}, "test")
     runner = fold_runner(method, 0, 0)
     test = set(workdir.folds[0]["test"])
     assert all(not a.fitted_on & test for a in runner._attackers().values())
@@ -85,23 +85,60 @@ def test_split_network_shapes_and_its_game(workdir):
 
 
 def test_embedding_design_chooses_k_on_validation_speakers(workdir):
-    cfg = ExperimentConfig(design="embedding", attacks=STATS, select_folds=(0,),
+    cfg = ExperimentConfig(design="embedding", attacks=STATS, select=True,
                            split=SplitConfig(dims=(4, 8), epochs=1, adapt_epochs=1))
     results = run_experiment(workdir, [0], configs(), cfg, show_progress=False)
     (entry,) = [e for e in results["cloak"] if e["method"] == "embedding"]
-    assert entry["dims"] in (4, 8) and entry["setting"] == f"embedding_k{entry['dims']}"
-    assert entry["validation"]["setting"] == entry["setting"]
+    (chosen,) = entry["points"]
+    assert chosen["dims"] in (4, 8) and entry["setting"] == f"embedding_k{chosen['dims']}"
+    assert "emotion_drop" in entry["validation"]
     assert set(entry["attackers"]) == {"lr", "gbt", "gru"}
     files = workdir.layout.setting(workdir.root / entry["cloak_dir"], 0, 0, entry["setting"])
     saved = torch.load(files.network, weights_only=True)
     assert set(saved["speakers"]) == set(workdir.folds[0]["primary_train"])  # no test speaker
     method = plan_method(workdir, configs(), cfg, show_progress=False)
-    point = Point(entry["setting"], dims=entry["dims"])
-    score_points(method, LocalExecutor(), [0], [point], "test")
+    point = Point(entry["setting"], dims=chosen["dims"])
+    score_points(method, LocalExecutor(), {0: [point]}, "test")
     runner = fold_runner(method, 0, 0)
     test = set(workdir.folds[0]["test"])
-    fitted = runner._attackers(point, runner.net(point))
+    fitted, _ = runner._attackers(point)
     assert all(not a.fitted_on & test for a in fitted.values())
+
+
+def test_model_output_attackers_read_outputs_of_speakers_the_model_never_trained_on(workdir):
+    """Under `shared` f_θ and the split network train on the attackers' speakers: the
+    attackers read cross-fitted outputs (a model trained on one pool, for the other's)."""
+    shared = {"protocol": "shared", "attacks": STATS}
+    cfg = ExperimentConfig(design="posteriors", **shared)
+    run_experiment(workdir, [0], configs(), cfg, show_progress=False)
+    runner = fold_runner(plan_method(workdir, configs(), cfg, False), 0, 0)
+    views = runner.attacker_training_views()
+    assert {tuple(sorted(v.speakers)) for _, v in views} == {
+        tuple(sorted(workdir.folds[0][p])) for p in ("primary_train", "adversary_train")}
+    for file, view in views:
+        trained = torch.load(file, weights_only=True)["metrics"]["speakers"]["train"]
+        assert trained and not set(trained) & view.speakers
+    fitted_on = set().union(*(a.fitted_on for a in runner._attackers().values()))
+    assert not fitted_on & set(workdir.folds[0]["test"])
+
+    cfg = ExperimentConfig(design="embedding", **shared,
+                           split=SplitConfig(dims=(4,), epochs=1, adapt_epochs=0))
+    run_experiment(workdir, [0], configs(), cfg, show_progress=False)
+    point = Point("embedding_k4", dims=4)
+    runner = fold_runner(plan_method(workdir, configs(), cfg, False), 0, 0)
+    files = runner.setting(point.name)
+    twin = torch.load(files.twin_network, weights_only=True)
+    deployed = torch.load(files.network, weights_only=True)
+    assert set(twin["speakers"]) == set(workdir.folds[0]["primary_train"])
+    assert set(deployed["speakers"]) == set(workdir.folds[0]["primary_train"]
+                                            + workdir.folds[0]["adversary_train"])
+    fitted, valid = runner._attackers(point)
+    fitted_on = set().union(*(a.fitted_on for a in fitted.values()))
+    # fitted on the adversary pool, which neither the twin nor its f_θ trained on
+    parts = workdir.folds[0]
+    assert fitted_on == set(parts["adversary_train"] + parts["adversary_valid"])
+    with pytest.raises(ValueError, match="trained on"):  # and the guard refuses the deployed one
+        check_unseen_by(files.network, runner.sent(runner.net(point), "adversary_train", 1, 0))
 
 
 def test_voice_normalisation_alone_and_under_a_cloak(workdir):

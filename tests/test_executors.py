@@ -132,8 +132,7 @@ GRID = ExperimentConfig(cloak=CloakConfig(kind="temporal"),
                         cloak_train=CloakTrainConfig(perturbation_epochs=1, suppression_epochs=1,
                                                      batch_size=16),
                         attacks=AttackConfig(families=("cnn", "stats"), informed_epochs=1),
-                        ratios=(0, 40), variants=("plain",), adapt_epochs=1,
-                        select_folds=(0, 1))
+                        ratios=(0, 40), variants=("plain",), adapt_epochs=1, select=True)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +155,7 @@ def figures(results: dict) -> dict:
     out = {"clean": results["baseline"]["emotion"]["uar"]["folds"]}
     for e in results["cloak"]:
         out[e["setting"]] = [e["emotion"]["uar"]["folds"], e["emotion_drop"]["folds"],
-                             e["gender_worst"]["uar"]["folds"],
+                             e["gender_privacy"]["uar_speaker"]["folds"],
                              e["validation"]["emotion"]["uar"]["folds"]]
     return out
 

@@ -7,9 +7,8 @@ from sercloak.evaluate import scores, summarise
 from sercloak.results import (
     RESULTS_FORMAT,
     SpeakerTable,
-    choose,
+    choose_per_fold,
     emotion_drop,
-    gender_worst,
     merge_results,
     speaker_bootstrap,
     spread,
@@ -105,12 +104,14 @@ def test_spread_over_seeds_and_folds():
     assert "seeds" not in spread([50.0, 60.0])
 
 
-def attacker_run(speakers, truth, pred):
-    r = run(speakers, truth, pred, labels=("female", "male"))
+def attacker_run(speakers, truth, pred, valid=50.0):
+    r = {**run(speakers, truth, pred, labels=("female", "male")),
+         "valid": {"uar": valid, "uar_speaker": valid}}
+    r["predictions"]["score"] = [float(p) for p in pred]
     return {"ignorant": r, "informed": r}
 
 
-def test_gender_worst_and_setting_summary_over_seeds():
+def test_privacy_figure_and_setting_summary_over_seeds():
     speakers = ["A", "A", "B", "B"]
     truth = [0, 0, 1, 1]
     good, bad = [0, 0, 1, 1], [1, 0, 1, 0]
@@ -121,14 +122,16 @@ def test_gender_worst_and_setting_summary_over_seeds():
             emotion = run(speakers, [0, 1, 0, 1], [0, 1, 0, 1] if seed else [0, 1, 1, 1])
             seed_clean.append({"emotion": run(speakers, [0, 1, 0, 1], [0, 1, 0, 1])})
             seed_runs.append({"emotion": emotion, "attackers": {
-                "stats": attacker_run(speakers, truth, good),
-                "cnn": attacker_run(speakers, truth, bad)}})
+                "stats": attacker_run(speakers, truth, good, valid=60.0),
+                "cnn": attacker_run(speakers, truth, bad, valid=90.0)}})
         runs.append(seed_runs)
         clean.append(seed_clean)
-    worst = gender_worst(runs)
-    assert worst["uar"]["mean"] == 100 and worst["attacker"].startswith("stats")
-    assert worst["uar_speaker"]["ci95"] == [100.0, 100.0]
     entry = summarise_setting(runs, clean)
+    privacy = entry["gender_privacy"]
+    # the attacker that does best on its validation speakers is chosen, not the best on test
+    assert privacy["attacker"].startswith("cnn") and privacy["uar_speaker"]["mean"] == 50
+    assert privacy["upper_bound"]["uar_speaker"]["mean"] == 100
+    assert privacy["upper_bound"]["attacker"].startswith("stats")
     # seed 0 loses one of four utterances, seed 1 none
     assert entry["emotion_drop"]["seeds"] == [25.0, 0.0]
     assert entry["emotion_drop"]["mean"] == 12.5
@@ -136,15 +139,31 @@ def test_gender_worst_and_setting_summary_over_seeds():
     assert entry["emotion"]["uar"]["seeds"] == [75.0, 100.0]
 
 
-def test_choose_takes_the_most_private_setting_within_the_emotion_budget():
-    def entry(method, ratio, drop, gender):
-        return {"method": method, "suppression_ratio": ratio, "emotion_drop": {"mean": drop},
-                "gender_worst": {"uar_speaker": {"mean": gender}}}
-    grid = [entry("a", 0, 0.0, 80.0), entry("a", 60, 1.5, 70.0), entry("a", 80, 10.0, 55.0),
-            entry("b", 0, 5.0, 60.0), entry("b", 60, 4.0, 65.0)]
-    chosen = choose(grid)
-    assert chosen["a"]["suppression_ratio"] == 60  # 80 costs 10 points
-    assert chosen["b"]["suppression_ratio"] == 60  # none within 2 points: the cheapest
+def test_choose_per_fold_takes_the_most_private_point_within_the_budget_on_each_fold():
+    speakers = ["A", "A", "B", "B"]
+
+    def scored(emotion_right: int, gender_right: int) -> dict:
+        """A run whose emotion model gets `emotion_right` of 4 and attacker `gender_right`."""
+        emotion = [0, 1, 0, 1]
+        gender = [0, 0, 1, 1]
+        return {"emotion": run(speakers, emotion, [e if i < emotion_right else 1 - e
+                                                   for i, e in enumerate(emotion)]),
+                "attackers": {"stats": attacker_run(speakers, gender, [
+                    g if i < gender_right else 1 - g for i, g in enumerate(gender)])}}
+
+    clean = [[{"emotion": run(speakers, [0, 1, 0, 1], [0, 1, 0, 1])}] * 2]
+    valid = {  # per point, runs[seed][fold]: fold 0 and fold 1 disagree
+        "sr0": [[scored(4, 4), scored(4, 4)]],
+        "sr60": [[scored(4, 2), scored(2, 2)]],  # more private; on fold 1 it costs 50 points
+        "sr80": [[scored(1, 0), scored(1, 0)]],  # most private, too dear everywhere
+    }
+    assert choose_per_fold(valid, clean) == ["sr60", "sr0"]
+    # fold 0's choice reads fold 0 alone: whatever another fold's speakers say, it stands
+    other = {name: [[runs[0][0], scored(0, 0)]] for name, runs in valid.items()}
+    assert choose_per_fold(other, clean)[0] == "sr60"
+    # no point within the budget: the cheapest
+    assert choose_per_fold({"sr80": valid["sr80"], "sr60": valid["sr60"]}, clean) == [
+        "sr60", "sr60"]
 
 
 def test_merge_keeps_other_methods_only_when_comparable():

@@ -25,7 +25,7 @@ from .data import Workdir, build_segments
 from .device import pick_device
 from .evaluate import evaluate
 from .files import write_json, write_text
-from .folds import PARTS, SELECTION_PART, training_parts
+from .folds import PARTS, POOLS, SELECTION_PART, training_parts
 from .results import LEAD_METRIC, aggregate, spread, with_interval
 from .train import DEFAULT_RECIPE, TrainConfig, recipe_config, train
 
@@ -74,25 +74,54 @@ def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str,
                show_progress: bool = True) -> Path:
     """Train (or reuse, or resume) the model of `cfg.task` of `fold` on the protocol's
     speakers."""
-    out = model_file(wd, cfg, protocol, fold)
-    if is_trained(wd, fold, cfg, protocol):
+    return _train(wd, fold, cfg, model_file(wd, cfg, protocol, fold),
+                  *training_parts(protocol, cfg.task), show_progress)
+
+
+def is_trained(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str) -> bool:
+    """Whether the model of `cfg` for `fold` exists, made with `cfg` on the protocol's
+    speakers (`train_fold` reuses it)."""
+    return _made_with(wd, fold, cfg, model_file(wd, cfg, protocol, fold),
+                      *training_parts(protocol, cfg.task))
+
+
+def pool_model_file(wd: Workdir, cfg: TrainConfig, protocol: str, fold: int, pool: str) -> Path:
+    return wd.layout.pool_model(protocol, model_tag(cfg), cfg.seed, fold, pool)
+
+
+def train_pool_model(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str, pool: str,
+                     show_progress: bool = True) -> Path:
+    """f_θ of `cfg` trained on one pool's training speakers only (validated like the
+    protocol's): the model whose outputs the attackers of a model-output design read for
+    the other pool's speakers (`folds.crossfit_pools`)."""
+    return _train(wd, fold, cfg, pool_model_file(wd, cfg, protocol, fold, pool), POOLS[pool],
+                  training_parts(protocol, cfg.task)[1], show_progress)
+
+
+def is_pool_model_trained(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str,
+                          pool: str) -> bool:
+    return _made_with(wd, fold, cfg, pool_model_file(wd, cfg, protocol, fold, pool),
+                      POOLS[pool], training_parts(protocol, cfg.task)[1])
+
+
+def _train(wd: Workdir, fold: int, cfg: TrainConfig, out: Path, train_parts: tuple[str, ...],
+           valid_parts: tuple[str, ...], show_progress: bool) -> Path:
+    """Train (or reuse, or resume) the model of `cfg` on `train_parts` of `fold`."""
+    if _made_with(wd, fold, cfg, out, train_parts, valid_parts):
         return out
     if out.is_file():
         print(f"{out}: made with other settings or speakers, retraining")
-    train_parts, valid_parts = training_parts(protocol, cfg.task)
     train_set = wd.segments(fold, train_parts, cfg.task, train=True)
     valid_set = wd.segments(fold, valid_parts, cfg.task, train=False)
     train(train_set, valid_set, cfg, wd.cfg, out, show_progress=show_progress)
     return out
 
 
-def is_trained(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str) -> bool:
-    """Whether the model of `cfg` for `fold` exists, made with `cfg` on the protocol's
-    speakers (`train_fold` reuses it)."""
-    out = model_file(wd, cfg, protocol, fold)
+def _made_with(wd: Workdir, fold: int, cfg: TrainConfig, out: Path,
+               train_parts: tuple[str, ...], valid_parts: tuple[str, ...]) -> bool:
+    """Whether `out` exists, made with `cfg` on these parts' speakers of `fold`."""
     if not out.is_file():
         return False
-    train_parts, valid_parts = training_parts(protocol, cfg.task)
     speakers = {"train": wd.speakers(fold, train_parts), "valid": wd.speakers(fold, valid_parts)}
     _, ckpt = load_checkpoint(out, wd.cfg)
     return ckpt["train_config"] == cfg.to_dict() and ckpt["metrics"].get("speakers") == speakers

@@ -90,20 +90,24 @@ def utterance_truth(data: SegmentSet) -> np.ndarray:
 
 
 def summarise(truth: np.ndarray, pred: np.ndarray, labels: tuple[str, ...] | list[str],
-              corpora: list[str], speakers: list[str]) -> dict:
+              corpora: list[str], speakers: list[str], probs: np.ndarray | None = None) -> dict:
     """Utterance predictions -> accuracy, pooled and speaker-balanced UAR and confusion,
-    overall and per corpus, and the predictions themselves."""
+    overall and per corpus, and the predictions themselves (with `probs` of two classes,
+    also each utterance's probability of the second as `score`: what a user-level attacker
+    pools)."""
     truth, pred = np.asarray(truth, dtype=int), np.asarray(pred, dtype=int)
     corpora, speakers = np.asarray(corpora), np.asarray(speakers)
     n = len(labels)
+    predictions = {"speaker": speakers.tolist(), "truth": truth.tolist(), "pred": pred.tolist()}
+    if probs is not None and n == 2:
+        predictions["score"] = np.round(np.asarray(probs)[:, 1], 4).tolist()
     return {
         "labels": list(labels),
         "overall": scores(truth, pred, n, speakers),
         "per_corpus": {c: scores(truth[corpora == c], pred[corpora == c], n,
                                  speakers[corpora == c])
                        for c in sorted(set(corpora.tolist()))},
-        "predictions": {"speaker": speakers.tolist(), "truth": truth.tolist(),
-                        "pred": pred.tolist()},
+        "predictions": predictions,
     }
 
 

@@ -44,6 +44,28 @@ _PARTS_OF = {  # protocol -> task -> (training parts, validation parts)
 }
 
 
+# cross-fitting: the two pools' training speakers, each the training set of a model that
+# never sees the other's (`crossfit_pools`)
+POOLS = {"primary": ("primary_train",), "adversary": ("adversary_train",)}
+
+
+def crossfit_pools(protocol: str) -> dict[str, tuple[str, ...]]:
+    """{pool: training parts} when a model of the emotion side trains on speakers the
+    attackers train on (``shared``), else {} (``paper``: the pools are apart already).
+
+    An attacker that reads what a trained model outputs must be fitted on outputs for
+    speakers that model never trained on (outputs for a model's own training speakers
+    are what it has fitted: an attacker learning from them is weakened). Under
+    ``shared`` such designs are cross-fitted: a model trained on one pool produces the
+    outputs for the other pool's speakers."""
+    emotion, gender = (set(training_parts(protocol, t)[0]) for t in ("emotion", "gender"))
+    return dict(POOLS) if emotion & gender else {}
+
+
+def other_pool(pool: str) -> str:
+    return next(p for p in POOLS if p != pool)
+
+
 def training_parts(protocol: str, task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(training parts, validation parts) of the emotion side (f_θ, cloak, adaptation:
     task "emotion") or the gender side (f_g and every attacker: "gender")."""

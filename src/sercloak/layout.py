@@ -8,6 +8,7 @@
       <protocol>/                                          paper or shared (folds.PROTOCOLS)
         baselines-<family>.json|md                         Table 2 over seeds and folds
         models/<family>/seed<S>/fold<K>/emotion.pt|gender.pt|eval.json
+                                       emotion.<pool>-pool.pt   f_θ of one pool (cross-fitting)
         cloaks/<family>/<run tag>/config.json              one method's configuration
         cloaks/<family>/<run tag>/seed<S>/fold<K>/<setting>.*   its cloaks, adversaries,
                                                            adapted models, informed
@@ -44,7 +45,7 @@ PROTOCOL_FILES = ("results.json", "report.md", "pareto.png", "tradeoff.png", "no
 # every file a workdir may hold, as a pattern of its path relative to the workdir: what the
 # builders below make (checked by walking a workdir a test grid wrote: tests/test_executors.py)
 _NAME = r"[\w.+-]+"
-_SETTING_FILE = (r"(\.npz|\.psi-\w+\.pt|\.net\.pt|\.adapted\d+\.pt|\.informed-\w+\.pt"
+_SETTING_FILE = (r"(\.npz|\.psi-\w+\.pt|(\.twin)?\.net\.pt|\.adapted\d+\.pt|\.informed-\w+\.pt"
                  r"|(\.[\w-]+)?(\.on-\w+)?\.json)")
 _KNOWN = {
     "prepared": r"(manifest\.csv|folds\.json|summary\.json|summary\.md)",
@@ -52,7 +53,8 @@ _KNOWN = {
     "voice profiles": r"features-voicenorm/profiles\.npz",
     "demo corpus": r"synthetic_corpus/.+",
     "baselines": rf"\w+/baselines-{_NAME}\.(json|md)",
-    "model": rf"\w+/models/{_NAME}/seed\d+/fold\d+/(emotion\.pt|gender\.pt|eval\.json)",
+    "model": rf"\w+/models/{_NAME}/seed\d+/fold\d+/"
+             r"(emotion(\.\w+-pool)?\.pt|gender\.pt|eval\.json)",
     "method config": rf"\w+/cloaks/{_NAME}/{_NAME}/config\.json",
     "setting": rf"\w+/cloaks/{_NAME}/{_NAME}/seed\d+/fold\d+/\w+?{_SETTING_FILE}",
     "clean scores": rf"\w+/attacks/clean-{_NAME}/seed\d+/fold\d+/clean(\.on-\w+)?\.json",
@@ -85,6 +87,12 @@ class Setting:
     def network(self) -> Path:
         """A design's own trained network (the split network of an `embedding` point)."""
         return self.folder / f"{self.name}.net.pt"
+
+    @property
+    def twin_network(self) -> Path:
+        """The same network trained on the primary pool only: what its attackers read
+        (cross-fitting, `folds.crossfit_pools`)."""
+        return self.folder / f"{self.name}.twin.net.pt"
 
     def adapted(self, epochs: int) -> Path:
         """The service's emotion model fine-tuned on this setting's protected features."""
@@ -153,6 +161,11 @@ class Layout:
 
     def model(self, protocol: str, family: str, seed: int, fold: int, task: str) -> Path:
         return self.model_dir(protocol, family, seed, fold) / f"{task}.pt"
+
+    def pool_model(self, protocol: str, family: str, seed: int, fold: int, pool: str) -> Path:
+        """f_θ trained on one pool's training speakers only (cross-fitting:
+        `folds.crossfit_pools`)."""
+        return self.model_dir(protocol, family, seed, fold) / f"emotion.{pool}-pool.pt"
 
     def fold_eval(self, protocol: str, family: str, seed: int, fold: int) -> Path:
         return self.model_dir(protocol, family, seed, fold) / "eval.json"

@@ -5,9 +5,10 @@ same; `evaluate.py` says why) and give the pooled UAR beside it; emotion
 costs are paired drops from the clean emotion model on the same utterances,
 with 95% intervals from the speaker-level bootstrap (`results.py`).
 
-- ``pareto.png``: the paired emotion drop against the worst-case gender UAR,
-  one point per chosen operating point (every setting when none was chosen),
-  95% interval whiskers on both axes, the clean point, chance, the target as
+- ``pareto.png``: the paired emotion drop against the privacy figure (the
+  gender attacker chosen on validation speakers, `privacy.py`), one point per
+  method (every setting when none was chosen), 95% interval whiskers on both
+  axes, the clean point, the chance band of the privacy figure, the target as
   one rectangle, and the floor (`posteriors`: what the emotion output alone
   leaks) as a vertical band.
 - ``tradeoff.png`` (the paper's Figure 4): UAR against suppression ratio for
@@ -39,9 +40,9 @@ from .results import LEAD_METRIC  # noqa: E402
 STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
          "gender_ignorant": ("gender, ignorant cnn (paper)", "tab:orange"),
          "gender_informed": ("gender, informed cnn", "tab:red"),
-         "gender_worst": ("gender, worst case (any attacker)", "tab:purple")}
-FAMILY_NAMES = {"cnn": "CNN+RNN", "stats": "stats", "dvector": "d-vector",
-                "dvector_ft": "retrained encoder"}
+         "gender_privacy": ("gender, attacker chosen on validation", "tab:purple")}
+FAMILY_NAMES = {"cnn": "CNN+RNN", "cnn_scratch": "CNN+RNN from scratch", "stats": "stats",
+                "dvector": "d-vector", "dvector_ft": "retrained encoder"}
 PAPER_METHODS = ("cloak", "cloak_adversarial")
 FLOOR = "posteriors"  # drawn as the floor, not as a design
 TARGET = {"gender": 65.0, "emotion_drop": 2.0}  # issue 10's target operating point
@@ -65,6 +66,23 @@ def fmt_ci(stat: dict) -> str:
 def _uar(agg: dict) -> dict:
     """The lead UAR of an aggregate (results written before it existed have only `uar`)."""
     return agg.get(LEAD_METRIC, agg["uar"])
+
+
+def privacy(entry: dict) -> dict:
+    """The privacy figure of an entry (or the clean reference): the gender UAR of the
+    attacker chosen on validation speakers, with its interval and chance band."""
+    return entry["gender_privacy"]["uar_speaker"]
+
+
+def fmt_privacy(stat: dict) -> str:
+    """The figure with its interval, or "chance" when it cannot be told from chance."""
+    text = fmt_ci(stat)
+    return f"{text} (chance)" if stat["indistinguishable_from_chance"] else text
+
+
+def fmt_chance(stat: dict) -> str:
+    c = stat["chance"]
+    return f"{c['mean']:.1f} / {c['p95']:.1f}, p = {c['p']:.3g}"
 
 
 def method_label(entry: dict, short: bool = False) -> str:
@@ -139,12 +157,27 @@ def shown_entries(results: dict) -> list[dict]:
     return chosen or results["cloak"]
 
 
+def _point_words(point: dict, cloaked: bool) -> str:
+    if point["dims"] is not None:
+        return f"k {point['dims']}"
+    return f"SR {point['suppression_ratio']:g}" if cloaked else "–"
+
+
 def _point(entry: dict) -> str:
-    """The operating point in words: SR 60 (a cloak's), k 16 (a split network's), or –
-    (a method with one point: a transform, the posteriors)."""
-    if "dims" in entry:
-        return f"k {entry['dims']}"
-    return f"SR {entry['suppression_ratio']:g}" if entry["spec"]["cloak"] is not None else "–"
+    """The operating point in words: SR 60 (a cloak's), k 16 (a split network's), – (a
+    method with one point: a transform, the posteriors), or each fold's when they differ
+    ("SR 0 ×3, SR 60 ×2": chosen per fold on its validation speakers)."""
+    words = [_point_words(p, entry["spec"]["cloak"] is not None) for p in entry["points"]]
+    if len(set(words)) == 1:
+        return words[0]
+    return ", ".join(f"{w} ×{words.count(w)}" for w in dict.fromkeys(words))
+
+
+def the_point(entry: dict) -> dict:
+    """The one point an entry was scored at on every fold (a grid's entries)."""
+    if any(p != entry["points"][0] for p in entry["points"]):
+        raise ValueError(f"{entry['method']}: each fold chose its own point")
+    return entry["points"][0]
 
 
 def _whisker(stat: dict) -> tuple[float, float]:
@@ -153,15 +186,15 @@ def _whisker(stat: dict) -> tuple[float, float]:
 
 
 def pareto_figure(results: dict, out: Path) -> None:
-    """Paired emotion drop against worst-case gender UAR, with 95% intervals on both."""
+    """Paired emotion drop against the privacy figure, with 95% intervals on both and the
+    privacy figure's chance band."""
     base = results["baseline"]
     floor = next((e for e in shown_entries(results) if e["method"] == FLOOR), None)
     entries = [e for e in shown_entries(results) if e["method"] != FLOOR]
-    points = [(_uar(e["gender_worst"]), e["emotion_drop"]) for e in entries]
+    points = [(privacy(e), e["emotion_drop"]) for e in entries]
     if floor is not None:
-        points.append((_uar(floor["gender_worst"]), {"mean": 0.0, "std": 0.0}))
-    if "gender_worst" in base:
-        points.append((_uar(base["gender_worst"]), {"mean": 0.0, "std": 0.0}))
+        points.append((privacy(floor), {"mean": 0.0, "std": 0.0}))
+    points.append((privacy(base), {"mean": 0.0, "std": 0.0}))
     xs = [v for x, _ in points for v in (x["mean"] - _whisker(x)[0], x["mean"] + _whisker(x)[1])]
     ys = [v for _, y in points for v in (y["mean"] - _whisker(y)[0], y["mean"] + _whisker(y)[1])]
     xlim = (min(45.0, *xs) - 2, max(xs) + 2)
@@ -171,6 +204,10 @@ def pareto_figure(results: dict, out: Path) -> None:
                                TARGET["emotion_drop"] - ylim[0], color="tab:green", alpha=0.12,
                                lw=0, label=f"target: gender ≤ {TARGET['gender']:.0f}%, emotion "
                                            f"drop ≤ {TARGET['emotion_drop']:.0f} points"))
+    chance = [x["chance"] for x, _ in points]
+    ax.axvspan(min(c["mean"] for c in chance), max(c["p95"] for c in chance), color="grey",
+               alpha=0.25, lw=0, label="chance band: the permutation null's mean to its 95th "
+                                       "percentile")
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(entries), 2)))
     markers = "osD^v<>phX*"
     for i, (e, (x, y)) in enumerate(zip(entries, points, strict=False)):
@@ -178,12 +215,11 @@ def pareto_figure(results: dict, out: Path) -> None:
                     yerr=np.array([_whisker(y)]).T, fmt=markers[i % len(markers)],
                     color=colours[i], capsize=2, elinewidth=0.8,
                     label=method_label(e) + (f", {_point(e)}" if _point(e) != "–" else ""))
-    if "gender_worst" in base:
-        worst = _uar(base["gender_worst"])
-        ax.errorbar(worst["mean"], 0, xerr=np.array([_whisker(worst)]).T, fmt="k*", ms=14,
-                    capsize=2, label="clean (no protection)")
+    clean = privacy(base)
+    ax.errorbar(clean["mean"], 0, xerr=np.array([_whisker(clean)]).T, fmt="k*", ms=14,
+                capsize=2, label="clean (no protection)")
     if floor is not None:  # what f_θ's own outputs leak: left of it only at a cost
-        x = _uar(floor["gender_worst"])
+        x = privacy(floor)
         ax.axvspan(x["mean"] - _whisker(x)[0], x["mean"] + _whisker(x)[1], color="grey",
                    alpha=0.15, lw=0)
         ax.axvline(x["mean"], color="grey", ls="--", lw=1.2,
@@ -193,7 +229,8 @@ def pareto_figure(results: dict, out: Path) -> None:
     ax.annotate("gender chance", (50.3, ylim[1] - 0.5), fontsize=7, color="grey", va="top")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_xlabel("worst-case gender UAR (%), speaker-balanced, any attacker (lower is better)")
+    ax.set_xlabel("gender UAR (%) of the attacker chosen on validation speakers, "
+                  "speaker-balanced (lower is better)")
     ax.set_ylabel("emotion drop (points of speaker-balanced UAR,\nclean f_θ minus protected; "
                   "lower is better)")
     config = results["config"]
@@ -213,11 +250,12 @@ def tradeoff_figure(results: dict, out: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for adversarial, line, shift in ((False, "--o", -0.7), (True, "-s", 0.7)):
-        entries = sorted((e for e in paper if e["adversarial"] == adversarial),
-                         key=lambda e: e["suppression_ratio"])
+        entries = sorted((e for e in paper if the_point(e)["adversarial"] == adversarial),
+                         key=lambda e: the_point(e)["suppression_ratio"])
         if not entries:
             continue
-        ratios = [e["suppression_ratio"] + shift for e in entries]  # error bars side by side
+        # error bars side by side
+        ratios = [the_point(e)["suppression_ratio"] + shift for e in entries]
         for key, (label, colour) in STYLE.items():
             if key not in entries[0]:
                 continue
@@ -229,13 +267,12 @@ def tradeoff_figure(results: dict, out: Path) -> bool:
     base = results["baseline"]
     ax.axhline(_uar(base["emotion"])["mean"], color="tab:blue", ls=":", lw=1)
     ax.axhline(_uar(base["gender"])["mean"], color="tab:orange", ls=":", lw=1)
-    if "gender_worst" in base:
-        ax.axhline(_uar(base["gender_worst"])["mean"], color="tab:purple", ls=":", lw=1)
+    ax.axhline(privacy(base)["mean"], color="tab:purple", ls=":", lw=1)
     ax.axhline(50, color="grey", ls=":", lw=1)
     ax.set_xlabel("suppression ratio SR (%)")
     ax.set_ylabel("speaker-balanced UAR (%), mean ± std over folds")
     ax.set_title("Privacy–utility trade-off (dotted: clean baselines, chance gender 50%)")
-    ax.set_xticks(sorted({e["suppression_ratio"] for e in paper}))
+    ax.set_xticks(sorted({the_point(e)["suppression_ratio"] for e in paper}))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -336,12 +373,30 @@ def clean_attackers_table(results: dict) -> str:
 
 
 def _eer(entry: dict) -> str:
-    return fmt(entry["speaker_eer"]) if "speaker_eer" in entry else "–"
+    """The speaker EER (frozen encoder; / retrained on what is sent, where it was)."""
+    if "speaker_eer" not in entry:
+        return "–"
+    retrained = entry.get("speaker_eer_retrained")
+    return fmt(entry["speaker_eer"]) + (f" / {retrained['mean']:.1f}" if retrained else "")
+
+
+def _privacy_cells(entry: dict) -> list[str]:
+    """The privacy figure [CI], its chance band and p, the upper bound, the chosen attacker,
+    the user-level figure after 20 requests."""
+    figures = entry["gender_privacy"]
+    return [fmt_privacy(privacy(entry)), fmt_chance(privacy(entry)),
+            fmt_ci(figures["upper_bound"]["uar_speaker"]), figures["attacker"],
+            fmt_privacy(figures["user_level"]["20"])]
+
+
+PRIVACY_HEAD = ["gender UAR, attacker chosen on validation [95% CI]",
+                "chance: mean / 95th pct., p", "upper bound: best attacker on test [95% CI]",
+                "chosen attacker (most often)", "user level, 20 requests [95% CI]"]
 
 
 def privacy_table(results: dict) -> str:
     """Markdown: per setting, emotion UAR and its paired drop, every attacker's gender UAR,
-    the worst case with its interval, the EER.
+    the privacy figures, the EER.
 
     Attacker cells read "ignorant / informed" (means over seeds and folds);
     the clean row has one figure per attacker (all fitted on clean features).
@@ -350,18 +405,15 @@ def privacy_table(results: dict) -> str:
     families = list(base.get("attackers", {}))
     head = ["setting", "point", "emotion UAR", "emotion drop [95% CI]"]
     head += [f"{FAMILY_NAMES.get(f, f)} (ign. / inf.)" for f in families]
-    head += ["other attackers (inf.)", "worst case [95% CI]", "worst (pooled)", "worst attacker",
-             "speaker EER"]
+    head += ["other attackers (inf.)", *PRIVACY_HEAD, "speaker EER (frozen / retrained)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     cells = [f"{_uar(base['attackers'][f])['mean']:.1f}" for f in families] + ["–"]
-    cells += [fmt_ci(_uar(base["gender_worst"])), fmt(base["gender_worst"]["uar"]),
-              base["gender_worst"]["attacker"], _eer(base)]
+    cells += [*_privacy_cells(base), _eer(base)]
     lines.append(f"| clean | – | {fmt_ci(_uar(base['emotion']))} | 0 | " + " | ".join(cells)
                  + " |")
     for entry in results["cloak"]:
         cells = [_versions(entry, f) for f in families] + [_others(entry, families)]
-        cells += [fmt_ci(_uar(entry["gender_worst"])), fmt(entry["gender_worst"]["uar"]),
-                  entry["gender_worst"]["attacker"], _eer(entry)]
+        cells += [*_privacy_cells(entry), _eer(entry)]
         lines.append(f"| {method_label(entry)} | {_point(entry)} | "
                      f"{fmt(_uar(entry['emotion']))} | {fmt_ci(entry['emotion_drop'])} | "
                      + " | ".join(cells) + " |")
@@ -369,32 +421,28 @@ def privacy_table(results: dict) -> str:
 
 
 def selection_table(results: dict) -> str:
-    """Markdown: per method its operating point chosen on validation speakers, then its test
-    figures: the headline table. Drops are paired (clean f_θ on the same utterances)."""
+    """Markdown: per method its operating points chosen on each fold's validation speakers,
+    their validation figures, then the test figures: the headline table. Drops are paired
+    (clean f_θ on the same utterances)."""
     chosen = [e for e in results["cloak"] if "validation" in e]
     if not chosen:
         return ""
-    head = ["method", "point", "valid: emotion drop", "valid: worst gender",
-            "test: emotion UAR", "emotion drop [95% CI]", "worst gender UAR [95% CI]",
-            "pooled: drop / worst", "worst attacker", "speaker EER", "adversary's last accuracy"]
+    head = ["method", "point", "valid: emotion drop", "valid: gender UAR",
+            "test: emotion UAR", "emotion drop [95% CI]", *PRIVACY_HEAD,
+            "speaker EER (frozen / retrained)", "adversary's last accuracy"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     base = results["baseline"]
-    worst = base.get("gender_worst")
     lines.append(f"| clean | – | – | – | {fmt_ci(_uar(base['emotion']))} | 0 | "
-                 f"{fmt_ci(_uar(worst)) if worst else '–'} | 0 / "
-                 f"{worst['uar']['mean']:.1f} | {worst['attacker'] if worst else '–'} | "
-                 f"{_eer(base)} | – |")
-    for e in sorted(chosen, key=lambda e: _uar(e["gender_worst"])["mean"]):
+                 + " | ".join(_privacy_cells(base)) + f" | {_eer(base)} | – |")
+    for e in sorted(chosen, key=lambda e: privacy(e)["mean"]):
         v = e["validation"]
         accuracy = ", ".join(f"{k} {a['mean']:.0f}%" for k, a in
                              e.get("adversary_accuracy", {}).items()) or "–"
         lines.append(
             f"| {method_label(e)} | {_point(e)} | "
-            f"{v['emotion_drop']['mean']:.1f} | {_uar(v['gender_worst'])['mean']:.1f} | "
+            f"{v['emotion_drop']['mean']:.1f} | {privacy(v)['mean']:.1f} | "
             f"{fmt(_uar(e['emotion']))} | {fmt_ci(e['emotion_drop'])} | "
-            f"{fmt_ci(_uar(e['gender_worst']))} | {e['emotion_drop_pooled']['mean']:.1f} / "
-            f"{e['gender_worst']['uar']['mean']:.1f} | {e['gender_worst']['attacker']} | "
-            f"{_eer(e)} | {accuracy} |")
+            + " | ".join(_privacy_cells(e)) + f" | {_eer(e)} | {accuracy} |")
     return "\n".join(lines) + "\n"
 
 
@@ -427,8 +475,12 @@ ATTACKERS_TEXT = (
     "with fresh noise every batch, the others on {draws} noise draws per utterance) and "
     "selected on protected validation speakers. `cnn` is the paper's CNN+RNN f_g; `stats` a "
     "logistic regression on per-bin utterance statistics; `dvector` a logistic regression on "
-    "d-vectors of a pretrained speaker encoder. All are scored on protected test utterances; "
-    "the *worst case* is, per seed and fold, the highest gender UAR of any of them. Speaker "
+    "d-vectors of a pretrained speaker encoder. All are scored on protected test utterances. "
+    "The *privacy figure* is, per seed and fold, the gender UAR of the attacker that does "
+    "best on its own validation speakers; its *chance band* is the same figure after "
+    "permuting the test speakers' genders (p >= 0.05: indistinguishable from chance); the "
+    "*upper bound* is the best attacker on the test speakers, chosen with their labels; the "
+    "*user level* is the chosen attacker pooling 20 utterances per user. Speaker "
     "EER: speaker verification among the test utterances from d-vector cosines (50% = nothing "
     "links). Protocol {protocol}: {speakers}")
 PROTOCOL_TEXT = {
@@ -462,9 +514,10 @@ def write_report(wd: Workdir, results: dict) -> Path:
     ]
     if selection_table(results):
         text += ["## Operating points chosen on validation speakers", "",
-                 "Per method, the setting with the lowest worst-case gender UAR among those "
-                 "whose emotion drop is at most 2 points on the primary pool's validation "
-                 "speakers (else the one costing least); then its test figures.", "",
+                 "Per method and fold, the setting with the lowest privacy figure among those "
+                 "whose emotion drop is at most 2 points on that fold's own validation "
+                 "speakers of the primary pool (else the one costing least); then its test "
+                 "figures.", "",
                  selection_table(results), ""]
     text += [
         "## Privacy and utility (UAR)", "",

@@ -24,15 +24,16 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .privacy import VERSIONS, chosen_uar, gender_privacy
+
 Runs = list[list[dict]]  # runs[seed][fold]
 ROUNDS = 2000  # bootstrap rounds
 BOOTSTRAP_SEED = 0
 METRICS = ("acc", "uar", "uar_speaker")
 LEAD_METRIC = "uar_speaker"  # what tables lead with and operating points are chosen by
-VERSIONS = ("ignorant", "informed")
 CNN_KEYS = {"gender_ignorant": "ignorant", "gender_informed": "informed"}  # the paper's attacker
 MAX_EMOTION_DROP = 2.0  # points of emotion UAR an operating point may cost (`choose`)
-RESULTS_FORMAT = "sercloak.results/2"  # entries named by method and setting, seeds, protocol
+RESULTS_FORMAT = "sercloak.results/3"  # the attacker chosen on validation, points per fold
 
 
 def _round(values) -> list[float]:
@@ -172,22 +173,6 @@ def with_interval(runs: Runs, metric: str = LEAD_METRIC, rounds: int = ROUNDS) -
 # -- the attackers ---------------------------------------------------------------------
 
 
-def attacker_runs(result: dict) -> dict[str, dict]:
-    """{"family.version": scored run} of one fold's attackers ("family" alone when clean)."""
-    out = {}
-    for family, entry in result["attackers"].items():
-        if "overall" in entry:
-            out[family] = entry
-        else:  # the versions it has: a sequence attacker is informed only
-            out.update({f"{family}.{v}": entry[v] for v in VERSIONS if v in entry})
-    return out
-
-
-def fold_uars(result: dict, metric: str = "uar") -> dict[str, float]:
-    """{"family.version": gender UAR} of one fold's attackers."""
-    return {name: run["overall"][metric] for name, run in attacker_runs(result).items()}
-
-
 def aggregate_attackers(runs: Runs, versions: bool) -> dict:
     """{family: aggregate} (clean) or {family: {version: aggregate}} (protected)."""
     families = runs[0][0]["attackers"]
@@ -197,42 +182,26 @@ def aggregate_attackers(runs: Runs, versions: bool) -> dict:
                 for v in VERSIONS if v in families[f]} for f in families}
 
 
-def gender_worst(runs: Runs, rounds: int = ROUNDS) -> dict:
-    """The privacy figure: per seed and fold the best attacker's gender UAR, summarised,
-    with its 95% interval (the best attacker found again on every resample).
-
-    `attacker` is the one with the highest mean (lead metric) over seeds and
-    folds; `fold_attackers` each fold's best (first seed).
-    """
-    out = {}
-    for metric in ("uar", LEAD_METRIC):
-        samples = speaker_bootstrap(_by_fold(_pick(runs, attacker_runs)),
-                                    lambda u: np.max(np.stack(list(u.values())), axis=0),
-                                    metric, rounds)
-        worst = _pick(runs, lambda r, m=metric: max(fold_uars(r, m).values()))
-        out[metric] = {**spread(worst), "ci95": ci95(samples)}
-    uars = [fold_uars(r, LEAD_METRIC) for seed_runs in runs for r in seed_runs]
-    means = {n: float(np.mean([u[n] for u in uars])) for n in uars[0]}
-    return {**out, "attacker": max(means, key=means.get),
-            "fold_attackers": [max(u, key=u.get) for u in uars[:len(runs[0])]]}
-
-
-def mean_eer(runs: Runs) -> dict | None:
-    values = _pick(runs, lambda r: r.get("speaker_eer"))
+def mean_eer(runs: Runs, key: str = "speaker_eer") -> dict | None:
+    values = _pick(runs, lambda r: r.get(key))
     if any(v is None for s in values for v in s):
         return None
     return spread(values)
 
 
 def summarise_attacks(runs: Runs, versions: bool) -> dict:
-    entry = {"attackers": aggregate_attackers(runs, versions), "gender_worst": gender_worst(runs)}
-    eer = mean_eer(runs)
-    return entry if eer is None else {**entry, "speaker_eer": eer}
+    entry = {"attackers": aggregate_attackers(runs, versions),
+             "gender_privacy": gender_privacy(runs)}
+    for key in ("speaker_eer", "speaker_eer_retrained"):
+        eer = mean_eer(runs, key)
+        if eer is not None:
+            entry[key] = eer
+    return entry
 
 
 def summarise_clean(runs: Runs) -> dict:
     """The clean reference on the scored speakers: the emotion model (with its interval),
-    every attacker, the worst case, the speaker EER."""
+    every attacker, the privacy figures, the speaker EER."""
     emotion = _pick(runs, lambda r: r["emotion"])
     return {"emotion": {**aggregate(emotion), LEAD_METRIC: with_interval(emotion)},
             **summarise_attacks(runs, versions=False)}
@@ -240,7 +209,7 @@ def summarise_clean(runs: Runs) -> dict:
 
 def summarise_setting(runs: Runs, clean: Runs) -> dict:
     """One protected setting's runs -> emotion (and its paired drop from `clean`'s emotion
-    model on the same utterances), every attacker, the worst case, the EER."""
+    model on the same utterances), every attacker, the privacy figures, the EER."""
     emotion, reference = _pick(runs, lambda r: r["emotion"]), _pick(clean, lambda r: r["emotion"])
     entry = {"emotion": aggregate(emotion),
              "emotion_drop": emotion_drop(reference, emotion, LEAD_METRIC),
@@ -263,19 +232,28 @@ def summarise_setting(runs: Runs, clean: Runs) -> dict:
 # -- choosing operating points ------------------------------------------------------------
 
 
-def choose(grid: list[dict], max_drop: float = MAX_EMOTION_DROP) -> dict[str, dict]:
-    """Each method's operating point among its settings scored on validation speakers.
+def fold_figures(runs: list[dict], clean: list[dict]) -> tuple[float, float]:
+    """(paired emotion drop, privacy figure) of one point on one fold: means over seeds of
+    the scored runs `runs` against the clean runs `clean` (speaker-balanced)."""
+    drop = np.mean([c["emotion"]["overall"][LEAD_METRIC] - r["emotion"]["overall"][LEAD_METRIC]
+                    for r, c in zip(runs, clean, strict=True)])
+    return float(drop), float(np.mean([chosen_uar(r) for r in runs]))
 
-    The setting with the lowest worst-case gender UAR among those whose paired
-    emotion drop is at most `max_drop` points; when none is, the one that
-    costs least. Both figures are speaker-balanced. Returns {method: entry}.
-    """
-    chosen = {}
-    for method in dict.fromkeys(e["method"] for e in grid):
-        entries = [e for e in grid if e["method"] == method]
-        within = [e for e in entries if e["emotion_drop"]["mean"] <= max_drop]
-        chosen[method] = (min(within, key=lambda e: e["gender_worst"][LEAD_METRIC]["mean"])
-                          if within else min(entries, key=lambda e: e["emotion_drop"]["mean"]))
+
+def choose_per_fold(valid: dict[str, Runs], clean: Runs,
+                    max_drop: float = MAX_EMOTION_DROP) -> list[str]:
+    """Each fold's operating point among a method's points (`valid`: point name ->
+    runs[seed][fold] on that fold's own validation speakers), from that fold's figures
+    alone, so that no speaker of another fold's test set (through another fold's models)
+    takes part: the point with the lowest privacy figure among those whose emotion drop
+    is at most `max_drop` points; when none is, the one that costs least."""
+    chosen = []
+    for f in range(len(clean[0])):
+        figures = {name: fold_figures([s[f] for s in runs], [s[f] for s in clean])
+                   for name, runs in valid.items()}
+        within = [n for n, (drop, _) in figures.items() if drop <= max_drop]
+        chosen.append(min(within, key=lambda n: figures[n][1]) if within
+                      else min(figures, key=lambda n: figures[n][0]))
     return chosen
 
 

@@ -68,6 +68,10 @@ class Models:
 class FoldRunner:
     """What every design's run of one seed and fold shares."""
 
+    # the pools whose one-pool f_θ (`baselines.train_pool_model`) the design's attackers
+    # read, when the protocol cross-fits (`folds.crossfit_pools`): none for spectrograms
+    crossfit: tuple[str, ...] = ()
+
     def __init__(self, wd: Workdir, fold: int, models: Models, cfg: ExperimentConfig,
                  run_dir: Path, encoder: SpeakerEncoder | None, show_progress: bool,
                  protected_wd: Workdir | None = None):
@@ -78,6 +82,7 @@ class FoldRunner:
         self.run_dir = run_dir
         self.parts = training_parts(cfg.protocol, "emotion")
         self.device = pick_device()
+        self.f_theta_file = model_file(wd, models.configs["emotion"], cfg.protocol, fold)
         self.f_theta = self._load(models.configs["emotion"])
         self.reference_config = models.reference["emotion"]
         gender = models.configs["gender"]
@@ -157,6 +162,23 @@ class FoldRunner:
         """The design at `point` on utterances of `part`: `emotion` (what the service
         recognises) and `attackers` (every attacker that can read what it sends)."""
         raise NotImplementedError
+
+
+def trained_speakers(file: Path) -> set[str]:
+    """The speakers a saved model (a checkpoint or a split network) was trained on."""
+    saved = torch.load(file, map_location="cpu", weights_only=True)
+    return set(saved["speakers"] if saved.get("kind") == "split"
+               else saved["metrics"]["speakers"]["train"])
+
+
+def check_unseen_by(file: Path, view) -> None:
+    """Refuse a model's outputs for speakers it trained on (`view`: what an attacker of a
+    model-output design is fitted or selected on): outputs the model has fitted would
+    teach the attacker less than a real one learns from its own speakers."""
+    shared = trained_speakers(file) & view.speakers
+    if shared:
+        raise ValueError(f"an attacker would read {file.name}'s outputs for speakers it was "
+                         f"trained on: {sorted(shared)}")
 
 
 def digest(thing) -> str:

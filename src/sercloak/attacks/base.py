@@ -153,10 +153,12 @@ def check_disjoint(test: View, *pools: View) -> None:
 
 
 def score(attacker: Attacker, test: View) -> dict:
-    """Accuracy, UARs and confusion of an attacker's gender guesses, overall and per corpus."""
-    pred = attacker.predict_proba(test).argmax(axis=1)
-    return summarise(test.genders(), pred, GENDERS, [u.corpus for u in test.utterances],
-                     [u.speaker for u in test.utterances])
+    """Accuracy, UARs and confusion of an attacker's gender guesses, overall and per corpus,
+    with every utterance's guess and probability (`evaluate.summarise`)."""
+    probs = attacker.predict_proba(test)
+    return summarise(test.genders(), probs.argmax(axis=1), GENDERS,
+                     [u.corpus for u in test.utterances], [u.speaker for u in test.utterances],
+                     probs)
 
 
 def fit_and_score(attacker: Attacker, train: View, valid: View, test: View) -> dict:

@@ -5,8 +5,10 @@ an encoder trained on clean speech. VoicePrivacy's semi-informed attacker
 retrains its speaker model on anonymised speech; so does this one: the
 encoder's last LSTM layer and its projection are fine-tuned, with a new
 gender head on the (unit-norm) embedding, on the protected features of the
-attacker's training speakers, and the epoch is chosen by UAR on its protected
-validation speakers. The two lower LSTM layers stay frozen, so their output
+attacker's training speakers, up to `epochs` epochs, stopping after `patience`
+epochs without a better UAR on its protected validation speakers, whose best
+epoch is kept. Its embeddings (`embed`, before the gender head) also link
+speakers: the semi-informed speaker EER. The two lower LSTM layers stay frozen, so their output
 is computed once per utterance (kept in half precision) and every epoch runs
 only the top layer. Everything runs on the encoder's device (`--device`); the
 batches are drawn on the CPU, so they do not depend on it.
@@ -56,20 +58,25 @@ class TunedHead(nn.Module):
         self.linear = copy.deepcopy(encoder.linear)
         self.gender = nn.Linear(encoder.linear.out_features, len(GENDERS))
 
-    def forward(self, lower_out: torch.Tensor) -> torch.Tensor:
+    def embedding(self, lower_out: torch.Tensor) -> torch.Tensor:
+        """The retrained encoder's unit-norm embedding of each partial."""
         _, (hidden, _) = self.top(lower_out)
         embedding = torch.relu(self.linear(hidden[-1]))
-        embedding = embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return self.gender(embedding * 10.0)  # unit vectors scaled so logits can be decisive
+        return embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def forward(self, lower_out: torch.Tensor) -> torch.Tensor:
+        # unit vectors scaled so logits can be decisive
+        return self.gender(self.embedding(lower_out) * 10.0)
 
 
 class TunedEncoderAttacker:
     name = "dvector_ft"
 
     def __init__(self, encoder: SpeakerEncoder, max_per_speaker: int | None = 60,
-                 epochs: int = 4, lr: float = 1e-4, head_lr: float = 1e-3,
-                 batch_size: int = 64, seed: int = 0):
+                 epochs: int = 12, lr: float = 1e-4, head_lr: float = 1e-3,
+                 batch_size: int = 64, patience: int = 3, seed: int = 0):
         self.encoder, self.max_per_speaker, self.epochs = encoder, max_per_speaker, epochs
+        self.patience = patience
         self.lr, self.head_lr, self.batch_size, self.seed = lr, head_lr, batch_size, seed
         self.device = encoder.linear.weight.device  # the encoder's (`--device`)
         self.lower = split_encoder(encoder)[0].to(self.device)
@@ -128,6 +135,8 @@ class TunedEncoderAttacker:
             uar = scores(valid.genders(), self._proba(head, valid).argmax(1), len(GENDERS))["uar"]
             if best is None or uar > best[1]:
                 best = (copy.deepcopy(head.state_dict()), uar, epoch)
+            elif epoch - best[2] >= self.patience:
+                break
         head.load_state_dict(best[0])
         self.head = head.eval()
         self.chosen = {"epoch": best[2], "valid_uar": round(best[1], 2),
@@ -137,3 +146,14 @@ class TunedEncoderAttacker:
 
     def predict_proba(self, test: View) -> np.ndarray:
         return self._proba(self.head, test)
+
+    @torch.no_grad()
+    def embed(self, view: View) -> np.ndarray:
+        """(n_observed, dims): each observed utterance's unit-norm retrained embedding (the
+        mean of its partials', normalised again, as d-vectors are made)."""
+        lower, owner = self._lower(view)
+        parts = torch.cat([self.head.embedding(lower[i : i + 256].float()).cpu()
+                           for i in range(0, len(lower), 256)]).double()
+        total = torch.zeros(len(view.observed()), parts.shape[1], dtype=torch.float64)
+        total.index_add_(0, owner, parts)
+        return (total / total.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()

@@ -13,8 +13,8 @@ speakers, by UAR:
 - `gbt`: gradient-boosted trees (scikit-learn's histogram-based booster,
   balanced classes) on the same statistics; depth and learning rate chosen;
 - `gru`: a small bidirectional GRU over each window's steps, averaged over
-  the window, window probabilities averaged per utterance (3-D sequences
-  only); the epoch chosen.
+  the window, window probabilities averaged per utterance (3-D sequences);
+  over the whole sequence of windows of a 2-D sequence; the epoch chosen.
 
 They read a `base.View` whose features are the sequences (`View.clean`).
 """
@@ -98,7 +98,7 @@ class SequenceBoosting:
 
 
 class WindowGru(nn.Module):
-    """(batch, steps, dims) -> (batch, 2) gender logits."""
+    """(batch, steps, dims) sequences of `lengths` steps -> (batch, 2) gender logits."""
 
     def __init__(self, dims: int, hidden: int = 32):
         super().__init__()
@@ -106,16 +106,32 @@ class WindowGru(nn.Module):
         self.rnn = nn.GRU(dims, hidden, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden, len(GENDERS))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self.rnn(self.scale(x))
-        return self.out(h.mean(dim=1))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if bool((lengths == x.shape[1]).all()):  # windows of one length: no packing needed
+            return self.out(self.rnn(self.scale(x))[0].mean(dim=1))
+        packed = nn.utils.rnn.pack_padded_sequence(self.scale(x), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        h, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
+        return self.out(h.sum(dim=1) / lengths.unsqueeze(1).to(h.dtype))
 
 
-def _windows(view: View) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every window of every observed sequence, and the utterance (observation) it is of."""
+def _items(view: View) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """What the GRU reads, and the observed utterance each item is of: every window of a
+    3-D sequence (windows, steps, dims), or a whole 2-D sequence (windows, dims)."""
     sequences = view.observed()
-    owner = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
-    return torch.from_numpy(np.concatenate(sequences).astype(np.float32)), torch.from_numpy(owner)
+    items, owner = [], []
+    for i, s in enumerate(sequences):
+        s = torch.from_numpy(np.asarray(s, dtype=np.float32))
+        parts = list(s) if s.dim() == 3 else [s]
+        items += parts
+        owner += [i] * len(parts)
+    return items, torch.tensor(owner)
+
+
+def _batch(items: list[torch.Tensor], index) -> tuple[torch.Tensor, torch.Tensor]:
+    chosen = [items[i] for i in index]
+    return (nn.utils.rnn.pad_sequence(chosen, batch_first=True),
+            torch.tensor([len(c) for c in chosen]))
 
 
 class SequenceGru:
@@ -125,28 +141,31 @@ class SequenceGru:
         self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
 
     def _utterance_proba(self, model: nn.Module, view: View) -> np.ndarray:
-        x, owner = _windows(view)
+        items, owner = _items(view)
         model.eval()
         with torch.no_grad():
-            probs = torch.cat([F.softmax(model(x[i : i + 1024]), dim=-1)
-                               for i in range(0, len(x), 1024)]).double()
+            probs = torch.cat([F.softmax(model(*_batch(items, range(i, min(i + 1024,
+                                                                          len(items))))),
+                                         dim=-1)
+                               for i in range(0, len(items), 1024)]).double()
         total = torch.zeros(len(view.observed()), 2, dtype=torch.float64).index_add_(
             0, owner, probs)
         return (total / torch.bincount(owner).clamp_min(1).unsqueeze(1)).numpy()
 
     def fit(self, train: View, valid: View) -> SequenceGru:
-        x, owner = _windows(train)
+        items, owner = _items(train)
         y = torch.from_numpy(train.genders())[owner]
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        model = WindowGru(x.shape[-1])
+        model = WindowGru(items[0].shape[-1])
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         weight = (len(y) / (2 * torch.bincount(y, minlength=2).clamp_min(1))).float()
         best = None
         for epoch in range(1, self.epochs + 1):
             model.train()
-            for batch in torch.randperm(len(x), generator=gen).split(self.batch_size):
-                loss = F.cross_entropy(model(x[batch]), y[batch], weight=weight)
+            for batch in torch.randperm(len(items), generator=gen).split(self.batch_size):
+                loss = F.cross_entropy(model(*_batch(items, batch.tolist())), y[batch],
+                                       weight=weight)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -31,8 +31,10 @@ from .linkability import speaker_eer
 from .speaker_encoder import EncoderUnavailable, SpeakerEncoder
 from .stats import StatsAttacker
 
-FAMILIES = ("cnn", "stats", "dvector", "dvector_ft")
-INFORMED_ONLY = ("dvector_ft",)  # a retrained encoder has no clean-trained twin of its own
+FAMILIES = ("cnn", "cnn_scratch", "stats", "dvector", "dvector_ft")
+# trained on protected speech only: no clean-trained twin of their own
+INFORMED_ONLY = ("cnn_scratch", "dvector_ft")
+SAME_ON_CLEAN = ("cnn_scratch",)  # on clean speech it would be f_g (the ignorant cnn) again
 NEEDS_ENCODER = ("dvector", "dvector_ft")
 
 
@@ -41,11 +43,14 @@ class AttackConfig:
     families: tuple[str, ...] = FAMILIES
     informed_draws: int = 2  # noise draws per training utterance (stats, dvector)
     informed_epochs: int = 4  # fine-tuning epochs of the informed cnn
+    scratch_patience: int = 2  # cnn_scratch: epochs without a better validation UAR
     dvector_max_per_speaker: int | None = 60
     smoothing: int = 21  # frames of the moving average an attacker may apply
     tuned_max_per_speaker: int | None = 40  # dvector_ft: utterances per speaker, per draw
-    tuned_epochs: int = 3  # dvector_ft: fine-tuning epochs
-    test_only: tuple[str, ...] = ("dvector_ft",)  # for cost: not fitted to choose points
+    tuned_epochs: int = 12  # dvector_ft: at most, with early stopping
+    tuned_patience: int = 2
+    # for cost: not fitted to choose operating points (they score every test part)
+    test_only: tuple[str, ...] = ("cnn_scratch", "dvector_ft")
     seed: int = 0
 
     def __post_init__(self):
@@ -60,6 +65,10 @@ class AttackConfig:
     def scored_families(self, part: str) -> tuple[str, ...]:
         """The families that score `part` (every family on the test speakers)."""
         return tuple(f for f in self.families if part == "test" or f not in self.test_only)
+
+    def clean_families(self, part: str) -> tuple[str, ...]:
+        """The families that score clean utterances of `part`."""
+        return tuple(f for f in self.scored_families(part) if f not in SAME_ON_CLEAN)
 
 
 def scoring_seed(seed: int, fold: int) -> int:
@@ -96,6 +105,7 @@ class FoldAttacks:
         self.encoder, self.show_progress = encoder, show_progress
         self._ignorant: dict[str, object] = {}
         self._informed: dict[tuple[str, str], object] = {}  # (setting, family) -> attacker
+        self._selection: dict[tuple[str, str, str], dict] = {}  # (setting, family, version)
         self._views: dict[str, View] = {}
 
     def _view(self, parts) -> View:
@@ -134,9 +144,13 @@ class FoldAttacks:
                                    smoothing=c.smoothing, seed=c.seed)
         if family == "dvector_ft":
             return TunedEncoderAttacker(self.encoder, c.tuned_max_per_speaker, c.tuned_epochs,
-                                        seed=c.seed)
+                                        patience=c.tuned_patience, seed=c.seed)
         if not informed:
             return CnnAttacker(self.f_g, self.f_g_config, show_progress=self.show_progress)
+        if family == "cnn_scratch":  # f_g's recipe from scratch, stopped on validation
+            config = replace(self.f_g_config, select="best", patience=c.scratch_patience)
+            return CnnAttacker(setting.informed(family), config,
+                               show_progress=self.show_progress)
         saved = self.ignorant("cnn").saved
         config = TrainConfig.from_dict({**saved["train_config"], "max_epochs": c.informed_epochs})
         return CnnAttacker(setting.informed("cnn"), config, init_state=saved["state_dict"],
@@ -166,12 +180,9 @@ class FoldAttacks:
         on the per-user-normalised features a service receives, unlike the dB features it
         learned from (`clean_scores_complete` tells a file made before it joined)."""
         test, result = self.scored(part), {"attackers": {}}
-        for family in self.cfg.scored_families(part):
-            attacker = self.ignorant(family)
-            result["attackers"][family] = {**score_unseen(attacker, test),
-                                           "chosen": attacker.chosen}
-        if self.encoder is not None:
-            result["speaker_eer"] = self._eer(test, ("raw",))
+        for family in self.cfg.clean_families(part):
+            result["attackers"][family] = attacked(self.ignorant(family), test, self.valid)
+        self._linkability(result, test, ("raw",), self._ignorant.get("dvector_ft"))
         return result
 
     def protected(self, setting: Setting, part: str = "test", source: Workdir | None = None,
@@ -180,56 +191,75 @@ class FoldAttacks:
         `source` (the same utterances' anonymised audio, e.g. `Workdir.transformed`; default
         the clean features), through `cloak` when given. The informed attackers are fitted on
         the same protection of their own speakers (`informed_draws` noise draws each) and
-        selected on their protected validation speakers; also the speaker EER."""
+        selected on their protected validation speakers, where every attacker is also
+        scored (`valid`, once per setting); also the speaker EER."""
         c = self.cfg
         test = _on(self.scored(part), source).through(cloak, 1,
                                                       seed=scoring_seed(c.seed, self.fold))
-        result, variants = {"attackers": {}}, ["raw"]
+        families = self.cfg.scored_families(part)
+        versions = [(f, v) for f in families for v in ("informed", "ignorant")
+                    if v == "informed" or f not in INFORMED_ONLY]
         views: dict[str, View] = {}
-
-        def fitted(family: str):
-            if (setting.name, family) not in self._informed and not views:
-                views["train"] = _on(self.train, source).through(cloak, c.informed_draws,
-                                                                 seed=c.seed)
-                views["valid"] = _on(self.valid, source).through(cloak, 1, seed=c.seed + 1)
-            return self.informed(family, setting, views.get("train"), views.get("valid"))
-
-        for family in self.cfg.scored_families(part):
-            informed = fitted(family)
-            result["attackers"][family] = {
-                "informed": {**score_unseen(informed, test), "chosen": informed.chosen}}
-            if family not in INFORMED_ONLY:
-                ignorant = self.ignorant(family)
-                result["attackers"][family]["ignorant"] = {**score_unseen(ignorant, test),
-                                                           "chosen": ignorant.chosen}
-            if family == "dvector":
-                variants.append(informed.variant)
-        if self.encoder is not None:  # d-vectors as the ignorant and the informed attacker see them
-            result["speaker_eer"] = self._eer(test, tuple(dict.fromkeys(variants)))
+        if any((setting.name, f, v) not in self._selection for f, v in versions):
+            views["train"] = _on(self.train, source).through(cloak, c.informed_draws, seed=c.seed)
+            views["valid"] = _on(self.valid, source).through(cloak, 1, seed=c.seed + 1)
+        result, variants = {"attackers": {}}, ["raw"]
+        for family, version in versions:
+            attacker = (self.informed(family, setting, views.get("train"), views.get("valid"))
+                        if version == "informed" else self.ignorant(family))
+            key = (setting.name, family, version)
+            if key not in self._selection:
+                self._selection[key] = validation_score(attacker, views["valid"])
+            result["attackers"].setdefault(family, {})[version] = {
+                **score_unseen(attacker, test), "chosen": attacker.chosen,
+                "valid": self._selection[key]}
+            if family == "dvector" and version == "informed":
+                variants.append(attacker.variant)
+        # d-vectors as the ignorant and the informed attacker see them, and the retrained one
+        self._linkability(result, test, tuple(dict.fromkeys(variants)),
+                          self._informed.get((setting.name, "dvector_ft")))
         return result
 
-    def _eer(self, test: View, variants: tuple[str, ...]) -> float | None:
-        """The lowest EER (the better linker) over the d-vector variants given.
-
-        None when the scored part has a single speaker (no different-speaker pairs).
-        """
+    def _linkability(self, result: dict, test: View, variants: tuple[str, ...],
+                     retrained: TunedEncoderAttacker | None) -> None:
+        """The speaker EER among `test` utterances (the lowest over the frozen encoder's
+        d-vector `variants`) and, when the encoder was retrained on what is sent, with its
+        embeddings (`speaker_eer_retrained`: semi-informed linkability). Nothing when the
+        part has a single speaker (no different-speaker pairs)."""
         speakers = [u.speaker for u in test.utterances]
-        if len(set(speakers)) < 2:
-            return None
-        return round(min(speaker_eer(dvectors(test, self.encoder, v, self.cfg.smoothing),
-                                     speakers, self.cfg.seed) for v in variants), 2)
+        if self.encoder is None or len(set(speakers)) < 2:
+            return
+        result["speaker_eer"] = round(min(
+            speaker_eer(dvectors(test, self.encoder, v, self.cfg.smoothing), speakers,
+                        self.cfg.seed) for v in variants), 2)
+        if retrained is not None:
+            result["speaker_eer_retrained"] = round(
+                speaker_eer(retrained.embed(test), speakers, self.cfg.seed), 2)
 
 
 def clean_scores_complete(result: dict, cfg: AttackConfig, part: str) -> bool:
     """Whether clean scores of `part` (`FoldAttacks.clean`) hold every family `cfg` scores
     there: a file without one is made again."""
-    return set(cfg.scored_families(part)) <= set(result.get("attackers", {}))
+    return set(cfg.clean_families(part)) <= set(result.get("attackers", {}))
 
 
 def _on(view: View, source: Workdir | None) -> View:
     """The same utterances with the features of `source`, or the view itself."""
     return view if source is None else View(view.utterances, source.features(view.utterances),
                                             source.cfg)
+
+
+def validation_score(attacker, valid: View) -> dict:
+    """The attacker's UARs on its own validation speakers: what it is chosen by."""
+    overall = score(attacker, valid)["overall"]
+    return {"uar": round(overall["uar"], 2), "uar_speaker": round(overall["uar_speaker"], 2)}
+
+
+def attacked(attacker, test: View, valid: View) -> dict:
+    """A fitted attacker's scores on `test` (never seen), with its settings (`chosen`) and
+    its score on its own validation speakers `valid` (what it is chosen by)."""
+    return {**score_unseen(attacker, test), "chosen": attacker.chosen,
+            "valid": validation_score(attacker, valid)}
 
 
 def score_unseen(attacker, test: View) -> dict:

@@ -2,26 +2,34 @@
 of each 2 s window (every 0.5 s); the server averages them into the utterance's emotion.
 
 Whatever a service must output, it leaks at least this: the attackers (`lr`,
-`gbt` of `attacks.sequence`) read the log-probabilities of every window of an
-utterance, fitted on the outputs of the same f_θ on their own speakers (the
-attacker holds the client bundle) and selected on their validation speakers.
-Its emotion figure is f_θ's own, so its emotion drop is 0: it is the floor
-drawn on the Pareto figure, not a design one would ship for privacy.
+`gbt` and `gru` of `attacks.sequence`) read the log-probabilities of every
+window of an utterance (the attacker holds the client bundle), selected on
+their validation speakers. They are fitted on outputs for speakers the model
+that made them never trained on: under ``shared``, where f_θ trains on the
+attackers' speakers, by cross-fitting (`folds.crossfit_pools`): f_θ trained on
+the primary pool alone gives the outputs of the adversary pool's speakers and
+f_θ trained on the adversary pool alone those of the primary pool's; the
+validation and scored speakers' outputs are the deployed f_θ's, which never
+trained on them. Its emotion figure is f_θ's own, so its emotion drop is 0: it
+is the floor drawn on the Pareto figure, not a design one would ship for
+privacy.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..attacks.base import View
-from ..attacks.sequence import SequenceBoosting, SequenceLogistic
-from ..attacks.suite import score_unseen
-from ..folds import training_parts
-from ..runner import FoldRunner, Point
-
-ATTACKERS = (SequenceLogistic, SequenceBoosting)
+from ..attacks.sequence import SEQUENCE_ATTACKERS
+from ..attacks.suite import attacked
+from ..baselines import pool_model_file
+from ..checkpoint import load_checkpoint
+from ..folds import crossfit_pools, other_pool, training_parts
+from ..runner import FoldRunner, Point, check_unseen_by
 
 
 @torch.no_grad()
@@ -37,28 +45,52 @@ def window_log_probs(model: torch.nn.Module, data, device, batch_size: int = 256
 class PosteriorRunner(FoldRunner):
     """f_θ's window posteriors of one seed and fold, and the attackers that read them."""
 
+    crossfit = ("primary", "adversary")  # the pool models it reads (`folds.crossfit_pools`)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._fitted: dict[str, object] = {}
+        self._valid: View | None = None
 
-    def sent(self, parts) -> View:
-        """What the device sends for every utterance of `parts`."""
+    def sent(self, parts, model: torch.nn.Module | None = None) -> View:
+        """What the device sends for every utterance of `parts` (with f_θ, or `model`)."""
         data = self.segments(parts, "emotion", False)
-        return View(data.utterances, window_log_probs(self.f_theta, data, self.device),
+        return View(data.utterances, window_log_probs(model or self.f_theta, data, self.device),
                     self.wd.cfg)
+
+    def attacker_training_views(self) -> list[tuple[Path, View]]:
+        """The attackers' training outputs, each with the checkpoint of the model that made
+        them: the deployed f_θ's on the protocol's attacker speakers, or cross-fitted."""
+        train_parts = training_parts(self.cfg.protocol, "gender")[0]
+        pools = crossfit_pools(self.cfg.protocol)
+        if not pools:
+            return [(self.f_theta_file, self.sent(train_parts))]
+        views = []
+        for pool in self.crossfit:
+            file = pool_model_file(self.wd, self.emotion_config, self.cfg.protocol, self.fold,
+                                   pool)
+            model = load_checkpoint(file, self.wd.cfg, self.device)[0]
+            views.append((file, self.sent(pools[other_pool(pool)], model)))
+        return views
 
     def _attackers(self) -> dict[str, object]:
         if not self._fitted:
-            train_parts, valid_parts = training_parts(self.cfg.protocol, "gender")
-            train, valid = self.sent(train_parts), self.sent(valid_parts)
+            views = self.attacker_training_views()
+            for file, view in views:
+                check_unseen_by(file, view)
+            train = View([u for _, v in views for u in v.utterances],
+                         [x for _, v in views for x in v.clean], self.wd.cfg)
+            self._valid = self.sent(training_parts(self.cfg.protocol, "gender")[1])
+            check_unseen_by(self.f_theta_file, self._valid)
             seed = self.cfg.attacks.seed
-            self._fitted = {a.name: a(seed=seed).fit(train, valid) for a in ATTACKERS}
+            self._fitted = {name: attacker(seed=seed).fit(train, self._valid)
+                            for name, attacker in SEQUENCE_ATTACKERS.items()}
         return self._fitted
 
     def score(self, point: Point, part: str = "test") -> dict:
         def compute() -> dict:
             test = self.sent(part)
-            attackers = {name: {"informed": {**score_unseen(a, test), "chosen": a.chosen}}
+            attackers = {name: {"informed": attacked(a, test, self._valid)}
                          for name, a in self._attackers().items()}
             # the server's emotion: the mean of the window probabilities, as f_θ's own
             return {"emotion": self._emotion(self.f_theta, None, part, protected=False),

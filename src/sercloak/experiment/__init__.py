@@ -25,17 +25,20 @@ each operating point scored by
 - the gender attackers that can read what is sent (`attacks/`): on
   spectrograms the `cnn`, `stats` and `dvector` families, each *ignorant*
   (fitted on clean features) and *informed* (fitted on protected features of
-  its own speakers, selected on protected validation speakers), and the
-  speaker EER among protected utterances; on sequences the `lr`, `gbt` (and
-  `gru`) attackers, informed; the worst case over all of them
-  (`gender_worst`, the privacy figure).
+  its own speakers, selected on protected validation speakers), the CNN+RNN
+  and the speaker encoder retrained on protected speech, and the speaker EER
+  among protected utterances; on sequences the `lr`, `gbt` and `gru`
+  attackers, informed; per seed and fold the one that does best on its own
+  validation speakers gives the privacy figure (`privacy.py`: with its
+  interval, chance band, upper bound and user-level figure).
 
-With `select_folds`, every setting is first scored on the validation
-speakers of the primary pool (`folds.SELECTION_PART`) of those folds, each
-method's operating point is chosen there (`results.choose`), and only that
-point is scored on the test speakers by the attackers fitted for the choice
-(kept by the process, or fitted again from the same seed and speakers by
-another worker).
+With `select`, every setting is first scored on the validation speakers of
+the primary pool (`folds.SELECTION_PART`) of every fold, each fold's
+operating point is chosen from that fold's own figures (`results.choose_per_fold`:
+no speaker of a fold's test set, not even through another fold's models,
+influences its choice), and only that point is scored on the fold's test
+speakers by the attackers fitted for the choice (kept by the process, or
+fitted again from the same seed and speakers by another worker).
 
 The run is a plan of units of work (`plan.py`: clean models, training,
 clean references, scoring) run by an executor (`executors.py`: this process,
@@ -52,7 +55,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from ..attacks.suite import load_encoder
 from ..baselines import model_tag, reference_configs, run_baselines
@@ -61,7 +64,14 @@ from ..files import write_json
 from ..folds import SELECTION_PART
 from ..layout import Layout
 from ..report import write_report
-from ..results import RESULTS_FORMAT, choose, merge_results, summarise_clean, summarise_setting
+from ..results import (
+    RESULTS_FORMAT,
+    Runs,
+    choose_per_fold,
+    merge_results,
+    summarise_clean,
+    summarise_setting,
+)
 from ..runner import Point
 from ..train import TrainConfig
 from .config import (
@@ -106,36 +116,56 @@ def plan_method(wd: Workdir, baseline_configs: dict[str, TrainConfig], cfg: Expe
                      run_dir, show_progress)
 
 
-def score_points(method: MethodRun, executor: Executor, folds: list[int], points: list[Point],
-          part: str) -> tuple[list[dict], dict]:
-    """Every point on `part` of `folds` for every seed: (one entry per point, the clean
-    reference), each summarised over seeds and folds."""
-    units = method_units(method, folds, points, part)
-    label = method_of(method.cfg, points[0]).name
-    executor.run(units, method.show_progress, desc=f"{label} on {part}",
+def score_points(method: MethodRun, executor: Executor, points: dict[int, list[Point]],
+                 part: str) -> tuple[dict[str, Runs], Runs]:
+    """Score every point of each fold (`points`: fold -> its points) on `part` for every
+    seed: ({point name: runs[seed][fold], None where a fold did not score it}, the clean
+    reference's runs)."""
+    units = method_units(method, points, part)
+    some = next(iter(points.values()))[0]
+    executor.run(units, method.show_progress, desc=f"{method_of(method.cfg, some).name} on {part}",
                  log=Layout(method.root).unit_log(method.cfg.protocol))
-    seeds = method.cfg.seeds
+    seeds, folds = method.cfg.seeds, list(points)
     clean = [[CleanUnit(method, s, f, part).read() for f in folds] for s in seeds]
-    entries = []
-    for point in points:
-        runs = [[ScoreUnit(method, s, f, part, point).read() for f in folds] for s in seeds]
-        entries.append(entry(method, point, runs, clean))
-    return entries, summarise_clean(clean)
+    names = {p.name: p for ps in points.values() for p in ps}
+    runs = {name: [[ScoreUnit(method, s, f, part, point).read() if point in points[f] else None
+                    for f in folds] for s in seeds] for name, point in names.items()}
+    return runs, clean
 
 
-def entry(method: MethodRun, point: Point, runs: list[list[dict]],
-          clean: list[list[dict]]) -> dict:
-    """One point's results.json entry."""
-    record = method_of(method.cfg, point)
+def entry(method: MethodRun, chosen: list[Point], runs: Runs, clean: Runs) -> dict:
+    """One method's results.json entry: `chosen[k]` is the point fold k was scored at."""
+    record = method_of(method.cfg, chosen[0])
+    names = [p.name for p in chosen]
     result = {"method": record.name, "spec": record.to_dict(),
-              "setting": point.name,
-              "suppression_ratio": point.suppression_ratio, "adversarial": point.adversarial,
+              "setting": "/".join(dict.fromkeys(names)), "settings": names,
+              "points": [asdict(p) for p in chosen],
               "emotion_model": model_tag(method.configs["emotion"]),
               "adapt_epochs": method.cfg.adapt_epochs,
               "cloak_dir": str(method.run_dir.relative_to(method.root))}
-    if point.dims is not None:
-        result["dims"] = point.dims
     return {**result, **summarise_setting(runs, clean)}
+
+
+def _fold_runs(runs: dict[str, Runs], chosen: list[Point]) -> Runs:
+    """runs[seed][fold] of each fold's chosen point."""
+    return [[runs[p.name][s][k] for k, p in enumerate(chosen)]
+            for s in range(len(next(iter(runs.values()))))]
+
+
+def _choose(method: MethodRun, executor: Executor, folds: list[int],
+            points: list[Point]) -> tuple[dict[str, list[Point]], dict]:
+    """Each method's point per fold, chosen on that fold's validation speakers:
+    ({method name: chosen point per fold}, {method name: (validation runs, clean runs)})."""
+    runs, clean = score_points(method, executor, {f: points for f in folds}, SELECTION_PART)
+    by_method: dict[str, list[Point]] = {}
+    for p in points:
+        by_method.setdefault(method_of(method.cfg, p).name, []).append(p)
+    chosen, validation = {}, {}
+    for name, candidates in by_method.items():
+        picks = choose_per_fold({p.name: runs[p.name] for p in candidates}, clean)
+        chosen[name] = [next(p for p in candidates if p.name == n) for n in picks]
+        validation[name] = (_fold_runs(runs, chosen[name]), clean)
+    return chosen, validation
 
 
 def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, TrainConfig],
@@ -147,28 +177,30 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
     started = time.perf_counter()
     executor = executor or LocalExecutor()
     reference = reference_configs(baseline_configs)
-    every_fold = sorted(set(folds) | set(cfg.select_folds or ()))
+    folds = sorted(folds)
     executor.run(baseline_units(wd.root, [reference, baseline_configs], cfg.protocol,
-                                cfg.seeds, every_fold, show_progress),
+                                cfg.seeds, folds, show_progress),
                  show_progress, desc="clean models", log=wd.layout.unit_log(cfg.protocol))
     baseline = run_baselines(wd, folds, reference, cfg.protocol, cfg.seeds, show_progress)
     own = (baseline if reference == baseline_configs else
            run_baselines(wd, folds, baseline_configs, cfg.protocol, cfg.seeds, show_progress))
     method = plan_method(wd, baseline_configs, cfg, show_progress)
-    cfg = method.cfg
-    points, selection = cfg.points(), None
-    if cfg.select_folds is not None:
-        valid_entries, valid_clean = score_points(method, executor, list(cfg.select_folds), points,
-                                           SELECTION_PART)
-        chosen = {e["setting"] for e in choose(valid_entries).values()}
-        points = [p for p in points if p.name in chosen]
-        selection = {"clean": {**valid_clean, "valid_emotion": valid_clean["emotion"]["uar"]},
-                     "entries": {e["setting"]: e for e in valid_entries}}
-    entries, clean = score_points(method, executor, folds, points, "test")
-    if selection is not None:
-        for item in entries:
-            item["validation"] = selection["entries"][item["setting"]]
-            item["validation_clean"] = selection["clean"]
+    cfg, points = method.cfg, method.cfg.points()
+    if cfg.select:
+        chosen, validation = _choose(method, executor, folds, points)
+    else:  # every point on every fold
+        chosen, validation = {p.name: [p] * len(folds) for p in points}, {}
+    runs, clean = score_points(method, executor,
+                               {f: list(dict.fromkeys(ps[k] for ps in chosen.values()))
+                                for k, f in enumerate(folds)}, "test")
+    entries = []
+    for name, picks in chosen.items():
+        item = entry(method, picks, _fold_runs(runs, picks), clean)
+        if name in validation:
+            item["validation"] = summarise_setting(*validation[name])
+            item["validation_clean"] = summarise_clean(validation[name][1])
+        entries.append(item)
+    clean = summarise_clean(clean)
     tag = model_tag(baseline_configs["emotion"])
     results = {
         "format": RESULTS_FORMAT,

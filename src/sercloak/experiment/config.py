@@ -42,7 +42,7 @@ class ExperimentConfig:
     cloak_after: bool = False  # with a transform: a cloak on its features (else none)
     adapt_epochs: int = 0  # > 0: f_θ fine-tuned this many epochs on protected features
     split: SplitConfig = SplitConfig()  # the embedding design's network and game
-    select_folds: tuple[int, ...] | None = None  # choose operating points on their valid speakers
+    select: bool = False  # choose each fold's operating point on its validation speakers
     protocol: str = DEFAULT_PROTOCOL  # which speakers train what (folds.PROTOCOLS)
     seeds: tuple[int, ...] = (0,)  # every model, cloak and attacker, once per seed
 
@@ -70,7 +70,7 @@ class ExperimentConfig:
                 "ratios": list(self.ratios), "variants": list(self.variants),
                 "transform": self.transform, "cloak_after": self.cloak_after,
                 "adapt_epochs": self.adapt_epochs, "split": self.split.to_dict(),
-                "select_folds": None if self.select_folds is None else list(self.select_folds),
+                "select": self.select,
                 "protocol": self.protocol, "seeds": list(self.seeds)}
 
     def points(self) -> list[Point]:

@@ -1,9 +1,12 @@
 """An experiment as units of work, each with its inputs and outputs named by the layout.
 
-Four kinds of unit, for one seed and fold each:
+Five kinds of unit, for one seed and fold each:
 
 - `BaselineUnit`: both clean models (f_θ, f_g) of a model family, trained and
   evaluated (`baselines.baseline_fold`);
+- `PoolModelUnit`: f_θ trained on one pool alone, for a design whose attackers
+  read a model's outputs when the protocol cross-fits them
+  (`folds.crossfit_pools`);
 - `TrainUnit`: what one group of a method's operating points needs before it
   is scored (the cloaks grown from one stage-1 cloak, a split network);
 - `CleanUnit`: every attacker on clean utterances of a part (the reference
@@ -34,12 +37,16 @@ from ..baselines import (
     baseline_fold,
     clean_emotion,
     is_evaluated,
+    is_pool_model_trained,
     is_trained,
     model_tag,
+    pool_model_file,
+    train_pool_model,
     with_seed,
 )
 from ..data import Workdir
 from ..files import write_json
+from ..folds import crossfit_pools
 from ..layout import Layout, Setting
 from ..runner import FoldRunner, Models, Point, attack_tag, digest, made_by
 from ..train import TrainConfig
@@ -62,6 +69,10 @@ class MethodRun:
 
     def setting(self, seed: int, fold: int, point: Point) -> Setting:
         return Layout(self.root).setting(self.run_dir, seed, fold, point.name)
+
+    def pools(self) -> tuple[str, ...]:
+        """The pools whose one-pool f_θ the design's attackers read (cross-fitting)."""
+        return RUNNERS[self.cfg.design].crossfit if crossfit_pools(self.cfg.protocol) else ()
 
 
 # -- the units --------------------------------------------------------------------------
@@ -102,6 +113,38 @@ def baseline_name(configs: dict[str, TrainConfig], seed: int, fold: int) -> str:
 
 
 @dataclass(frozen=True)
+class PoolModelUnit:
+    root: Path
+    config: TrainConfig  # the method's f_θ, seeded
+    protocol: str
+    fold: int
+    pool: str
+    show_progress: bool = False
+
+    needs = ()  # the prepared workdir only
+
+    @property
+    def name(self) -> str:
+        return pool_name(self.config, self.fold, self.pool)
+
+    def outputs(self) -> list[Path]:
+        return [pool_model_file(_Process.workdir(self.root), self.config, self.protocol,
+                                self.fold, self.pool)]
+
+    def done(self) -> bool:
+        return is_pool_model_trained(_Process.workdir(self.root), self.fold, self.config,
+                                     self.protocol, self.pool)
+
+    def run(self) -> None:
+        train_pool_model(_Process.workdir(self.root), self.fold, self.config, self.protocol,
+                         self.pool, self.show_progress)
+
+
+def pool_name(config: TrainConfig, fold: int, pool: str) -> str:
+    return f"pool/{model_tag(config)}/seed{config.seed}/fold{fold}/{pool}"
+
+
+@dataclass(frozen=True)
 class _MethodUnit:
     """A unit of one method's run, on one seed and fold."""
 
@@ -112,8 +155,10 @@ class _MethodUnit:
     @property
     def needs(self) -> tuple[str, ...]:
         m = self.method
-        return tuple(dict.fromkeys(baseline_name(c, self.seed, self.fold)
-                                   for c in (m.configs, m.reference)))
+        emotion = m.models(self.seed).configs["emotion"]
+        return tuple(dict.fromkeys([*(baseline_name(c, self.seed, self.fold)
+                                      for c in (m.configs, m.reference)),
+                                    *(pool_name(emotion, self.fold, p) for p in m.pools())]))
 
     def runner(self) -> FoldRunner:
         return fold_runner(self.method, self.seed, self.fold)
@@ -229,21 +274,25 @@ def baseline_units(root: Path, families: list[dict[str, TrainConfig]], protocol:
             for seed in seeds for fold in folds]
 
 
-def method_units(method: MethodRun, folds: list[int], points: list[Point], part: str) -> list:
-    """A method's units on `part` of `folds`: per seed and fold, the clean reference, the
-    training of each group of points, the scoring of each point."""
+def method_units(method: MethodRun, points: dict[int, list[Point]], part: str) -> list:
+    """A method's units on `part` of each fold (`points`: fold -> the points it scores): per
+    seed and fold, the one-pool models it reads, the clean reference, the training of each
+    group of points, the scoring of each point."""
     design = RUNNERS[method.cfg.design]
     units = []
     for seed in method.cfg.seeds:
-        for fold in folds:
+        emotion = method.models(seed).configs["emotion"]
+        for fold, fold_points in points.items():
+            units += [PoolModelUnit(method.root, emotion, method.cfg.protocol, fold, pool,
+                                    method.show_progress) for pool in method.pools()]
             units.append(CleanUnit(method, seed, fold, part))
             groups: dict[str, list[Point]] = {}
-            for point in points:
+            for point in fold_points:
                 group = design.training_group(method.cfg, point)
                 if group is not None:
                     groups.setdefault(group, []).append(point)
             units += [TrainUnit(method, seed, fold, g, tuple(ps)) for g, ps in groups.items()]
-            units += [ScoreUnit(method, seed, fold, part, p) for p in points]
+            units += [ScoreUnit(method, seed, fold, part, p) for p in fold_points]
     return units
 
 

@@ -63,18 +63,19 @@ def read_manifest(bundle: Path | str) -> dict:
     return manifest
 
 
-def find_entry(results: dict, setting: str) -> dict:
-    """The results.json entry named METHOD, METHOD:SR (e.g. cloak_adversarial:60) or
-    METHOD:K (e.g. embedding:16)."""
+def find_entry(results: dict, setting: str, position: int) -> tuple[dict, dict]:
+    """(entry, point) of the results.json entry named METHOD, METHOD:SR (e.g.
+    cloak_adversarial:60) or METHOD:K (e.g. embedding:16) at the fold in `position` of the
+    run's folds (each fold may have chosen its own point)."""
     method, _, value = setting.partition(":")
 
-    def number(e: dict) -> float:
-        return e["dims"] if "dims" in e else e["suppression_ratio"]
+    def number(point: dict) -> float:
+        return point["dims"] if point["dims"] is not None else point["suppression_ratio"]
 
     entries = [e for e in results["cloak"] if e["method"] == method
-               and (not value or round(number(e)) == int(value))]
-    known = sorted(f"{e['method']}:{number(e):g}" for e in results["cloak"])
+               and (not value or round(number(e["points"][position])) == int(value))]
+    known = sorted(f"{e['method']}:{number(e['points'][position]):g}" for e in results["cloak"])
     if len(entries) != 1:
         raise ValueError(f"setting {setting!r} names {len(entries)} entries of results.json "
-                         f"(known: {', '.join(known)})")
-    return entries[0]
+                         f"for this fold (known: {', '.join(known)})")
+    return entries[0], entries[0]["points"][position]

@@ -24,7 +24,6 @@ from ..data import Workdir
 from ..designs.split import load_split
 from ..features import mel_filterbank
 from ..folds import DEFAULT_PROTOCOL
-from ..layout import setting_name
 from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
 from .bundle import BUNDLE_FORMAT, ONNX_TOLERANCE, bundle_id, find_entry, sha256
 
@@ -64,15 +63,13 @@ def _test_segments(wd: Workdir, fold: int, transform: str | None) -> torch.Tenso
     return wd.segments(fold, "test", "emotion", train=False).x[:CHECK_SEGMENTS]
 
 
-def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict,
+def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, point: dict,
                  tmp: Path) -> dict:
     """client/cloak.npz and client/voicenorm.json (what the method has) and
     server/emotion.onnx; returns the manifest's part."""
     spec = entry["spec"]
     transform, cloaked = spec["transform"], spec["cloak"] is not None
-    name = (setting_name(round(entry["suppression_ratio"]), entry["adversarial"]) if cloaked
-            else entry["setting"])
-    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, name)
+    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, point["name"])
     model_file = (files.adapted(entry["adapt_epochs"]) if entry.get("adapt_epochs")
                   else wd.layout.model(protocol, entry["emotion_model"], seed, fold, "emotion"))
     for needed in [model_file] + ([files.cloak] if cloaked else []):
@@ -99,9 +96,10 @@ def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict,
                            "max_abs_logit_difference": _check_onnx(onnx, model, segments)}}
 
 
-def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, tmp: Path) -> dict:
+def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, point: dict,
+               tmp: Path) -> dict:
     """client/front.onnx, client/embedding.npz and server/back.onnx of the split network."""
-    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, entry["setting"])
+    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, point["name"])
     f_theta, _ = load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
                                                  "emotion"), wd.cfg)
     net = load_split(files.network, f_theta)
@@ -139,12 +137,12 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
         raise FileNotFoundError(f"{results_file} not found: run `sercloak experiment "
                                 f"--protocol {protocol}` first")
     results = json.loads(results_file.read_text())
-    entry = find_entry(results, setting)
     config = results["config"]
     seed = config["seeds"][0] if seed is None else seed
     if fold not in config["folds"] or seed not in config["seeds"]:
         raise ValueError(f"fold {fold}, seed {seed} was not run (results.json has folds "
                          f"{config['folds']}, seeds {config['seeds']})")
+    entry, point = find_entry(results, setting, config["folds"].index(fold))
     method, spec = entry["method"], entry["spec"]
     if spec["design"] == "embedding":
         make = _embedding
@@ -160,15 +158,15 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
     (tmp / "client").mkdir(parents=True)
     (tmp / "server").mkdir()
     np.save(tmp / "client" / "mel_filterbank.npy", mel_filterbank(wd.cfg).astype(np.float32))
-    design = make(wd, protocol, seed, fold, entry, tmp)
+    design = make(wd, protocol, seed, fold, entry, point, tmp)
     files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest = {
         "format": BUNDLE_FORMAT, "bundle_id": bundle_id(files), "files": files,
         "sercloak_version": __version__, "features": wd.cfg.to_dict(),
         "labels": load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
                                                   "emotion"))[1]["labels"],
-        "setting": {"method": method, "setting": entry["setting"],
-                    "suppression_ratio": entry["suppression_ratio"], "protocol": protocol,
+        "setting": {"method": method, "setting": point["name"],
+                    "suppression_ratio": point["suppression_ratio"], "protocol": protocol,
                     "seed": seed, "fold": fold, "workdir": str(wd.root)},
         "measured": _measured(entry, config["folds"].index(fold)),
         **design,
@@ -188,10 +186,11 @@ def _measured(entry: dict, position: int) -> dict:
     measured = {"emotion_uar": pick(entry["emotion"]["uar"]),
                 "emotion_uar_speaker": pick(entry["emotion"]["uar_speaker"]),
                 "emotion_drop": pick(entry["emotion_drop"])}
-    if "gender_worst" in entry:
-        measured["worst_gender_uar"] = pick(entry["gender_worst"]["uar"])
-        measured["worst_gender_uar_speaker"] = pick(entry["gender_worst"]["uar_speaker"])
-        measured["worst_attacker"] = entry["gender_worst"]["attacker"]
+    figures = entry["gender_privacy"]
+    measured["gender_uar_speaker"] = {**pick(figures["uar_speaker"]),
+                                      "chance": figures["uar_speaker"]["chance"]}
+    measured["gender_uar_speaker_upper_bound"] = pick(figures["upper_bound"]["uar_speaker"])
+    measured["gender_attacker"] = figures["attacker"]
     if "speaker_eer" in entry:
         measured["speaker_eer"] = pick(entry["speaker_eer"])
     return measured

@@ -68,8 +68,8 @@ async function loadClient() {
   demo.client = c;
   const m = c.measured;
   $("measured").textContent = `emotion UAR ${m.emotion_uar_speaker.mean}% (speaker-balanced), ` +
-    `worst-case gender UAR ` +
-    `${m.worst_gender_uar_speaker ? m.worst_gender_uar_speaker.mean + "%" : "–"} (chance 50%)`;
+    `gender UAR of the attacker chosen on validation ${m.gender_uar_speaker.mean}% ` +
+    `(chance ${m.gender_uar_speaker.chance.mean}%, p = ${m.gender_uar_speaker.chance.p})`;
   $("status").textContent = "Ready: drop a file or record.";
 }
 
