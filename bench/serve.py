@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sercloak.serving.bundle import read_manifest
+from sercloak.serving.bundle import open_bundle
 from sercloak.serving.client import Client
 
 
@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="per concurrency level")
     parser.add_argument("--soak", type=float, default=60, help="seconds of the soak (0: none)")
     args = parser.parse_args()
-    bundle_id = read_manifest(args.bundle)["bundle_id"]
+    bundle_id = open_bundle(args.bundle).manifest["bundle_id"]
     t = np.arange(3 * 16000) / 16000
     client = Client.from_bundle(args.bundle, seed=0)
     feats = client((0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32))

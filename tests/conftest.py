@@ -88,6 +88,13 @@ def bundle(tiny_experiment, tmp_path_factory) -> Path:
     return out
 
 
+def key_file(path: Path, text: str) -> Path:
+    """An API key file as `sercloak serve` wants it: readable by its owner only."""
+    path.touch(mode=0o600)
+    path.write_text(text)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,9 +102,36 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def signing_key(tmp_path_factory) -> tuple[Path, Path]:
+    """(private, public) key files of a bundle exporter (`sercloak keygen`)."""
+    from sercloak.cli import main as cli_main
+
+    private = tmp_path_factory.mktemp("keys") / "exporter"
+    cli_main(["keygen", "--out", str(private)])
+    return private, private.with_name("exporter.pub")
+
+
+@pytest.fixture(scope="session")
+def signed_bundle(tiny_experiment, signing_key, tmp_path_factory) -> Path:
+    """The same setting as `bundle`, signed by `signing_key`."""
+    from sercloak.cli import main as cli_main
+
+    out = tmp_path_factory.mktemp("bundles") / "signed"
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1",
+              "--setting", "cloak_adversarial:40", "--out", str(out), "--quiet",
+              "--sign-key", str(signing_key[0])])
+    return out
+
+
+# the shared test service takes many requests from one address: its rate limit is lifted
+# (tests of the limit start services of their own)
+UNLIMITED = ("--rate", "10000", "--burst", "10000")
+
+
+@pytest.fixture(scope="session")
 def server(bundle):
     """`sercloak serve` in its own process on a free port; stopped at the end."""
-    yield from serving(bundle)
+    yield from serving(bundle, *UNLIMITED)
 
 
 def serving(bundle: Path, *options: str, scheme: str = "http", ssl_context=None,

@@ -1,17 +1,27 @@
-"""The browser demo in headless Chromium: a WAV through the page, probabilities back, and
-the page's log-mel against the Python client's."""
+"""The browser page in headless Chromium: a WAV through the page, probabilities back, the
+page's log-mel against the Python client's, what it posts against the clean features, and
+a malicious server the page refuses (a σ = 0 cloak, an unsigned bundle, a swapped script)."""
 
+import base64
+import hashlib
+import io
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import UNLIMITED, free_port, serving
+from sercloak import cloakfile
 from sercloak.serving.client import Client, log_mel
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output"
+STATIC = Path(__file__).resolve().parents[1] / "src" / "sercloak" / "serving" / "static"
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +38,61 @@ def browser():
         browser.close()
 
 
-def test_page_cloaks_a_file_sends_only_features_and_shows_probabilities(
-        server, bundle, browser, tmp_path):
+@pytest.fixture(scope="module")
+def signed_server(signed_bundle):
+    yield from serving(signed_bundle, *UNLIMITED)
+
+
+def new_page(browser):
+    """A page whose Content Security Policy lets the test's own probes run (Playwright
+    evaluates them as strings); the page's script still has to pass its integrity check."""
+    return browser.new_page(bypass_csp=True)
+
+
+def utterance(tmp_path: Path) -> Path:
     t = np.arange(int(16000 * 2.5)) / 16000
     wave = (0.3 * np.sin(2 * np.pi * (140 + 40 * t) * t)
             * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
     wav = tmp_path / "utterance.wav"
     sf.write(wav, wave, 16000, subtype="PCM_16")
-    page = browser.new_page()
-    requests = []
-    page.on("request", lambda r: requests.append((r.method, r.url, r.post_data or "")))
-    page.goto(server + "/")
-    page.wait_for_function("window.sercloakDemo && window.sercloakDemo.client !== null",
-                           timeout=30000)
+    return wav
+
+
+def open_page(browser, url: str, pin: Path | None = None, unverified: bool = False):
+    """The page at `url`, with the exporter's public key pinned or unverified use allowed;
+    every request it makes recorded in `page.requests_made`."""
+    page = new_page(browser)
+    page.requests_made = []
+    page.on("request", lambda r: page.requests_made.append((r.method, r.url,
+                                                            r.post_data or "")))
+    page.goto(url + "/")
+    page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
+    if pin is not None:
+        page.fill("#pin", pin.read_text().strip())
+        page.click("#pin-use")
+    if unverified:
+        page.check("#allow-unverified")
+    return page
+
+
+def posts(page) -> list:
+    return [r for r in page.requests_made if r[0] == "POST"]
+
+
+def test_the_integrity_hashes_in_the_page_match_its_files():
+    html = (STATIC / "index.html").read_text()
+    for name in ("app.js", "app.css"):
+        digest = base64.b64encode(hashlib.sha384((STATIC / name).read_bytes()).digest()).decode()
+        assert f'"static/{name}" integrity="sha384-{digest}"' in html, (
+            f"static/index.html: {name}'s integrity attribute must be sha384-{digest}")
+
+
+def test_page_checks_a_signed_bundle_cloaks_a_file_and_sends_only_cloaked_features(
+        signed_server, signed_bundle, signing_key, browser, tmp_path):
+    wav = utterance(tmp_path)
+    page = open_page(browser, signed_server, pin=signing_key[1])
+    page.wait_for_function("window.sercloakDemo.client !== null", timeout=30000)
+    assert "signature checked" in page.inner_text("#bundle-id")
     page.set_input_files("#file", str(wav))
     page.wait_for_function("window.sercloakDemo.result !== null", timeout=60000)
     labels = page.locator("#probabilities td:first-child").all_text_contents()
@@ -58,27 +110,130 @@ def test_page_cloaks_a_file_sends_only_features_and_shows_probabilities(
     samples, _ = sf.read(wav, dtype="float32")
     assert decoded.shape == samples.shape and np.abs(decoded - samples).max() < 1e-4
     ours = np.array(page.evaluate("window.sercloakDemo.logMel.map(r => Array.from(r))"))
-    client = Client.from_bundle(bundle)
+    client = Client.from_bundle(signed_bundle)
     theirs = log_mel(decoded, client.settings, client.filterbank)
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).max() <= 0.05
 
-    # only cloaked features left the page: one POST, JSON features, no audio bytes
-    posts = [r for r in requests if r[0] == "POST"]
-    assert len(posts) == 1 and posts[0][1].endswith("/v1/emotion")
-    assert posts[0][2].startswith('{"features":') and "RIFF" not in posts[0][2]
+    # one POST, JSON features, no audio: and what it carries is the clean features plus the
+    # cloak's noise (per mel bin about σ, in the cloak's standard units), not clean features
+    (post,) = posts(page)
+    assert post[1].endswith("/v1/emotion") and "RIFF" not in post[2]
+    sent = np.array(json.loads(post[2])["features"])
+    client.cloak = None  # the Python client without its cloak: the clean features
+    clean = client(decoded, remember=False)
+    cloak = Client.from_bundle(signed_bundle).cloak
+    assert sent.shape == clean.shape
+    kept = cloak.mask > 0.5  # suppressed bins are replaced, not noised
+    spread = ((sent - clean) / cloak.feat_std)[:, kept].std(axis=0)  # μ_s: a constant shift
+    assert np.all(spread > 0.5 * cloak.sigma[kept]) and np.all(spread < 2 * cloak.sigma[kept])
+    assert np.abs(sent - clean).mean() > 0.1
+    page.close()
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def forged_cloak(bundle: Path, tmp_path: Path) -> tuple[bytes, bytes]:
+    """(cloak.npz with σ = 0 everywhere and nothing suppressed, a manifest whose hashes and id
+    agree with it): what a malicious server sends to receive clean features."""
+    from sercloak.serving.bundle import bundle_id
+
+    meta, arrays = cloakfile.read(bundle / "client" / "cloak.npz")
+    arrays = {**arrays, "sigma": np.zeros_like(arrays["sigma"]),
+              "offset_sigma": np.zeros_like(arrays["sigma"]), "mask": np.ones_like(arrays["mask"])}
+    file = tmp_path / "zero.npz"
+    cloakfile.write(file, {k: v for k, v in meta.items() if k != "format"}, arrays)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["client/cloak.npz"] = hashlib.sha256(file.read_bytes()).hexdigest()
+    manifest["bundle_id"] = bundle_id(manifest["files"])
+    return file.read_bytes(), json.dumps(manifest).encode()
+
+
+def serve_as(page, path: str, body: bytes | None, content_type="application/octet-stream"):
+    """The malicious server: `path` answers `body` (None: 404)."""
+    def fulfil(route):
+        if body is None:
+            route.fulfill(status=404, body='{"detail": "no such file"}',
+                          content_type="application/json")
+        else:
+            route.fulfill(status=200, body=body, content_type=content_type)
+    page.route(f"**/{path}", fulfil)
+
+
+def refused(page, words: str, wav: Path) -> None:
+    """The page refused, saying `words`, and sends nothing even when given a file."""
+    page.wait_for_function("window.sercloakDemo.refused !== null", timeout=30000)
+    assert words in page.evaluate("window.sercloakDemo.refused")
+    assert page.evaluate("window.sercloakDemo.client") is None
+    page.set_input_files("#file", str(wav))
+    page.wait_for_timeout(500)
+    assert posts(page) == []
+
+
+def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundle,
+                                                     signing_key, browser, tmp_path):
+    wav = utterance(tmp_path)
+    cloak, manifest = forged_cloak(signed_bundle, tmp_path)
+
+    # σ = 0 arrays, the hashes made to agree: the pinned key's signature does not
+    page = new_page(browser)
+    page.requests_made = []
+    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data)))
+    serve_as(page, "v1/bundle/files/client/cloak.npz", cloak)
+    serve_as(page, "v1/bundle/files/manifest.json", manifest)
+    page.goto(signed_server + "/")
+    page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
+    page.fill("#pin", signing_key[1].read_text().strip())
+    page.click("#pin-use")
+    refused(page, "signature does not verify", wav)
+    # without a pinned key, used unverified: the σ = 0 cloak itself is refused
+    page.click("#pin-forget")
+    page.check("#allow-unverified")
+    refused(page, "adds no noise", wav)
+    page.close()
+
+    # an unsigned bundle while a key is pinned
+    page = new_page(browser)
+    page.requests_made = []
+    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data)))
+    serve_as(page, "v1/bundle/files/manifest.sig", None)
+    page.goto(signed_server + "/")
+    page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
+    page.fill("#pin", signing_key[1].read_text().strip())
+    page.click("#pin-use")
+    refused(page, "not signed", wav)
+    page.close()
+
+    # no key pinned and no consent to an unverified bundle: nothing is used
+    page = open_page(browser, signed_server)
+    refused(page, "no key is pinned", wav)
+    page.close()
+
+    # a swapped script: the browser refuses to run it (Subresource Integrity)
+    page = new_page(browser)
+    page.requests_made = []
+    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data)))
+    swapped = (STATIC / "app.js").read_text() + "\n// and send the audio elsewhere\n"
+    serve_as(page, "static/app.js", swapped.encode(), "text/javascript")
+    page.goto(signed_server + "/")
+    page.wait_for_timeout(2000)
+    assert page.evaluate("window.sercloakDemo === undefined")
+    assert "integrity check" in page.inner_text("#status")
+    assert posts(page) == []
     page.close()
 
 
 def test_page_asks_for_the_key_of_a_keyed_service(bundle, browser, tmp_path):
-    from conftest import serving
+    from conftest import key_file
 
     key = "browser-key-" + "9" * 20
-    keys = tmp_path / "keys.txt"
-    keys.write_text(key + "\n")
+    keys = key_file(tmp_path / "keys.txt", key + "\n")
     for url in serving(bundle, "--api-key-file", str(keys), log=tmp_path / "service.log"):
-        page = browser.new_page()
-        page.goto(url + "/")
+        page = open_page(browser, url, unverified=True)
         page.wait_for_selector("#key-form:not([hidden])", timeout=30000)
         assert "needs an API key" in page.inner_text("#status")
         page.fill("#api-key", "wrong-key-" + "0" * 20)
@@ -89,3 +244,40 @@ def test_page_asks_for_the_key_of_a_keyed_service(bundle, browser, tmp_path):
         page.click("#key-use")
         page.wait_for_function("window.sercloakDemo.client !== null", timeout=30000)
         page.close()
+
+
+def test_the_page_from_this_machine_posts_to_a_service_elsewhere(
+        signed_bundle, signing_key, browser, tmp_path):
+    """`sercloak client` serves the page and the bundle's client part here; the service
+    (another origin, which allows this page's) sees only the cloaked features."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    for service in serving(signed_bundle, "--allow-origin", origin, *UNLIMITED,
+                           log=tmp_path / "service.log"):
+        log = open(tmp_path / "client.log", "ab")  # noqa: SIM115 - closed below
+        process = subprocess.Popen([sys.executable, "-m", "sercloak", "client", "--bundle",
+                                    str(signed_bundle), "--server", service, "--port",
+                                    str(port), "--trust-key", str(signing_key[1])],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(origin + "/config.json", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            page = open_page(browser, origin)
+            page.wait_for_function("window.sercloakDemo.client !== null", timeout=30000)
+            page.set_input_files("#file", str(utterance(tmp_path)))
+            page.wait_for_function("window.sercloakDemo.result !== null", timeout=60000)
+            (post,) = posts(page)
+            assert post[1] == service + "/v1/emotion"
+            assert all(r[1].startswith((origin, service)) for r in page.requests_made)
+            page.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            log.close()

@@ -1,13 +1,22 @@
 """`sercloak export`: a bundle from a tiny fixture experiment, read back by the client."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from sercloak.cli import main as cli_main
 from sercloak.features import LogMel
-from sercloak.serving.bundle import read_manifest
+from sercloak.serving.bundle import (
+    BundleError,
+    UnprotectedBundle,
+    bundle_id,
+    check_protection,
+    open_bundle,
+    read_public_key,
+    sha256,
+)
 from sercloak.serving.client import CloakArrays
 
 
@@ -15,7 +24,7 @@ def test_export_writes_a_checked_bundle_the_client_can_read(tiny_experiment, tmp
     out = tmp_path / "bundle"
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1",
               "--setting", "cloak_adversarial:40", "--out", str(out)])
-    manifest = read_manifest(out)
+    manifest = open_bundle(out).manifest
     assert set(manifest["files"]) == {"client/cloak.npz", "client/mel_filterbank.npy",
                                       "server/emotion.onnx"}
     assert manifest["setting"]["method"] == "cloak_adversarial"
@@ -48,18 +57,114 @@ def test_a_tampered_or_incomplete_bundle_is_refused(tiny_experiment, tmp_path):
     out = tmp_path / "bundle"
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0",
               "--setting", "cloak_adversarial:0", "--out", str(out), "--quiet"])
-    read_manifest(out)
+    open_bundle(out)
     cloak = out / "client" / "cloak.npz"
     original = cloak.read_bytes()
     data = bytearray(original)
     data[-10] ^= 0xFF
     cloak.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="client/cloak.npz does not match its hash"):
-        read_manifest(out)
+        open_bundle(out)
     cloak.write_bytes(original)
+    (out / "extra.onnx").write_bytes(b"x")  # a file some part might load, not listed
+    with pytest.raises(BundleError, match="not in the manifest: extra.onnx"):
+        open_bundle(out)
+    (out / "extra.onnx").unlink()
     (out / "server" / "emotion.onnx").unlink()
     with pytest.raises(ValueError, match="server/emotion.onnx is missing"):
-        read_manifest(out)
+        open_bundle(out)
+
+
+def rewrite(folder, change) -> None:
+    """Change a bundle's manifest (and keep its hashes and id consistent, as a forger
+    would)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    manifest["files"] = {n: sha256(folder / n) for n in manifest["files"]
+                         if (folder / n).is_file()}
+    manifest["bundle_id"] = bundle_id(manifest["files"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd", "client/../../x",
+                                  "models/emotion.onnx", "client/sub/dir.npy"])
+def test_names_outside_the_bundle_are_refused(bundle, tmp_path, name):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][name] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        open_bundle(copy)
+
+
+def test_signed_bundles_refuse_tampering_and_unsigned_ones_refuse_a_trusted_key(
+        tiny_experiment, tmp_path):
+    key = tmp_path / "keys" / "exporter"
+    cli_main(["keygen", "--out", str(key)])
+    assert key.stat().st_mode & 0o077 == 0  # the private key: its owner's alone
+    public = read_public_key(key.with_name("exporter.pub"))
+    out = tmp_path / "signed"
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0", "--setting",
+              "cloak_adversarial:0", "--out", str(out), "--sign-key", str(key), "--quiet"])
+    assert open_bundle(out, public).signed
+    # another key does not verify it
+    other = tmp_path / "other"
+    cli_main(["keygen", "--out", str(other)])
+    with pytest.raises(BundleError, match="does not verify"):
+        open_bundle(out, read_public_key(tmp_path / "other.pub"))
+    # a changed manifest (here: a σ = 0 cloak, hashes made consistent) no longer verifies
+    forged = tmp_path / "forged"
+    shutil.copytree(out, forged)
+    rewrite(forged, lambda m: m["measured"].update(forged=True))
+    open_bundle(forged)  # consistent hashes: only the signature tells
+    with pytest.raises(BundleError, match="does not verify"):
+        open_bundle(forged, public)
+    # without its signature, a trusted key refuses it
+    (forged / "manifest.sig").unlink()
+    with pytest.raises(BundleError, match="unsigned"):
+        open_bundle(forged, public)
+
+
+def test_the_client_fails_closed_on_missing_or_degenerate_protection(bundle, tmp_path):
+    from sercloak import cloakfile
+    from sercloak.serving.client import Client
+
+    assert check_protection(open_bundle(bundle)) == "cloak"
+    # a σ = 0 cloak that suppresses nothing would send clean features
+    zero = tmp_path / "zero"
+    shutil.copytree(bundle, zero)
+    meta, arrays = cloakfile.read(zero / "client" / "cloak.npz")
+    arrays = {**arrays, "sigma": np.zeros_like(arrays["sigma"]),
+              "offset_sigma": np.zeros_like(arrays["sigma"]),
+              "mask": np.ones_like(arrays["mask"])}
+    cloakfile.write(zero / "client" / "cloak.npz", {k: v for k, v in meta.items()
+                                                     if k != "format"}, arrays)
+    rewrite(zero, lambda m: None)
+    with pytest.raises(UnprotectedBundle, match="adds no noise"):
+        Client.from_bundle(zero)
+    assert Client.from_bundle(zero, allow_unprotected=True).cloak is not None
+    # no cloak at all, and a manifest that states no protection
+    missing = tmp_path / "missing"
+    shutil.copytree(bundle, missing)
+    (missing / "client" / "cloak.npz").unlink()
+    rewrite(missing, lambda m: None)
+    with pytest.raises(UnprotectedBundle, match="lacks client/cloak.npz"):
+        Client.from_bundle(missing)
+    rewrite(missing, lambda m: m.update(protection=None))
+    with pytest.raises(UnprotectedBundle, match="states no protection"):
+        Client.from_bundle(missing)
+    assert Client.from_bundle(missing, allow_unprotected=True).cloak is None
+
+
+def test_a_bundle_of_an_older_format_is_refused_saying_what_to_do(bundle, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format"] = "sercloak.bundle/2"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="export the setting again"):
+        open_bundle(old)
 
 
 def test_export_refuses_unknown_settings_and_existing_folders(tiny_experiment, tmp_path, capsys):

@@ -15,7 +15,7 @@ from sercloak.cloak import CloakConfig
 from sercloak.cloak.training import CloakTrainConfig
 from sercloak.designs.split import SplitConfig, load_split
 from sercloak.experiment import ExperimentConfig, run_experiment
-from sercloak.serving.bundle import read_manifest
+from sercloak.serving.bundle import open_bundle
 from sercloak.serving.client import Client, EmbeddingClient
 from sercloak.serving.export import export_bundle
 from sercloak.serving.inference import EmotionModel
@@ -56,7 +56,7 @@ def speech(seconds: float = 3.0) -> np.ndarray:
 def test_the_split_networks_onnx_parts_equal_torch(embedding_bundle, tiny_experiment):
     import onnxruntime
 
-    manifest = read_manifest(embedding_bundle)
+    manifest = open_bundle(embedding_bundle).manifest
     assert manifest["design"] == "embedding" and manifest["embedding"]["dims"] == 4
     assert set(manifest["files"]) == {"client/mel_filterbank.npy", "client/front.onnx",
                                       "client/embedding.npz", "server/back.onnx"}
@@ -84,7 +84,7 @@ def test_the_embedding_client_sends_noisy_windows_only(embedding_bundle):
     assert sent.shape == (4, 6, 4) and sent.dtype == np.float32  # 301 frames: 4 windows
     again = Client.from_bundle(embedding_bundle, seed=1)(speech(), remember=False)
     assert not np.allclose(sent, again)  # fresh noise
-    assert np.abs(sent - again).max() < 1 + 20 * read_manifest(embedding_bundle)[
+    assert np.abs(sent - again).max() < 1 + 20 * open_bundle(embedding_bundle).manifest[
         "embedding"]["sigma_max"]
     with pytest.raises(ValueError, match="streaming is for cloak bundles"):
         client.stream()
@@ -103,7 +103,7 @@ def test_the_embedding_client_sends_noisy_windows_only(embedding_bundle):
 ])
 def test_the_service_refuses_what_an_embedding_bundle_cannot_read(
         embedding_server, embedding_bundle, change, status, message):
-    bundle_id = read_manifest(embedding_bundle)["bundle_id"]
+    bundle_id = open_bundle(embedding_bundle).manifest["bundle_id"]
     sent = Client.from_bundle(embedding_bundle, seed=0)(speech(), remember=False)
     code, answer = post(embedding_server, npy(sent), bundle_id)
     assert code == 200 and answer["utterance"]["label"] in answer["labels"]
@@ -115,12 +115,16 @@ def test_an_embedding_server_refuses_other_bundles_and_tells_the_page(embedding_
                                                                        embedding_bundle,
                                                                        bundle):
     sent = Client.from_bundle(embedding_bundle, seed=0)(speech(), remember=False)
-    code, answer = post(embedding_server, npy(sent), read_manifest(bundle)["bundle_id"])
+    code, answer = post(embedding_server, npy(sent), open_bundle(bundle).manifest["bundle_id"])
     assert code == 409
     import urllib.request
 
-    page = json.loads(urllib.request.urlopen(embedding_server + "/v1/client").read())
-    assert page["browser"] is False and "sercloak predict" in page["message"]
+    # what the page reads: the manifest's exact bytes, whose protection it cannot run
+    files = embedding_server + "/v1/bundle/files/"
+    manifest = json.loads(urllib.request.urlopen(files + "manifest.json").read())
+    assert manifest["protection"] == {"kind": "split"}
+    assert urllib.request.urlopen(files + "client/front.onnx").read() == (
+        embedding_bundle / "client" / "front.onnx").read_bytes()
 
 
 def test_a_voice_normalisation_bundle_runs_end_to_end(tiny_experiment, tmp_path):
@@ -132,7 +136,7 @@ def test_a_voice_normalisation_bundle_runs_end_to_end(tiny_experiment, tmp_path)
     out = tmp_path / "bundle"
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0", "--setting",
               "voicenorm_cloak_temporal", "--out", str(out), "--quiet"])
-    manifest = read_manifest(out)
+    manifest = open_bundle(out).manifest
     assert manifest["transform"] == "voicenorm" and "client/voicenorm.json" in manifest["files"]
     client = Client.from_bundle(out, seed=0)
     first = client(speech(2.0))  # remembered: the next utterance is normalised by it

@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
-from conftest import serving
-from sercloak.serving.bundle import read_manifest
+from conftest import key_file, serving
+from sercloak.serving.bundle import open_bundle
 from sercloak.serving.operations import ApiKeys
 from test_service import cloaked_features, npy
 
@@ -76,8 +76,7 @@ def certificate(tmp_path_factory):
 def secured(bundle, certificate, tmp_path_factory):
     """The service over HTTPS with an API key file and an access log file."""
     folder = tmp_path_factory.mktemp("secured")
-    keys = folder / "keys.txt"
-    keys.write_text(f"# holders of the service\n{KEY}\n\n{OTHER_KEY}\n")
+    keys = key_file(folder / "keys.txt", f"# holders of the service\n{KEY}\n\n{OTHER_KEY}\n")
     access_log = folder / "access.log"
     context = ssl.create_default_context(cafile=str(certificate[1]))
     for url in serving(bundle, "--api-key-file", str(keys), "--access-log", str(access_log),
@@ -89,7 +88,7 @@ def secured(bundle, certificate, tmp_path_factory):
 
 def test_keys_https_metrics_and_a_log_without_secrets(secured, bundle):
     url, context, access_log, service_log = secured
-    bundle_id = read_manifest(bundle)["bundle_id"]
+    bundle_id = open_bundle(bundle).manifest["bundle_id"]
     feats = cloaked_features(bundle)
     body = npy(feats)
 
@@ -110,6 +109,8 @@ def test_keys_https_metrics_and_a_log_without_secrets(secured, bundle):
     assert status == 200 and b"api-key" in page
     with pytest.raises(urllib.error.URLError):  # HTTPS only, with this certificate
         urllib.request.urlopen(url + "/healthz", timeout=5)  # untrusted: refused
+    with urllib.request.urlopen(url + "/healthz", context=context) as response:
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
     assert call(url, "/metrics", context=context)[0] == 401
     status, text = call(url, "/metrics", KEY, context=context)
@@ -135,9 +136,8 @@ def test_keys_https_metrics_and_a_log_without_secrets(secured, bundle):
 
 def test_workers_share_their_metrics(bundle, tmp_path):
     """Two worker processes: every request is counted once, whichever worker answered."""
-    keys = tmp_path / "keys.txt"
-    keys.write_text(KEY + "\n")
-    bundle_id = read_manifest(bundle)["bundle_id"]
+    keys = key_file(tmp_path / "keys.txt", KEY + "\n")
+    bundle_id = open_bundle(bundle).manifest["bundle_id"]
     body = npy(cloaked_features(bundle, seconds=1.0))
     for url in serving(bundle, "--workers", "2", "--api-key-file", str(keys),
                        "--access-log", str(tmp_path / "access.log"),
@@ -156,17 +156,23 @@ def test_workers_share_their_metrics(bundle, tmp_path):
     ("short\n", "shorter than 16 characters"),
 ])
 def test_a_bad_key_file_is_refused_saying_why(tmp_path, text, problem):
-    file = tmp_path / "keys.txt"
-    file.write_text(text)
+    file = key_file(tmp_path / "keys.txt", text)
     with pytest.raises(ValueError, match=problem):
         ApiKeys(file)
     with pytest.raises(ValueError, match="cannot read"):
         ApiKeys(tmp_path / "missing.txt")
 
 
-def test_keys_are_checked_whole_and_never_echoed(tmp_path):
+def test_a_key_file_others_can_read_is_refused(tmp_path):
     file = tmp_path / "keys.txt"
     file.write_text(KEY + "\n")
+    file.chmod(0o644)
+    with pytest.raises(ValueError, match="can be read by others.*chmod 600"):
+        ApiKeys(file)
+
+
+def test_keys_are_checked_whole_and_never_echoed(tmp_path):
+    file = key_file(tmp_path / "keys.txt", KEY + "\n")
     keys = ApiKeys(file)
     assert keys.check(f"Bearer {KEY}") is None and keys.check(f"bearer  {KEY} ") is None
     for header in (None, "", KEY, f"Basic {KEY}", f"Bearer {KEY[:-1]}", f"Bearer {KEY}x",
@@ -184,8 +190,7 @@ def test_predict_sends_its_key_over_https(secured, bundle, certificate, tmp_path
 
     url = secured[0]
     wav = write_tone(tmp_path / "a.wav", seconds=2.5)
-    keys = tmp_path / "keys.txt"
-    keys.write_text(f"{OTHER_KEY}\n")
+    keys = key_file(tmp_path / "keys.txt", f"{OTHER_KEY}\n")
     env = {**os.environ, "SSL_CERT_FILE": str(certificate[1])}  # trust the test certificate
     command = [sys.executable, "-m", "sercloak", "predict", str(wav), "--bundle", str(bundle),
                "--server", url, "--json"]
@@ -196,3 +201,54 @@ def test_predict_sends_its_key_over_https(secured, bundle, certificate, tmp_path
     refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "(401)" in refused.stdout
     assert OTHER_KEY not in done.stdout + done.stderr + refused.stdout + refused.stderr
+    # a key never travels over plain http to another machine, unless the user says so
+    plain = subprocess.run([*command[:-3], "--server", "http://emotion.example.org",
+                            "--api-key-file", str(keys)], capture_output=True, text=True,
+                           timeout=120)
+    assert plain.returncode == 2 and "use https, or --insecure" in plain.stderr
+
+
+def test_predict_follows_no_redirect_with_its_key(bundle, tmp_path):
+    """A server that redirects elsewhere gets neither the key nor the features again."""
+    import http.server
+    import sys
+    import threading
+
+    from conftest import write_tone
+
+    seen = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the handler's name
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/x")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    redirecting = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=redirecting.serve_forever, daemon=True).start()
+    try:
+        wav = write_tone(tmp_path / "a.wav", seconds=2.5)
+        keys = key_file(tmp_path / "keys.txt", f"{OTHER_KEY}\n")
+        done = subprocess.run([sys.executable, "-m", "sercloak", "predict", str(wav),
+                               "--bundle", str(bundle), "--api-key-file", str(keys),
+                               "--server", f"http://127.0.0.1:{redirecting.server_port}"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        redirecting.shutdown()
+    assert done.returncode == 1 and "not followed" in done.stdout
+    assert [path for path, _ in seen] == ["/v1/emotion"]  # the one request, never /x
+
+
+def test_the_api_description_only_with_docs_and_behind_the_key(bundle, tmp_path):
+    keys = key_file(tmp_path / "keys.txt", KEY + "\n")
+    for url in serving(bundle, "--docs", "--api-key-file", str(keys),
+                       log=tmp_path / "service.log"):
+        assert call(url, "/openapi.json")[0] == 401
+        status, text = call(url, "/openapi.json", KEY)
+        schemas = json.loads(text)["components"]["schemas"]
+        assert {"Emotion", "Health", "Manifest", "Problem"} <= set(schemas)
+        assert call(url, "/docs", KEY)[0] == 404  # no page that loads scripts from a CDN

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import write_tone
-from sercloak.serving.bundle import read_manifest
+from sercloak.serving.bundle import open_bundle
 from sercloak.serving.client import Client
 
 
@@ -43,7 +43,7 @@ def cloaked_features(bundle, seconds=3.0) -> np.ndarray:
 
 
 def test_valid_requests_get_probabilities_per_window_and_utterance(server, bundle):
-    bundle_id = read_manifest(bundle)["bundle_id"]
+    bundle_id = open_bundle(bundle).manifest["bundle_id"]
     feats = cloaked_features(bundle)
     status, answer = post(server, npy(feats), bundle_id)
     assert status == 200, answer
@@ -58,7 +58,9 @@ def test_valid_requests_get_probabilities_per_window_and_utterance(server, bundl
         answer["utterance"]["probabilities"], abs=1e-6)
     manifest = json.loads(urllib.request.urlopen(server + "/v1/bundle").read())
     assert manifest["bundle_id"] == bundle_id
-    assert urllib.request.urlopen(server + "/docs").status == 200
+    for path in ("/docs", "/openapi.json"):  # off unless --docs
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(server + path)
 
 
 @pytest.mark.parametrize("make, status, message", [
@@ -70,13 +72,23 @@ def test_valid_requests_get_probabilities_per_window_and_utterance(server, bundl
     (lambda f: npy(f + 1e4), 422, "outside the range"),
     (lambda f: npy(f)[:-100], 400, "unreadable .npy"),
     (lambda f: npy(np.array([{"a": 1}], dtype=object), allow_pickle=True), 400,
-     "pickled (object) array"),
+     "needs pickle"),
+    (lambda f: b"garbage, not an array", 400, "not a .npy array"),
+    (lambda f: npy(f.astype(np.int8)), 415, "must be float32"),
+    (lambda f: npy(f.astype(np.float16)), 415, "must be float32"),
+    (lambda f: npy(np.zeros((6001, 128), np.float32)), 413, "too long: 6001 frames"),
     (lambda f: b"{not json", 400, "JSON body"),
+    (lambda f: b'{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested"),
+    (lambda f: b'{"features": [[' + b"9" * 400 + b"]]}", 400, "a number of 400 characters"),
+    (lambda f: b'{"features": [[1e999]]}', 400, "does not fit a float32"),
+    (lambda f: b'{"features": [[NaN]]}', 400, "not a number JSON allows"),
+    (lambda f: b'{"features": [[1, 2], [3]]}', 400, "not a regular array"),
 ])
 def test_bad_input_gets_a_4xx_naming_the_problem(server, bundle, make, status, message):
-    bundle_id = read_manifest(bundle)["bundle_id"]
+    bundle_id = open_bundle(bundle).manifest["bundle_id"]
     body = make(cloaked_features(bundle))
-    content_type = "application/json" if message == "JSON body" else "application/x-npy"
+    content_type = ("application/json" if body.startswith((b"{", b"[")) else
+                    "application/x-npy")
     got, answer = post(server, body, bundle_id, content_type)
     assert got == status and message in answer["detail"], answer
 
@@ -86,7 +98,7 @@ def test_a_body_over_the_size_limit_is_refused_before_it_is_read(server, bundle)
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     connection.putrequest("POST", "/v1/emotion")
     for name, value in (("Content-Type", "application/x-npy"), ("Content-Length", 9 * 2**20),
-                        ("X-Bundle-Id", read_manifest(bundle)["bundle_id"])):
+                        ("X-Bundle-Id", open_bundle(bundle).manifest["bundle_id"])):
         connection.putheader(name, str(value))
     connection.endheaders()  # the 9 MiB never follow
     response = connection.getresponse()
@@ -99,13 +111,13 @@ def test_wrong_bundle_and_audio_are_refused(server, bundle):
     for bundle_id in (None, "0123456789abcdef"):
         status, answer = post(server, feats, bundle_id)
         assert status == 409 and "does not match the bundle served" in answer["detail"]
-    status, answer = post(server, b"RIFF....WAVEfmt ", read_manifest(bundle)["bundle_id"],
+    status, answer = post(server, b"RIFF....WAVEfmt ", open_bundle(bundle).manifest["bundle_id"],
                           "audio/wav")
     assert status == 415 and "never audio" in answer["detail"]
 
 
 def test_concurrent_requests_all_succeed(server, bundle):
-    bundle_id = read_manifest(bundle)["bundle_id"]
+    bundle_id = open_bundle(bundle).manifest["bundle_id"]
     body = npy(cloaked_features(bundle))
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: post(server, body, bundle_id), range(24)))
@@ -130,3 +142,103 @@ def test_predict_against_the_live_server_equals_predicting_locally(server, bundl
     assert [a["file"] for a in answers[0]] == [str(f) for f in files]
     for a, b in zip(*answers, strict=True):  # same seed: the same cloaked features
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+
+
+def metric(url: str, name: str, **labels) -> float:
+    """One sample of the service's Prometheus metrics."""
+    text = urllib.request.urlopen(url + "/metrics").read().decode()
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}}" if wanted else f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_every_answer_carries_security_headers(server):
+    with urllib.request.urlopen(server + "/") as response:
+        headers = response.headers
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer" and headers["X-Frame-Options"] == "DENY"
+    assert "Strict-Transport-Security" not in headers  # HSTS under HTTPS only
+
+
+def test_a_key_that_sends_too_many_requests_gets_429_with_retry_after(bundle, tmp_path):
+    from conftest import serving
+
+    for url in serving(bundle, "--rate", "1", "--burst", "3", log=tmp_path / "service.log"):
+        bundle_id = open_bundle(bundle).manifest["bundle_id"]
+        body = npy(cloaked_features(bundle))
+        statuses = []
+        for _ in range(5):
+            request = urllib.request.Request(url + "/v1/emotion", data=body, method="POST",
+                                             headers={"Content-Type": "application/x-npy",
+                                                      "X-Bundle-Id": bundle_id})
+            try:
+                statuses.append(urllib.request.urlopen(request).status)
+            except urllib.error.HTTPError as err:
+                statuses.append(err.code)
+                assert int(err.headers["Retry-After"]) >= 1
+                assert "too many requests" in json.loads(err.read())["detail"]
+        assert statuses == [200, 200, 200, 429, 429]
+        assert metric(url, "sercloak_refused_total", reason="rate_limited") == 2
+        # liveness and metrics are never rate limited
+        assert all(urllib.request.urlopen(url + "/healthz").status == 200 for _ in range(5))
+
+
+def test_a_full_queue_and_a_slow_request_get_503_and_liveness_stays_quick(bundle, tmp_path):
+    """One inference thread, no queue, and a time limit shorter than a long utterance: of
+    concurrent requests only one is taken, the one that runs past the limit gets 503, and
+    /healthz answers throughout."""
+    import time
+
+    from conftest import serving
+
+    for url in serving(bundle, "--inference-threads", "1", "--queue", "0", "--timeout",
+                       "0.001", *("--rate", "1000", "--burst", "1000"),
+                       log=tmp_path / "service.log"):
+        bundle_id = open_bundle(bundle).manifest["bundle_id"]
+        body = npy(cloaked_features(bundle, seconds=50))
+        with ThreadPoolExecutor(6) as pool:
+            posted = [pool.submit(post, url, body, bundle_id) for _ in range(6)]
+            started = time.perf_counter()
+            health = urllib.request.urlopen(url + "/healthz", timeout=5).status
+            health_s = time.perf_counter() - started
+            results = [p.result() for p in posted]
+        assert health == 200 and health_s < 1.0
+        assert all(status == 503 for status, _ in results), results
+        details = {answer["detail"].split(":")[0] for _, answer in results}
+        assert details <= {"the service is busy", "the request took over 0.001 s"}
+        assert metric(url, "sercloak_refused_total", reason="timeout") >= 1
+        refused = (metric(url, "sercloak_refused_total", reason="queue_full")
+                   + metric(url, "sercloak_refused_total", reason="timeout"))
+        assert refused == 6
+
+
+def test_any_body_is_parsed_or_refused_with_a_reason_never_an_error():
+    """Hostile bodies of every shape: the parser answers an array or a `Refused` (a 4xx
+    with its reason), never another exception (which would be a 500)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    from sercloak.serving.limits import Refused, parse_body
+
+    json_like = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                             lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+                             max_leaves=40)
+
+    @hypothesis.settings(max_examples=300, deadline=None)
+    @hypothesis.given(st.one_of(st.binary(max_size=2000),
+                                json_like.map(lambda v: json.dumps(v).encode()),
+                                json_like.map(lambda v: json.dumps({"features": v}).encode())),
+                      st.sampled_from(["application/json", "application/x-npy", "text/plain"]))
+    def check(body, content_type):
+        try:
+            features = parse_body(body, content_type, json_depth=4)
+        except Refused as refused:
+            assert 400 <= refused.status < 500 and refused.reason
+        else:
+            assert features.dtype == np.float32
+
+    check()

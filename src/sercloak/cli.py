@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from .folds import DEFAULT_PROTOCOL, PROTOCOLS
 from .layout import Layout, OldWorkdir
 from .prepare import format_summary, prepare
 from .report import privacy_table, selection_table, table2, write_report
+from .serving.commands import add_commands
 from .train import DEFAULT_RECIPE, RECIPES, TrainConfig, recipe_config
 
 DEMO_WORKDIR = Path("runs/demo")
@@ -181,77 +181,6 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"{file} not found: run `sercloak experiment --protocol "
                                 f"{args.protocol}` first")
     print(f"wrote {write_report(wd, json.loads(file.read_text()))}")
-
-
-def cmd_export(args: argparse.Namespace) -> None:
-    """One setting of results.json as a bundle: client part, server part, manifest."""
-    from .serving.export import export_bundle  # torch.onnx loads only when exporting
-
-    manifest = export_bundle(Workdir.open(args.workdir), args.fold, args.setting, args.out,
-                             args.protocol, args.seed)
-    measured = manifest["measured"]
-    print(f"wrote {args.out} (bundle_id {manifest['bundle_id']}): {args.setting}, fold "
-          f"{args.fold}; measured on test speakers (mean over seeds and folds, "
-          f"speaker-balanced): emotion UAR {measured['emotion_uar_speaker']['mean']}, "
-          f"gender UAR of the attacker chosen on validation "
-          f"{measured['gender_uar_speaker']['mean']} (chance "
-          f"{measured['gender_uar_speaker']['chance']['mean']}); ONNX agrees with "
-          f"torch "
-          f"within {manifest['onnx_check']['max_abs_logit_difference']:.1e}")
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
-def cmd_serve(args: argparse.Namespace) -> None:
-    """The emotion service of a bundle (FastAPI on uvicorn), in `--workers` processes."""
-    import tempfile
-
-    import uvicorn
-
-    from .serving import service
-    from .serving.operations import ApiKeys
-
-    keys = ApiKeys(args.api_key_file) if args.api_key_file else None  # refuse a bad file now
-    if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
-        raise ValueError("HTTPS needs both --ssl-keyfile and --ssl-certfile")
-    for file in (args.ssl_keyfile, args.ssl_certfile):
-        if file is not None and not file.is_file():
-            raise FileNotFoundError(f"{file}: no such file")
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, not {args.workers}")
-    scheme = "https" if args.ssl_certfile else "http"
-    print(f"serving {args.bundle} on {scheme}://{args.host}:{args.port} (docs at /docs), "
-          f"{args.workers} worker(s), " + (f"{len(keys)} API key(s)" if keys else "no API key")
-          + f"; access log to {args.access_log or 'stderr'}", flush=True)
-    options = dict(host=args.host, port=args.port, log_level="warning",
-                   ssl_keyfile=_str(args.ssl_keyfile), ssl_certfile=_str(args.ssl_certfile))
-    if args.workers == 1:
-        uvicorn.run(service.create_app(args.bundle, keys, args.access_log), **options)
-        return
-    # each worker builds the app from the environment; their metrics are summed
-    os.environ.update({service.ENV_BUNDLE: str(args.bundle),
-                       service.ENV_KEYS: str(args.api_key_file or ""),
-                       service.ENV_LOG: str(args.access_log or "")})
-    with tempfile.TemporaryDirectory(prefix="sercloak-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        uvicorn.run("sercloak.serving.service:app_from_environment", factory=True,
-                    workers=args.workers, **options)
-
-
-def cmd_predict(args: argparse.Namespace) -> None:
-    """Cloak audio files on the client side; the emotion from the server (or locally)."""
-    from .serving.predict import predict_files
-
-    key = None
-    if args.api_key_file is not None:
-        from .serving.operations import ApiKeys
-
-        key = ApiKeys(args.api_key_file).first()
-    failed = predict_files(args.files, args.bundle, args.server, args.json, args.seed, key)
-    if failed:
-        sys.exit(1)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -481,45 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     _protocol_options(p, seeds=False)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("export", help="one setting of results.json as a bundle for a client "
-                                      "and a service")
-    p.add_argument("--fold", type=int, required=True, help="whose cloak and emotion model")
-    p.add_argument("--setting", required=True, metavar="METHOD[:SR]",
-                   help="a results.json entry, e.g. cloak_adversarial:60")
-    p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="a new folder")
-    p.add_argument("--seed", type=int, help="whose seed (default: the run's first)")
-    _workdir_options(p)
-    _protocol_options(p, seeds=False)
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("serve", help="the emotion service of a bundle: cloaked features in, "
-                                     "emotion out")
-    p.add_argument("--bundle", type=Path, required=True, help="a folder written by `export`")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key-file", type=Path, metavar="FILE",
-                   help="serve only requests with 'Authorization: Bearer KEY', KEY one of "
-                        "the file's lines (default: anyone who can reach the port)")
-    p.add_argument("--access-log", type=Path, metavar="FILE",
-                   help="append one JSON line per request here (default: stderr)")
-    p.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="HTTPS: the private key")
-    p.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="HTTPS: the certificate")
-    p.add_argument("--workers", type=int, default=1,
-                   help="worker processes (default 1); metrics are summed over them")
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("predict", help="cloak audio files on this side, get their emotion "
-                                       "from a server (or locally)")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    p.add_argument("--bundle", type=Path, required=True)
-    p.add_argument("--server", metavar="URL", help="e.g. http://127.0.0.1:8000 (default: run "
-                                                   "the server part here)")
-    p.add_argument("--json", action="store_true", help="one JSON object per file")
-    p.add_argument("--seed", type=int, help="seed of the cloak's noise (default: fresh)")
-    p.add_argument("--api-key-file", type=Path, metavar="FILE",
-                   help="a keyed service: send the file's first key (never on the command "
-                        "line, where other users and the shell history would see it)")
-    p.set_defaults(func=cmd_predict)
+    add_commands(sub, _workdir_options, _protocol_options)
 
     p = sub.add_parser("demo", help="the whole experiment on the built-in synthetic corpus, "
                                     "with small settings")

@@ -38,7 +38,16 @@ from .. import cloakfile
 from ..normalise import SpeechStats, standardise
 from ..segments import pad_frames, windows
 from ..voicenorm import VoiceFactors, VoiceProfile, normalise_voice
-from .bundle import read_manifest
+from .bundle import (
+    CLOAK,
+    EMBEDDING,
+    FILTERBANK,
+    FRONT,
+    VOICENORM,
+    Bundle,
+    check_protection,
+    open_bundle,
+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,14 @@ class CloakArrays:
     def warp(self) -> float:
         return float(self.config.get("warp", 0.0))
 
+    def strength(self) -> float:
+        """The largest noise scale it draws (standard units): 0 adds no noise at all."""
+        return float(max(np.max(np.abs(self.sigma)), np.max(np.abs(self.offset_sigma))))
+
+    def suppresses(self) -> bool:
+        """Whether it suppresses any cell (replaces it by a constant)."""
+        return bool(self.suppressed and np.any(self.mask < 0.5))
+
     def draw(self, n_frames: int, rng: np.random.Generator, first_frame: int = 0) -> dict:
         """The random draws for frames [first_frame, first_frame + n_frames): ε per cell;
         η per window (the temporal kind); a warp factor per utterance."""
@@ -212,21 +229,24 @@ class Client:
     bundle_id: str | None = None  # the bundle it came from: the service checks it
 
     @classmethod
-    def from_bundle(cls, bundle: Path | str, seed: int | None = None) -> Client:
-        """The client part of a bundle (hash-checked): settings, filterbank, and the cloak,
-        voice normalisation or split network's device part it carries."""
-        bundle = Path(bundle)
-        manifest = read_manifest(bundle)
-        filterbank = np.load(bundle / "client" / "mel_filterbank.npy", allow_pickle=False)
-        kind = EmbeddingClient if manifest["design"] == "embedding" else cls
-        cloak_file = bundle / "client" / "cloak.npz"
-        client = kind(FeatureSettings.from_dict(manifest["features"]), filterbank,
-                      CloakArrays.load(cloak_file) if cloak_file.is_file() else None,
-                      voice=VoiceHistory() if manifest.get("transform") == "voicenorm" else None,
-                      rng=np.random.default_rng(seed), bundle_id=manifest["bundle_id"])
+    def from_bundle(cls, folder: Path | str, seed: int | None = None,
+                    trust_key: bytes | None = None, allow_unprotected: bool = False) -> Client:
+        """The client part of a bundle: settings, filterbank, and the cloak, voice
+        normalisation or split network's device part it carries. The bundle is checked
+        (`bundle.open_bundle`: hashes, and with `trust_key` its signature) and so is its
+        protection (`bundle.check_protection`): a bundle that would send unprotected
+        features is refused unless `allow_unprotected`."""
+        bundle = open_bundle(folder, trust_key)
+        check_protection(bundle, allow_unprotected)
+        filterbank = np.load(bundle.path(FILTERBANK), allow_pickle=False)
+        kind = EmbeddingClient if bundle.design == "embedding" else cls
+        client = kind(FeatureSettings.from_dict(bundle.manifest["features"]), filterbank,
+                      CloakArrays.load(bundle.path(CLOAK)) if bundle.has(CLOAK) else None,
+                      voice=VoiceHistory() if bundle.has(VOICENORM) else None,
+                      rng=np.random.default_rng(seed), bundle_id=bundle.bundle_id)
         return client.with_bundle(bundle)
 
-    def with_bundle(self, bundle: Path) -> Client:
+    def with_bundle(self, bundle: Bundle) -> Client:
         """Whatever else of the bundle this kind of client needs."""
         return self
 
@@ -283,17 +303,17 @@ class EmbeddingClient(Client):
     """An `embedding` bundle's client: the split network's device part on every 2 s window
     (every 0.5 s, padded as the service's windows are), plus noise of its learned scales."""
 
-    front: object = None  # an onnxruntime session of client/front.onnx
+    front: object = None  # an onnxruntime session of the device part (`bundle.FRONT`)
     sigma: np.ndarray | None = None
 
-    def with_bundle(self, bundle: Path) -> EmbeddingClient:
+    def with_bundle(self, bundle: Bundle) -> EmbeddingClient:
         import onnxruntime  # the device part runs here, without torch
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
-        self.front = onnxruntime.InferenceSession(str(bundle / "client" / "front.onnx"),
-                                                  options, providers=["CPUExecutionProvider"])
-        with np.load(bundle / "client" / "embedding.npz", allow_pickle=False) as arrays:
+        self.front = onnxruntime.InferenceSession(str(bundle.path(FRONT)), options,
+                                                  providers=["CPUExecutionProvider"])
+        with np.load(bundle.path(EMBEDDING), allow_pickle=False) as arrays:
             self.sigma = arrays["sigma"]
         return self
 

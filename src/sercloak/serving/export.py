@@ -25,7 +25,24 @@ from ..designs.split import load_split
 from ..features import mel_filterbank
 from ..folds import DEFAULT_PROTOCOL
 from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
-from .bundle import BUNDLE_FORMAT, ONNX_TOLERANCE, bundle_id, find_entry, sha256
+from .bundle import (
+    BACK,
+    BUNDLE_FORMAT,
+    CLOAK,
+    EMBEDDING,
+    EMOTION_MODEL,
+    FILTERBANK,
+    FRONT,
+    MANIFEST,
+    ONNX_TOLERANCE,
+    VOICENORM,
+    bundle_id,
+    find_entry,
+    open_bundle,
+    protection_of,
+    sha256,
+    sign,
+)
 
 CHECK_SEGMENTS = 64  # real protected test segments on which ONNX must agree with torch
 
@@ -65,8 +82,8 @@ def _test_segments(wd: Workdir, fold: int, transform: str | None) -> torch.Tenso
 
 def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, point: dict,
                  tmp: Path) -> dict:
-    """client/cloak.npz and client/voicenorm.json (what the method has) and
-    server/emotion.onnx; returns the manifest's part."""
+    """The cloak and the voice normalisation settings (what the method has) and the emotion
+    model; returns the manifest's part."""
     spec = entry["spec"]
     transform, cloaked = spec["transform"], spec["cloak"] is not None
     files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, point["name"])
@@ -81,16 +98,17 @@ def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, 
     cloak = None
     if cloaked:
         cloak = Cloak.load(files.cloak, wd.cfg).eval()
-        shutil.copyfile(files.cloak, tmp / "client" / "cloak.npz")
+        shutil.copyfile(files.cloak, tmp / CLOAK)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             segments = cloak(segments)
     if transform is not None:
-        (tmp / "client" / "voicenorm.json").write_text(json.dumps(VOICENORM_SETTINGS, indent=1))
-    onnx = tmp / "server" / "emotion.onnx"
+        (tmp / VOICENORM).write_text(json.dumps(VOICENORM_SETTINGS, indent=1))
+    onnx = tmp / EMOTION_MODEL
     _export_onnx(model, torch.zeros(1, wd.cfg.segment_frames, wd.cfg.n_mels), onnx,
                  ("features", "logits"))
     return {"design": "spectrogram", "transform": transform,
+            "protection": {"kind": protection_of("spectrogram", transform, cloaked)},
             "cloak": None if cloak is None else cloak.cfg.to_dict(),
             "onnx_check": {"segments": len(segments),
                            "max_abs_logit_difference": _check_onnx(onnx, model, segments)}}
@@ -98,7 +116,7 @@ def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, 
 
 def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, point: dict,
                tmp: Path) -> dict:
-    """client/front.onnx, client/embedding.npz and server/back.onnx of the split network."""
+    """The split network's device part, its noise scales and its server part."""
     files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, point["name"])
     f_theta, _ = load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
                                                  "emotion"), wd.cfg)
@@ -110,13 +128,14 @@ def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, po
     with torch.no_grad():
         clean = net.front(segments)
     sigma = net.sigma().detach().numpy().astype(np.float32)
-    np.savez(tmp / "client" / "embedding.npz", sigma=sigma)
-    front, back = tmp / "client" / "front.onnx", tmp / "server" / "back.onnx"
+    np.savez(tmp / EMBEDDING, sigma=sigma)
+    front, back = tmp / FRONT, tmp / BACK
     _export_onnx(net.front, segments[:1], front, ("features", "embedding"))
     _export_onnx(net.back, clean[:1], back, ("embedding", "logits"))
     draws = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     noisy = clean + torch.from_numpy(sigma) * draws
     return {"design": "embedding", "transform": None,
+            "protection": {"kind": protection_of("embedding", None, False)},
             "embedding": {"dims": int(clean.shape[2]), "steps": int(clean.shape[1]),
                           "sigma_max": float(sigma.max())},
             "onnx_check": {"segments": len(segments),
@@ -126,9 +145,11 @@ def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, po
 
 
 def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
-                  protocol: str = DEFAULT_PROTOCOL, seed: int | None = None) -> dict:
+                  protocol: str = DEFAULT_PROTOCOL, seed: int | None = None,
+                  sign_key: Path | None = None) -> dict:
     """Write the bundle of `setting` (METHOD, METHOD:SR or METHOD:K of the protocol's
-    results.json) for `fold` and `seed` (default: the run's first seed)."""
+    results.json) for `fold` and `seed` (default: the run's first seed), signed with the
+    Ed25519 private key file `sign_key` when given."""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: choose another --out or remove it")
@@ -155,9 +176,9 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "client").mkdir(parents=True)
-    (tmp / "server").mkdir()
-    np.save(tmp / "client" / "mel_filterbank.npy", mel_filterbank(wd.cfg).astype(np.float32))
+    for name in (FILTERBANK, EMOTION_MODEL):  # the two folders every design fills
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+    np.save(tmp / FILTERBANK, mel_filterbank(wd.cfg).astype(np.float32))
     design = make(wd, protocol, seed, fold, entry, point, tmp)
     files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest = {
@@ -171,7 +192,10 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
         "measured": _measured(entry, config["folds"].index(fold)),
         **design,
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    if sign_key is not None:
+        sign(tmp, sign_key)
+    open_bundle(tmp)  # what every reader will check
     tmp.rename(out)
     return manifest
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..segments import segment_starts, windows
-from .bundle import read_manifest
+from .bundle import BACK, EMOTION_MODEL, open_bundle
 
 MIN_FRAMES = 10  # 0.1 s: fewer frames carry no emotion worth a guess
 # Cloaked features stay far inside these bounds (dB: the -100 dB floor and the loudest
@@ -54,8 +54,8 @@ def _finite_in(x: np.ndarray, low: float, high: float, what: str) -> np.ndarray:
     return x
 
 
-def check_embedding(x: np.ndarray, embedding: dict) -> np.ndarray:
-    """(windows, steps, k) float32, finite, in range, or BadFeatures."""
+def check_embedding(x: np.ndarray, embedding: dict, max_windows: int) -> np.ndarray:
+    """(windows, steps, k) float32, finite, in range, not too many, or BadFeatures."""
     x = _numbers(x, 3, "windows × steps × dimensions")
     if x.shape[1:] != (embedding["steps"], embedding["dims"]):
         raise BadFeatures(f"embedding windows are {x.shape[1]} steps × {x.shape[2]} "
@@ -63,37 +63,49 @@ def check_embedding(x: np.ndarray, embedding: dict) -> np.ndarray:
                           f"{embedding['dims']}")
     if x.shape[0] < 1:
         raise BadFeatures("no windows")
+    if x.shape[0] > max_windows:
+        raise BadFeatures(f"too long: {x.shape[0]} windows, at most {max_windows} per "
+                          f"request", status=413)
     # tanh keeps the clean embedding in [-1, 1]; the noise stays within 20 of its scales
     bound = 1.0 + 20.0 * embedding["sigma_max"]
     return _finite_in(x, -bound, bound, "this embedding")
 
 
-def check_features(x: np.ndarray, features: dict) -> np.ndarray:
-    """(frames, n_mels) float32, finite, in range, long enough, or BadFeatures."""
+def check_features(x: np.ndarray, features: dict, max_frames: int) -> np.ndarray:
+    """(frames, n_mels) float32, finite, in range, neither too short nor too long, or
+    BadFeatures."""
     x = _numbers(x, 2, "frames × mel bins")
     if x.shape[1] != features["n_mels"]:
         raise BadFeatures(f"features have {x.shape[1]} mel bins; this bundle's have "
                           f"{features['n_mels']}")
     if x.shape[0] < MIN_FRAMES:
         raise BadFeatures(f"too few frames: {x.shape[0]} (at least {MIN_FRAMES})")
+    if x.shape[0] > max_frames:
+        raise BadFeatures(f"too long: {x.shape[0]} frames, at most {max_frames} per request",
+                          status=413)
     return _finite_in(x, *VALUE_LIMITS[features.get("normalise", "none")], "these features")
 
 
 class EmotionModel:
-    """The bundle's server part on whole utterances of protected features."""
+    """The bundle's server part on whole utterances of protected features, at most
+    `max_seconds` of speech each."""
 
-    def __init__(self, bundle: Path | str, threads: int = 1):
+    def __init__(self, bundle: Path | str, threads: int = 1, max_seconds: float = 60.0,
+                 trust_key: bytes | None = None):
         import onnxruntime  # loaded here: the client never needs it
 
-        self.bundle = Path(bundle)
-        self.manifest = read_manifest(self.bundle)
-        self.features = self.manifest["features"]
+        self.bundle = open_bundle(bundle, trust_key)
+        self.manifest = self.bundle.manifest
+        self.features = f = self.manifest["features"]
         self.labels = self.manifest["labels"]
         self.design = self.manifest["design"]
+        self.max_frames = int(max_seconds * f["sample_rate"] / f["hop_length"])
+        self.max_windows = max(1, (self.max_frames - f["segment_frames"])
+                               // f["test_hop_frames"] + 1)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # many small requests: one thread each
-        name = "back.onnx" if self.design == "embedding" else "emotion.onnx"
-        self.session = onnxruntime.InferenceSession(str(self.bundle / "server" / name), options,
+        name = BACK if self.design == "embedding" else EMOTION_MODEL
+        self.session = onnxruntime.InferenceSession(str(self.bundle.path(name)), options,
                                                     providers=["CPUExecutionProvider"])
 
     @property
@@ -105,9 +117,9 @@ class EmotionModel:
         f = self.features
         hop, length = f["test_hop_frames"], f["segment_frames"]
         if self.design == "embedding":
-            x = check_embedding(sent, self.manifest["embedding"])
+            x = check_embedding(sent, self.manifest["embedding"], self.max_windows)
             return self.session.run(None, {"embedding": x})[0], (len(x) - 1) * hop + length
-        x = check_features(sent, f)
+        x = check_features(sent, f, self.max_frames)
         if f.get("normalise", "none") != "none" and len(x) < length:
             # the floor in the user's units is known only on the device
             raise BadFeatures(f"features in per-user units need at least {length} frames: "

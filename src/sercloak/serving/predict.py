@@ -8,15 +8,24 @@ each is mapped onto the reference voice with factors from the other files
 application/x-npy with the bundle id, or handed to the server part run
 locally. A file that cannot be read or is refused is reported and skipped;
 the others are still predicted.
+
+The bundle is checked before any audio is read (`bundle.open_bundle`, with
+`--trust-key` its signature; `bundle.check_protection`): nothing is sent
+through a tampered, unsigned-under-a-trusted-key or unprotected bundle. An
+API key is never sent over plain http to another machine (unless
+`--insecure`), and no redirect is followed: the key and the features go to
+the URL given, or nowhere.
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -26,10 +35,36 @@ from ..voicenorm import VoiceProfile
 from .client import Client, UserHistory, VoiceHistory, log_mel
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise ValueError(f"the service answered {code} and redirects to {newurl}: not "
+                         f"followed (the key and the features go to the URL given); pass "
+                         f"that URL as --server if you trust it")
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def check_key_transport(server: str, insecure: bool) -> None:
+    """Refuse to send a key over plain http to a host other than this machine."""
+    parts = urlsplit(server)
+    if parts.scheme == "https" or insecure:
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"{server}: an API key over plain http to another machine can be "
+                         f"read on the way: use https, or --insecure if you accept that")
+
+
 def post_features(server: str, bundle_id: str, feats: np.ndarray, timeout: float = 30,
                   api_key: str | None = None) -> dict:
-    """POST cloaked features to a running service (with `api_key` when it wants one); its
-    JSON answer, or ValueError with the service's reason."""
+    """POST protected features to a running service (with `api_key` when it wants one;
+    redirects are not followed); its JSON answer, or ValueError with the service's
+    reason."""
     body = io.BytesIO()
     np.save(body, feats.astype(np.float32), allow_pickle=False)
     request = urllib.request.Request(
@@ -37,7 +72,7 @@ def post_features(server: str, bundle_id: str, feats: np.ndarray, timeout: float
         headers={"Content-Type": "application/x-npy", "X-Bundle-Id": bundle_id,
                  **({"Authorization": f"Bearer {api_key}"} if api_key else {})})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as err:
         detail = err.read().decode(errors="replace")
@@ -47,10 +82,13 @@ def post_features(server: str, bundle_id: str, feats: np.ndarray, timeout: float
 
 
 def predict_files(files: list[Path], bundle: Path, server: str | None = None,
-                  as_json: bool = False, seed: int | None = None,
-                  api_key: str | None = None) -> list[Path]:
+                  as_json: bool = False, seed: int | None = None, api_key: str | None = None,
+                  trust_key: bytes | None = None, allow_unprotected: bool = False,
+                  insecure: bool = False) -> list[Path]:
     """Print each file's emotion; returns the files that failed."""
-    client = Client.from_bundle(bundle, seed)
+    if server is not None and api_key is not None:
+        check_key_transport(server, insecure)
+    client = Client.from_bundle(bundle, seed, trust_key, allow_unprotected)
     s = client.settings
     waves, failed = {}, []
     for file in files:
@@ -77,7 +115,7 @@ def predict_files(files: list[Path], bundle: Path, server: str | None = None,
     if server is None:
         from .inference import EmotionModel  # the server part, here
 
-        local = EmotionModel(bundle)
+        local = EmotionModel(bundle, trust_key=trust_key)
     for file, wave in waves.items():
         others = total - stats[file]
         client.history = UserHistory(others if others.frames > 1 else None)

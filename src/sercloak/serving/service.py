@@ -9,155 +9,199 @@
     GET  /healthz      liveness, and whether the service wants an API key
     GET  /metrics      Prometheus metrics (`operations.Metrics`)
     GET  /v1/bundle    the bundle's manifest (settings, labels, measured privacy)
-    GET  /v1/client    the bundle's client part as JSON (feature settings, mel
-                       filterbank, cloak arrays): what the browser demo computes with;
-                       for a bundle the page cannot run (voice normalisation, a split
-                       network), what to use instead
-    GET  /             the browser demo (static/: plain JavaScript, served from the
-                       package, no external network)
-    GET  /docs         OpenAPI documentation
+    GET  /v1/bundle/files/NAME   the manifest's exact bytes, its signature, and the
+                       client part's files: what the browser page checks (hashes and
+                       signature, against a key the user pins) and computes with
+    GET  /             the browser demo (static/: plain JavaScript under Subresource
+                       Integrity, served from the package, no external network)
+    GET  /openapi.json the API's description, only with `--docs` (no Swagger page: it
+                       would load its scripts from a CDN into the origin that holds the key)
 
-Every bad request gets a 4xx whose `detail` names the problem: a missing or
-wrong bundle id (409), a body over `MAX_BODY_BYTES` (413), a content type
-other than the two above (415), an unreadable, truncated or pickled .npy or
-malformed JSON (400), and features of the wrong shape, mel count, steps,
-dimensions or length, non-finite or out of range (422). Inference runs in a worker thread with
-onnxruntime, one thread per request.
+Every refused request gets a 4xx or 503 whose `detail` names the problem and
+whose reason is counted in /metrics (`limits.Refused`, `operations.REASONS`):
+a missing or wrong bundle id (409), a body over the size limit (413), more
+than `Limits.max_seconds` of speech (413), a content type other than the two
+above or a dtype other than float32 (415), an unreadable, truncated or
+pickled .npy or malformed, too deep or out-of-range JSON (400), features of
+the wrong shape, mel count, steps, dimensions or length, non-finite or out of
+range (422), too many requests for one key (429 with Retry-After), a full
+inference queue or a request past the time limit (503 with Retry-After).
+Inference runs on a bounded pool of its own threads (`limits.InferencePool`);
+`/healthz` and `/metrics` run on the event loop and never wait behind it.
 
 With an API key file, every endpoint but /healthz, the page and its static
 files wants ``Authorization: Bearer KEY`` and answers 401 without a valid
-one; every request is counted in the metrics and written to the access log
-(`operations.py`). `app_from_environment` builds the same app in each of
-uvicorn's worker processes (``sercloak serve --workers N``).
+one; every answer carries security headers; every request is counted in the
+metrics and written to the access log (`operations.py`). `--allow-origin`
+lets a page served elsewhere (`sercloak client`) post features (CORS).
+`app_from_environment` builds the same app in each of uvicorn's worker
+processes (``sercloak serve --workers N``).
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict
 
-from .client import CloakArrays
+from .bundle import CLIENT_FILES, MANIFEST, SIGNATURE
 from .inference import BadFeatures, EmotionModel
+from .limits import InferencePool, Limits, RateLimits, Refused, parse_body
 from .operations import ApiKeys, Metrics, Operations, access_logger
 
 STATIC = Path(__file__).parent / "static"
-
-MAX_BODY_BYTES = 8 * 2**20  # 8 MiB: about 4 minutes of float32 features at 128 mel bins
-NPY_TYPES = ("application/x-npy", "application/octet-stream")
+SERVED_FILES = (MANIFEST, SIGNATURE, *CLIENT_FILES)  # what /v1/bundle/files/ may send
 
 
-async def _body(request: Request) -> bytes:
-    """The request body, refused as soon as it grows past MAX_BODY_BYTES."""
+class Health(BaseModel):
+    status: str
+    bundle_id: str
+    api_key_required: bool
+
+
+class Window(BaseModel):
+    start_s: float
+    end_s: float
+    probabilities: dict[str, float]
+
+
+class Utterance(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
+class Emotion(BaseModel):
+    bundle_id: str
+    labels: list[str]
+    windows: list[Window]
+    utterance: Utterance
+
+
+class Manifest(BaseModel):
+    """A bundle manifest (`bundle.py` says what it holds)."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    bundle_id: str
+    design: str
+    files: dict[str, str]
+    labels: list[str]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+PROBLEMS = {status: {"model": Problem} for status in (400, 401, 409, 413, 415, 422, 429, 503)}
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it grows past `limit` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"body of {declared} bytes is over the limit of "
-                                 f"{MAX_BODY_BYTES} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Refused(413, "too_large", f"body of {declared} bytes is over the limit of "
+                                        f"{limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise HTTPException(413, f"body is over the limit of {MAX_BODY_BYTES} bytes")
+        if size > limit:
+            raise Refused(413, "too_large", f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def parse_features(body: bytes, content_type: str) -> np.ndarray:
-    """A request body as an array, or HTTPException naming what is wrong with it."""
-    kind = content_type.split(";")[0].strip().lower()
-    if kind in NPY_TYPES:
-        try:
-            return np.load(io.BytesIO(body), allow_pickle=False)
-        except Exception as err:  # truncated, garbled, or an object array needing pickle
-            problem = ("a pickled (object) array: refused" if "allow_pickle" in str(err)
-                       else f"unreadable .npy body ({err})")
-            raise HTTPException(400, problem) from err
-    if kind == "application/json":
-        try:
-            data = json.loads(body)
-            return np.asarray(data["features"], dtype=np.float32)
-        except (ValueError, KeyError, TypeError) as err:
-            raise HTTPException(400, 'JSON body must be {"features": [[...], ...]} of numbers '
-                                     f"({type(err).__name__}: {err})") from err
-    raise HTTPException(415, f"content type {kind or '(none)'!r}: send application/x-npy or "
-                             f"application/json features (never audio)")
-
-
 # what `sercloak serve --workers N` hands each worker process (they import this module)
 ENV_BUNDLE, ENV_KEYS, ENV_LOG = "SERCLOAK_BUNDLE", "SERCLOAK_API_KEY_FILE", "SERCLOAK_ACCESS_LOG"
+ENV_OPTIONS = "SERCLOAK_SERVE_OPTIONS"  # limits, docs, origins: JSON
 
 
 def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
-               access_log: Path | str | None = None) -> FastAPI:
+               access_log: Path | str | None = None, limits: Limits = Limits(),
+               docs: bool = False, allow_origins: tuple[str, ...] = ()) -> FastAPI:
     """The service of `bundle`; with `api_keys`, only for their holders; its access log
     appended to `access_log` (default: stderr)."""
-    model = EmotionModel(bundle)
-    app = FastAPI(title="sercloak emotion service",
+    model = EmotionModel(bundle, max_seconds=limits.max_seconds)
+    app = FastAPI(title="sercloak emotion service", docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None,
                   description="Emotion recognition from cloaked log-mel features. "
                               f"Bundle {model.bundle_id}.")
-    metrics = Metrics()
+    metrics, pool = Metrics(), InferencePool(limits.workers, limits.queue, limits.timeout_s)
+    rates = RateLimits(limits.rate, limits.burst)
+    app.router.on_shutdown.append(pool.close)
+    if allow_origins:  # a page served elsewhere (`sercloak client`) posts features here
+        app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
+                           allow_methods=["GET", "POST"], max_age=600,
+                           allow_headers=["Authorization", "Content-Type", "X-Bundle-Id"])
     app.add_middleware(Operations, api_keys=api_keys, metrics=metrics,
                        log=access_logger(access_log), bundle_id=model.bundle_id)
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok", "bundle_id": model.bundle_id,
-                "api_key_required": api_keys is not None}
+    @app.exception_handler(Refused)
+    async def refused(request: Request, err: Refused) -> JSONResponse:
+        request.state.refused = err.reason
+        return JSONResponse({"detail": str(err)}, err.status, headers=err.headers)
+
+    def rate_limit(request: Request) -> None:
+        """Per API key (its hash: no key is kept), or per address without keys."""
+        key = request.headers.get("authorization")
+        rates.check(hashlib.sha256(key.encode()).hexdigest() if key else
+                    request.client.host if request.client else "unknown")
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        return Health(status="ok", bundle_id=model.bundle_id,
+                      api_key_required=api_keys is not None)
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    async def prometheus() -> Response:
         content, media_type = metrics.exposition()
         return Response(content, media_type=media_type)
 
-    @app.get("/v1/bundle")
-    def bundle_manifest() -> dict:
+    @app.get("/v1/bundle", response_model=Manifest, responses=PROBLEMS,
+             dependencies=[Depends(rate_limit)])
+    async def bundle_manifest() -> dict:
         return model.manifest
 
-    @app.get("/v1/client")
-    def client_part() -> dict:
-        if model.design != "spectrogram" or model.manifest.get("transform") is not None:
-            why = ("a split network's device part" if model.design == "embedding"
-                   else "voice normalisation (the WORLD vocoder)")
-            return {"bundle_id": model.bundle_id, "design": model.design, "browser": False,
-                    "measured": model.manifest.get("measured", {}),
-                    "message": f"This bundle's client runs {why}, which this page does not: "
-                               f"use the Python client (`sercloak predict FILE --bundle "
-                               f"BUNDLE --server URL`)."}
-        cloak = CloakArrays.load(model.bundle / "client" / "cloak.npz")
-        filterbank = np.load(model.bundle / "client" / "mel_filterbank.npy", allow_pickle=False)
-        arrays = {name: getattr(cloak, name).tolist() for name in
-                  ("mu", "sigma", "offset_sigma", "mu_s", "mask", "feat_mean", "feat_std")}
-        return {"bundle_id": model.bundle_id, "design": model.design, "browser": True,
-                "features": model.features,
-                "measured": model.manifest.get("measured", {}), "filterbank":
-                filterbank.tolist(), "cloak": {**arrays, "suppressed": cloak.suppressed,
-                                               "warp": cloak.warp, "config": cloak.config}}
+    @app.get("/v1/bundle/files/{name:path}", responses=PROBLEMS,
+             dependencies=[Depends(rate_limit)], response_class=FileResponse)
+    async def bundle_file(name: str) -> FileResponse:
+        folder = model.bundle.folder
+        if name not in SERVED_FILES or not (folder / name).is_file():
+            raise Refused(404, "not_found", f"the bundle has no client file {name!r}")
+        return FileResponse(folder / name, media_type="application/octet-stream")
 
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
+    async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.post("/v1/emotion")
+    def answer(body: bytes, content_type: str) -> dict:
+        """Parse and predict, on the inference pool (never on the event loop)."""
+        features = parse_body(body, content_type, limits.json_depth)
+        try:
+            return model.predict(features)
+        except BadFeatures as err:
+            reason = "too_long" if err.status == 413 else "bad_features"
+            raise Refused(err.status, reason, str(err)) from err
+
+    @app.post("/v1/emotion", response_model=Emotion, responses=PROBLEMS,
+              dependencies=[Depends(rate_limit)])
     async def emotion(request: Request) -> dict:
         given = request.headers.get("x-bundle-id")
         if given != model.bundle_id:
-            raise HTTPException(409, f"X-Bundle-Id {given!r} does not match the bundle served "
-                                     f"({model.bundle_id}): features protected for another "
-                                     f"bundle cannot be read")
-        feats = parse_features(await _body(request), request.headers.get("content-type", ""))
-        try:
-            return await run_in_threadpool(model.predict, feats)
-        except BadFeatures as err:
-            raise HTTPException(err.status, str(err)) from err
+            raise Refused(409, "wrong_bundle", f"X-Bundle-Id {given!r} does not match the "
+                                               f"bundle served ({model.bundle_id}): features "
+                                               f"protected for another bundle cannot be read")
+        body = await _body(request, limits.max_body_bytes)
+        return await pool.run(answer, body, request.headers.get("content-type", ""))
 
     return app
 
@@ -166,5 +210,16 @@ def app_from_environment() -> FastAPI:
     """`create_app` from what `sercloak serve` put in the environment: the app factory of
     each worker process."""
     keys = os.environ.get(ENV_KEYS)
+    options = json.loads(os.environ.get(ENV_OPTIONS) or "{}")
     return create_app(os.environ[ENV_BUNDLE], ApiKeys(keys) if keys else None,
-                      os.environ.get(ENV_LOG) or None)
+                      os.environ.get(ENV_LOG) or None, Limits(**options.get("limits", {})),
+                      options.get("docs", False), tuple(options.get("allow_origins", ())))
+
+
+def environment(bundle: Path, key_file: Path | None, access_log: Path | None, limits: Limits,
+                docs: bool, allow_origins: tuple[str, ...]) -> dict[str, str]:
+    """What `app_from_environment` reads, for `sercloak serve --workers N`."""
+    return {ENV_BUNDLE: str(bundle), ENV_KEYS: str(key_file or ""),
+            ENV_LOG: str(access_log or ""),
+            ENV_OPTIONS: json.dumps({"limits": asdict(limits), "docs": docs,
+                                     "allow_origins": list(allow_origins)})}

@@ -3,13 +3,21 @@
 // (n_fft need not be a power of two), the bundle's mel filterbank, 10*log10(max(P, amin)).
 "use strict";
 
-const demo = { client: null, logMel: null, cloaked: null, result: null };
+const demo = { client: null, logMel: null, cloaked: null, result: null, refused: null };
 window.sercloakDemo = demo;
 const $ = (id) => document.getElementById(id);
+
+// Where the emotion service is: this page's own origin, or (when `sercloak client` serves
+// the page from the user's machine) the one its config.json names.
+let SERVICE = "";
+let LOCAL = false; // served by `sercloak client`, which checked the bundle itself
+const api = (path) => (SERVICE ? `${SERVICE}/${path}` : path);
 
 // A service started with --api-key-file wants "Authorization: Bearer KEY" on every call
 // but /healthz and this page: the key is asked for here and kept for this tab only.
 const KEY = "sercloak-api-key";
+// The bundle exporter's Ed25519 public key, pinned by the user: kept in this browser.
+const PIN = "sercloak-trusted-key";
 function authHeaders() {
   const key = sessionStorage.getItem(KEY);
   return key ? { Authorization: `Bearer ${key}` } : {};
@@ -24,30 +32,185 @@ $("key-use").addEventListener("click", () => {
   $("key-form").hidden = true;
   start();
 });
+$("pin-use").addEventListener("click", () => {
+  localStorage.setItem(PIN, $("pin").value.trim());
+  $("pin").value = "";
+  start();
+});
+$("pin-forget").addEventListener("click", () => { localStorage.removeItem(PIN); start(); });
+for (const box of ["allow-unverified", "allow-unprotected"]) {
+  $(box).addEventListener("change", () => start());
+}
+
+// Nothing is computed or sent with a bundle that fails a check: the page fails closed.
+class Refusal extends Error {}
+function refuse(why) {
+  demo.client = null;
+  demo.refused = why;
+  $("status").textContent = `Refused: ${why}`;
+  throw new Refusal(why);
+}
 
 async function start() {
-  const health = await (await fetch("healthz")).json();
+  demo.refused = null;
+  const config = await fetch("config.json").then((r) => (r.ok ? r.json() : null), () => null);
+  SERVICE = config ? config.server : "";
+  LOCAL = Boolean(config && config.checked_here);
+  $("pinned").textContent = localStorage.getItem(PIN) ? "a key is pinned" : "no key pinned";
+  const health = await (await fetch(api("healthz"))).json();
   if (health.api_key_required && !sessionStorage.getItem(KEY)) {
     askForKey("This service needs an API key: enter it above.");
     return;
   }
-  await loadClient().catch((e) => { $("status").textContent = `Cannot load the bundle: ${e}`; });
+  await loadClient().catch((e) => {
+    if (!(e instanceof Refusal)) $("status").textContent = `Cannot load the bundle: ${e}`;
+  });
 }
 
-async function loadClient() {
-  const response = await fetch("v1/client", { headers: authHeaders() });
+async function bundleFile(name) {
+  // the bundle's files come from where the page came from: this machine under
+  // `sercloak client`, else the service (which needs the key)
+  const response = await fetch(`v1/bundle/files/${name}`, { headers: LOCAL ? {} : authHeaders() });
   if (response.status === 401) {
     sessionStorage.removeItem(KEY);
     askForKey(`The service refused the key: ${(await response.json()).detail}`);
+    throw new Refusal("no key");
+  }
+  if (response.status === 404) return null;
+  if (!response.ok) throw new Error(`${name}: ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+const fromBase64 = (text) => Uint8Array.from(atob(text.trim()), (c) => c.charCodeAt(0));
+const hex = (buffer) => Array.from(new Uint8Array(buffer),
+  (b) => b.toString(16).padStart(2, "0")).join("");
+
+async function checkSignature(manifestBytes) {
+  const pinned = localStorage.getItem(PIN);
+  if (!pinned) {
+    if (LOCAL || $("allow-unverified").checked) return false;
+    $("pin-form").hidden = false;
+    refuse("no key is pinned to check this bundle's signature with: pin the exporter's " +
+      "public key above (or tick 'use it unverified', and trust this server)");
+  }
+  const signature = await bundleFile("manifest.sig");
+  if (signature === null) refuse("the bundle is not signed, and a key is pinned");
+  if (!crypto.subtle) refuse("this browser cannot check signatures here (not a secure context: use https)");
+  let valid = false;
+  try {
+    const key = await crypto.subtle.importKey("raw", fromBase64(pinned), { name: "Ed25519" },
+      false, ["verify"]);
+    valid = await crypto.subtle.verify({ name: "Ed25519" }, key,
+      fromBase64(new TextDecoder().decode(signature)), manifestBytes);
+  } catch (e) {
+    refuse(`the signature cannot be checked (${e.message})`);
+  }
+  if (!valid) {
+    refuse("the bundle's signature does not verify with the pinned key: tampered, or " +
+      "signed by someone else");
+  }
+  return true;
+}
+
+async function checkedFile(manifest, name) {
+  const bytes = await bundleFile(name);
+  if (bytes === null || !(name in manifest.files)) refuse(`the bundle lacks ${name}`);
+  if (hex(await crypto.subtle.digest("SHA-256", bytes)) !== manifest.files[name]) {
+    refuse(`${name} does not match its hash in the manifest`);
+  }
+  return bytes;
+}
+
+// .npy: magic, version, header length, a Python dict header, little-endian data
+function parseNpy(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const major = bytes[6];
+  const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const start = major === 1 ? 10 : 12;
+  const header = new TextDecoder().decode(bytes.subarray(start, start + headerLength));
+  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(",").filter((d) => d.trim())
+    .map(Number);
+  const data = bytes.slice(start + headerLength);
+  if (descr === "<f4") return { shape, data: new Float32Array(data.buffer) };
+  const unicode = /^<U(\d+)$/.exec(descr); // a 0-d unicode array: the cloak's JSON header
+  if (unicode) {
+    const codes = new Uint32Array(data.buffer, 0, Number(unicode[1]));
+    return { shape, text: String.fromCodePoint(...codes.filter((c) => c !== 0)) };
+  }
+  throw new Error(`an array of ${descr}`);
+}
+
+// .npz: a zip of .npy files, stored (np.savez); read through the central directory
+function parseNpz(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let end = bytes.length - 22;
+  while (end >= 0 && view.getUint32(end, true) !== 0x06054b50) end--;
+  if (end < 0) throw new Error("not a zip file");
+  let at = view.getUint32(end + 16, true);
+  const out = {};
+  for (let i = 0; i < view.getUint16(end + 10, true); i++) {
+    if (view.getUint16(at + 10, true) !== 0) throw new Error("a compressed .npz");
+    const size = view.getUint32(at + 20, true), nameLength = view.getUint16(at + 28, true);
+    const name = new TextDecoder().decode(bytes.subarray(at + 46, at + 46 + nameLength));
+    const local = view.getUint32(at + 42, true);
+    const data = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
+    out[name.replace(/\.npy$/, "")] = parseNpy(bytes.slice(data, data + size));
+    at += 46 + nameLength + view.getUint16(at + 30, true) + view.getUint16(at + 32, true);
+  }
+  return out;
+}
+
+function rows(array) { // a (rows, cols) array as a list of rows; a vector as itself
+  if (array.shape.length < 2) return Array.from(array.data);
+  const [n, m] = array.shape;
+  return Array.from({ length: n }, (_, i) => Array.from(array.data.subarray(i * m, (i + 1) * m)));
+}
+
+// the same rule as sercloak/serving/bundle.py: noise below MIN_NOISE everywhere and no
+// suppressed cell protects nothing
+const MIN_NOISE = 1e-2;
+function cloakStrength(k) {
+  const flat = (a) => (Array.isArray(a[0]) ? a.flat() : a);
+  const noise = Math.max(...flat(k.sigma).map(Math.abs), ...flat(k.offset_sigma).map(Math.abs));
+  const suppresses = k.suppressed && flat(k.mask).some((v) => v < 0.5);
+  return { noise, suppresses };
+}
+
+async function loadClient() {
+  demo.client = null;
+  const manifestBytes = await bundleFile("manifest.json");
+  if (manifestBytes === null) refuse("the bundle has no manifest");
+  const verified = await checkSignature(manifestBytes);
+  const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+  $("bundle-id").textContent = manifest.bundle_id + (verified ? " (signature checked)" : "");
+  const kind = (manifest.protection || {}).kind;
+  if (!["cloak", "voicenorm", "voicenorm+cloak", "split"].includes(kind) &&
+      !$("allow-unprotected").checked) {
+    refuse(`the bundle states no protection (${kind}): nothing would protect what is sent`);
+  }
+  if (kind === "split" || (kind || "").startsWith("voicenorm")) {
+    const why = kind === "split" ? "a split network's device part" : "voice normalisation";
+    $("status").textContent = `This bundle's client runs ${why}, which this page does not: ` +
+      "use the Python client (`sercloak predict FILE --bundle BUNDLE --server URL`).";
     return;
   }
-  if (!response.ok) throw new Error(`v1/client: ${response.status}`);
-  const c = await response.json();
-  $("bundle-id").textContent = c.bundle_id;
-  if (c.browser === false) {  // e.g. a split network's bundle: the Python client runs it
-    $("status").textContent = c.message;
-    return;
+  const filterbank = parseNpy(await checkedFile(manifest, "client/mel_filterbank.npy"));
+  const npz = parseNpz(await checkedFile(manifest, "client/cloak.npz"));
+  const meta = JSON.parse(npz.meta.text);
+  const cloak = { warp: Number(meta.cloak_config.warp || 0), suppressed: Boolean(meta.suppressed) };
+  for (const name of ["mu", "sigma", "mu_s", "mask", "feat_mean", "feat_std"]) {
+    cloak[name] = rows(npz[name]);
   }
+  cloak.offset_sigma = npz.offset_sigma ? rows(npz.offset_sigma) :
+    cloak.sigma.map((r) => (Array.isArray(r) ? r.map(() => 0) : 0));
+  const strength = cloakStrength(cloak);
+  if (strength.noise < MIN_NOISE && !strength.suppresses && !$("allow-unprotected").checked) {
+    refuse(`the bundle's cloak adds no noise (σ below ${MIN_NOISE} everywhere) and ` +
+      "suppresses nothing: it would send clean features");
+  }
+  const c = { bundle_id: manifest.bundle_id, features: manifest.features,
+              measured: manifest.measured || {}, filterbank: rows(filterbank), cloak };
   const f = c.features;
   // DFT tables: bin k of frame x is sum_n x[n] (cos - i sin)(2 pi k n / N)
   const nBins = f.n_fft / 2 + 1;
@@ -192,6 +355,10 @@ async function decode(arrayBuffer) {
 
 async function analyse(arrayBuffer) {
   const c = demo.client;
+  if (c === null) { // refused or not loaded: nothing is computed, nothing is sent
+    $("status").textContent = `Refused: ${demo.refused || "the bundle is not loaded"}`;
+    return;
+  }
   $("status").textContent = "Computing log-mel and the cloak here…";
   const wave = await decode(arrayBuffer);
   demo.wave = wave;
@@ -202,7 +369,7 @@ async function analyse(arrayBuffer) {
   draw($("clean"), feats);
   draw($("cloaked"), demo.cloaked);
   $("status").textContent = `Sending ${demo.cloaked.length} cloaked frames (no audio)…`;
-  const response = await fetch("v1/emotion", {
+  const response = await fetch(api("v1/emotion"), {
     method: "POST",
     headers: { "Content-Type": "application/json", "X-Bundle-Id": c.bundle_id,
                ...authHeaders() },
@@ -216,7 +383,10 @@ async function analyse(arrayBuffer) {
   for (const [label, p] of Object.entries(answer.utterance.probabilities)) {
     const row = table.insertRow();
     row.insertCell().textContent = label;
-    row.insertCell().innerHTML = `<div class="bar" style="width:${Math.round(300 * p)}px"></div>`;
+    const bar = document.createElement("div"); // no inline style: the CSP allows none
+    bar.className = "bar";
+    bar.style.width = `${Math.round(300 * p)}px`;
+    row.insertCell().appendChild(bar);
     row.insertCell().textContent = p.toFixed(3);
   }
   $("status").textContent = `Emotion: ${answer.utterance.label} ` +

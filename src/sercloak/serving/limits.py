@@ -1,0 +1,209 @@
+"""What keeps the emotion service standing under abuse: request limits, a bounded inference
+pool, a per-key rate limit, and bodies parsed with limits of their own.
+
+- `Limits`: the numbers, with defaults that hold on a 2-core machine (all of
+  them `sercloak serve` options).
+- `InferencePool`: inference (and JSON parsing) on a pool of its own threads
+  with a bounded queue: a request that finds it full is refused at once (503
+  with Retry-After) instead of waiting, and one that runs past the time limit
+  is answered 503 (its thread finishes in the background and still counts
+  against the queue until it does). `/healthz` and `/metrics` run on the event
+  loop and never wait behind it.
+- `RateLimits`: a moving-window limit per API key (per client address when
+  the service has no keys), from the `limits` library; 429 with Retry-After.
+  Per process: behind several workers, a reverse proxy's `limit_req` is the
+  global one (docs/serving.md).
+- `parse_body`: a request body as a float32 array, or `Refused` naming the
+  problem: float32 .npy only (no pickle, no other dtype), JSON with bounded
+  nesting and numbers that fit a float32.
+
+Every refusal carries a `reason` that the metrics count and the access log
+writes (`operations.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+NPY_TYPES = ("application/x-npy", "application/octet-stream")
+MAX_DIGITS = 40  # a JSON number longer than this is no feature value
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class Refused(Exception):
+    """A request the service refuses: the HTTP status, the reason counted in the metrics,
+    the message for the client, and headers (e.g. Retry-After)."""
+
+    def __init__(self, status: int, reason: str, message: str,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.reason, self.headers = status, reason, headers or {}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_seconds: float = 60.0  # of speech per request
+    max_body_bytes: int = 8 * 2**20  # 8 MiB: a minute of float32 features sent as JSON
+    workers: int = 2  # inference threads
+    queue: int = 16  # requests waiting for one of them before 503
+    timeout_s: float = 10.0  # per request, from arrival to answer
+    rate: float = 20.0  # requests per second and key (or address)
+    burst: int = 40  # requests one key may send at once (the moving window's size)
+    json_depth: int = 4  # nesting of a JSON body: {"features": [[...]]} is 3
+
+    def __post_init__(self):
+        for name in ("max_seconds", "max_body_bytes", "workers", "timeout_s", "rate",
+                     "burst", "json_depth"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"limit {name} must be positive, not {getattr(self, name)}")
+        if self.queue < 0:
+            raise ValueError(f"limit queue must be 0 or more, not {self.queue}")
+
+
+class InferencePool:
+    """A thread pool of `workers` threads with room for `queue` waiting jobs."""
+
+    def __init__(self, workers: int, queue: int, timeout_s: float):
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sercloak-inference")
+        self._capacity, self._timeout = workers + queue, timeout_s
+        self._busy, self._lock = 0, threading.Lock()
+
+    @property
+    def busy(self) -> int:
+        """Jobs running or waiting."""
+        return self._busy
+
+    async def run(self, job, *args):
+        """`job(*args)` on the pool, or Refused when the queue is full or it runs late."""
+        with self._lock:
+            if self._busy >= self._capacity:
+                raise Refused(503, "queue_full", "the service is busy: try again shortly",
+                              {"Retry-After": "1"})
+            self._busy += 1
+        future = self._pool.submit(job, *args)
+        future.add_done_callback(self._done)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
+        except TimeoutError as err:
+            raise Refused(503, "timeout", f"the request took over {self._timeout:g} s: try "
+                                          f"a shorter utterance", {"Retry-After": "2"}) from err
+
+    def _done(self, _future) -> None:
+        with self._lock:
+            self._busy -= 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RateLimits:
+    """At most `burst` requests in any `burst / rate` seconds per identity (a moving
+    window: bursts up to `burst`, `rate` per second sustained)."""
+
+    def __init__(self, rate: float, burst: int):
+        self._item = RateLimitItemPerSecond(burst, max(1, math.ceil(burst / rate)))
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def check(self, identity: str) -> None:
+        if not self._limiter.hit(self._item, identity):
+            reset = self._limiter.get_window_stats(self._item, identity).reset_time
+            wait = max(1, math.ceil(reset - time.time()))
+            raise Refused(429, "rate_limited", f"too many requests: at most "
+                                               f"{self._item.amount} in "
+                                               f"{self._item.multiples} s",
+                          {"Retry-After": str(wait)})
+
+
+def parse_body(body: bytes, content_type: str, json_depth: int) -> np.ndarray:
+    """A request body as the features it carries (not yet checked against the bundle)."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in NPY_TYPES:
+        return _npy(body)
+    if kind == "application/json":
+        return _json(body, json_depth)
+    raise Refused(415, "unsupported_type", f"content type {kind or '(none)'!r}: send "
+                                           f"application/x-npy or application/json features "
+                                           f"(never audio)")
+
+
+def _npy(body: bytes) -> np.ndarray:
+    if not body.startswith(b"\x93NUMPY"):
+        raise Refused(400, "unreadable_body", "the body is not a .npy array (no NumPy magic "
+                                              "string)")
+    try:
+        x = np.load(io.BytesIO(body), allow_pickle=False)
+    except ValueError as err:  # an object array needs pickle
+        if "allow_pickle" in str(err):
+            raise Refused(400, "unreadable_body", "an object array (it needs pickle): "
+                                                  "refused") from err
+        raise Refused(400, "unreadable_body", f"unreadable .npy body ({err})") from err
+    except Exception as err:  # truncated or garbled
+        raise Refused(400, "unreadable_body", f"unreadable .npy body ({err})") from err
+    if x.dtype != np.float32:
+        raise Refused(415, "wrong_dtype", f"features must be float32 (little-endian '<f4'), "
+                                          f"not {x.dtype}: other types are refused so that "
+                                          f"a small body cannot become a large array")
+    return x
+
+
+def _number(text: str) -> float:
+    if len(text) > MAX_DIGITS:
+        raise ValueError(f"a number of {len(text)} characters")
+    value = float(text)
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{text[:20]} does not fit a float32")
+    return value
+
+
+def _constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _json(body: bytes, depth: int) -> np.ndarray:
+    deepest = _nesting(body)
+    if deepest > depth:
+        raise Refused(400, "json_too_deep", f"JSON nested {deepest} levels deep: at most "
+                                            f"{depth}")
+    try:
+        data = json.loads(body, parse_int=_number, parse_float=_number,
+                          parse_constant=_constant)
+    except (ValueError, RecursionError) as err:
+        raise Refused(400, "bad_json", f"unreadable JSON body ({err})") from err
+    if not isinstance(data, dict) or not isinstance(data.get("features"), list):
+        raise Refused(400, "bad_json", 'JSON body must be {"features": [[...], ...]} of '
+                                       'numbers')
+    try:
+        return np.asarray(data["features"], dtype=np.float32)
+    except (ValueError, TypeError) as err:
+        raise Refused(400, "bad_json", f"features are not a regular array of numbers "
+                                       f"({err})") from err
+
+
+_OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
+
+
+def _nesting(body: bytes) -> int:
+    """The deepest nesting of brackets in a JSON body, counted without parsing it (so a
+    hostile body never reaches the recursive parser): brackets inside strings are skipped
+    by counting only outside quotes."""
+    counts = np.frombuffer(body, dtype=np.uint8)
+    quote = counts == ord('"')
+    escaped = np.zeros_like(quote)
+    escaped[1:] = counts[:-1] == ord("\\")
+    inside = np.cumsum(quote & ~escaped) % 2 == 1
+    step = (np.isin(counts, list(_OPEN)).astype(np.int32)
+            - np.isin(counts, list(_CLOSE)).astype(np.int32))
+    step[inside] = 0
+    return int(np.cumsum(step).max(initial=0))
