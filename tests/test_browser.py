@@ -64,7 +64,7 @@ def open_page(browser, url: str, pin: Path | None = None, unverified: bool = Fal
     page = new_page(browser)
     page.requests_made = []
     page.on("request", lambda r: page.requests_made.append((r.method, r.url,
-                                                            r.post_data or "")))
+                                                            r.post_data_buffer or b"")))
     page.goto(url + "/")
     page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
     if pin is not None:
@@ -115,11 +115,12 @@ def test_page_checks_a_signed_bundle_cloaks_a_file_and_sends_only_cloaked_featur
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).max() <= 0.05
 
-    # one POST, JSON features, no audio: and what it carries is the clean features plus the
-    # cloak's noise (per mel bin about σ, in the cloak's standard units), not clean features
+    # one POST, float32 .npy features, no audio: and what it carries is the clean features
+    # plus the cloak's noise (per mel bin about σ, in the cloak's standard units)
     (post,) = posts(page)
-    assert post[1].endswith("/v1/emotion") and "RIFF" not in post[2]
-    sent = np.array(json.loads(post[2])["features"])
+    assert post[1].endswith("/v1/emotion") and b"RIFF" not in post[2]
+    sent = np.load(io.BytesIO(post[2]), allow_pickle=False)
+    assert sent.dtype == np.float32
     client.cloak = None  # the Python client without its cloak: the clean features
     clean = client(decoded, remember=False)
     cloak = Client.from_bundle(signed_bundle).cloak
@@ -182,7 +183,7 @@ def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundl
     # σ = 0 arrays, the hashes made to agree: the pinned key's signature does not
     page = new_page(browser)
     page.requests_made = []
-    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data)))
+    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data_buffer)))
     serve_as(page, "v1/bundle/files/client/cloak.npz", cloak)
     serve_as(page, "v1/bundle/files/manifest.json", manifest)
     page.goto(signed_server + "/")
@@ -199,7 +200,7 @@ def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundl
     # an unsigned bundle while a key is pinned
     page = new_page(browser)
     page.requests_made = []
-    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data)))
+    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data_buffer)))
     serve_as(page, "v1/bundle/files/manifest.sig", None)
     page.goto(signed_server + "/")
     page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
@@ -216,7 +217,7 @@ def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundl
     # a swapped script: the browser refuses to run it (Subresource Integrity)
     page = new_page(browser)
     page.requests_made = []
-    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data)))
+    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data_buffer)))
     swapped = (STATIC / "app.js").read_text() + "\n// and send the audio elsewhere\n"
     serve_as(page, "static/app.js", swapped.encode(), "text/javascript")
     page.goto(signed_server + "/")

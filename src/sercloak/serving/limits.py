@@ -15,7 +15,10 @@ pool, a per-key rate limit, and bodies parsed with limits of their own.
   global one (docs/serving.md).
 - `parse_body`: a request body as a float32 array, or `Refused` naming the
   problem: float32 .npy only (no pickle, no other dtype), JSON with bounded
-  nesting and numbers that fit a float32.
+  nesting and numbers that fit a float32. JSON is parsed in a process of its
+  own (`JsonParser`): the parser holds the interpreter's lock for its whole
+  run (0.7 s for 8 MiB), which in a thread would stall the event loop that
+  answers `/healthz`.
 
 Every refusal carries a `reason` that the metrics count and the access log
 writes (`operations.py`).
@@ -29,8 +32,10 @@ import json
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import get_context
 
 import numpy as np
 from limits import RateLimitItemPerSecond
@@ -51,21 +56,25 @@ class Refused(Exception):
         super().__init__(message)
         self.status, self.reason, self.headers = status, reason, headers or {}
 
+    def __reduce__(self):  # raised in the JSON parser's process, re-raised here
+        return Refused, (self.status, self.reason, str(self), self.headers)
+
 
 @dataclass(frozen=True)
 class Limits:
     max_seconds: float = 60.0  # of speech per request
-    max_body_bytes: int = 8 * 2**20  # 8 MiB: a minute of float32 features sent as JSON
+    max_body_bytes: int = 4 * 2**20  # a minute of float32 .npy features is 3.1 MB
+    max_json_bytes: int = 8 * 2**20  # JSON spells each number out: 2-3 times larger
     workers: int = 2  # inference threads
-    queue: int = 16  # requests waiting for one of them before 503
+    queue: int = 64  # requests waiting for one of them before 503
     timeout_s: float = 10.0  # per request, from arrival to answer
     rate: float = 20.0  # requests per second and key (or address)
     burst: int = 40  # requests one key may send at once (the moving window's size)
     json_depth: int = 4  # nesting of a JSON body: {"features": [[...]]} is 3
 
     def __post_init__(self):
-        for name in ("max_seconds", "max_body_bytes", "workers", "timeout_s", "rate",
-                     "burst", "json_depth"):
+        for name in ("max_seconds", "max_body_bytes", "max_json_bytes", "workers",
+                     "timeout_s", "rate", "burst", "json_depth"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"limit {name} must be positive, not {getattr(self, name)}")
         if self.queue < 0:
@@ -126,13 +135,54 @@ class RateLimits:
                           {"Retry-After": str(wait)})
 
 
-def parse_body(body: bytes, content_type: str, json_depth: int) -> np.ndarray:
-    """A request body as the features it carries (not yet checked against the bundle)."""
-    kind = content_type.split(";")[0].strip().lower()
+def media_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+def body_limit(limits: Limits, content_type: str) -> int:
+    """The largest body of this content type."""
+    return limits.max_json_bytes if media_type(content_type) == "application/json" \
+        else limits.max_body_bytes
+
+
+class JsonParser:
+    """JSON bodies parsed one at a time in a process of their own."""
+
+    def __init__(self):
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def parse(self, body: bytes, depth: int, timeout: float) -> np.ndarray:
+        with self._lock:
+            if self._pool is None:  # started on first use, a fresh interpreter (no fork)
+                self._pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+            pool = self._pool
+        try:
+            return pool.submit(_json, body, depth).result(timeout)
+        except BrokenProcessPool as err:  # the parser died (e.g. out of memory): start anew
+            with self._lock:
+                self._pool = None
+            raise Refused(503, "parser_failed", "the JSON parser stopped: try again, or send "
+                                                ".npy", {"Retry-After": "1"}) from err
+        except TimeoutError as err:
+            raise Refused(503, "timeout", "the JSON body took too long to parse: send .npy",
+                          {"Retry-After": "2"}) from err
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def parse_body(body: bytes, content_type: str, json_depth: int,
+               json_parser: JsonParser | None = None, timeout: float = 10.0) -> np.ndarray:
+    """A request body as the features it carries (not yet checked against the bundle);
+    JSON through `json_parser` when given (else here)."""
+    kind = media_type(content_type)
     if kind in NPY_TYPES:
         return _npy(body)
     if kind == "application/json":
-        return _json(body, json_depth)
+        return (json_parser.parse(body, json_depth, timeout) if json_parser is not None
+                else _json(body, json_depth))
     raise Refused(415, "unsupported_type", f"content type {kind or '(none)'!r}: send "
                                            f"application/x-npy or application/json features "
                                            f"(never audio)")

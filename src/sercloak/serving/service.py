@@ -19,7 +19,8 @@
 
 Every refused request gets a 4xx or 503 whose `detail` names the problem and
 whose reason is counted in /metrics (`limits.Refused`, `operations.REASONS`):
-a missing or wrong bundle id (409), a body over the size limit (413), more
+a missing or wrong bundle id (409), a body over the size limit (413; JSON's
+is smaller, `Limits.max_json_bytes`), more
 than `Limits.max_seconds` of speech (413), a content type other than the two
 above or a dtype other than float32 (415), an unreadable, truncated or
 pickled .npy or malformed, too deep or out-of-range JSON (400), features of
@@ -54,7 +55,15 @@ from pydantic import BaseModel, ConfigDict
 
 from .bundle import CLIENT_FILES, MANIFEST, SIGNATURE
 from .inference import BadFeatures, EmotionModel
-from .limits import InferencePool, Limits, RateLimits, Refused, parse_body
+from .limits import (
+    InferencePool,
+    JsonParser,
+    Limits,
+    RateLimits,
+    Refused,
+    body_limit,
+    parse_body,
+)
 from .operations import ApiKeys, Metrics, Operations, access_logger
 
 STATIC = Path(__file__).parent / "static"
@@ -134,8 +143,8 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
                   description="Emotion recognition from cloaked log-mel features. "
                               f"Bundle {model.bundle_id}.")
     metrics, pool = Metrics(), InferencePool(limits.workers, limits.queue, limits.timeout_s)
-    rates = RateLimits(limits.rate, limits.burst)
-    app.router.on_shutdown.append(pool.close)
+    rates, json_parser = RateLimits(limits.rate, limits.burst), JsonParser()
+    app.router.on_shutdown.extend([pool.close, json_parser.close])
     if allow_origins:  # a page served elsewhere (`sercloak client`) posts features here
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
                            allow_methods=["GET", "POST"], max_age=600,
@@ -185,7 +194,8 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
 
     def answer(body: bytes, content_type: str) -> dict:
         """Parse and predict, on the inference pool (never on the event loop)."""
-        features = parse_body(body, content_type, limits.json_depth)
+        features = parse_body(body, content_type, limits.json_depth, json_parser,
+                              limits.timeout_s)
         try:
             return model.predict(features)
         except BadFeatures as err:
@@ -200,8 +210,9 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
             raise Refused(409, "wrong_bundle", f"X-Bundle-Id {given!r} does not match the "
                                                f"bundle served ({model.bundle_id}): features "
                                                f"protected for another bundle cannot be read")
-        body = await _body(request, limits.max_body_bytes)
-        return await pool.run(answer, body, request.headers.get("content-type", ""))
+        content_type = request.headers.get("content-type", "")
+        body = await _body(request, body_limit(limits, content_type))
+        return await pool.run(answer, body, content_type)
 
     return app
 

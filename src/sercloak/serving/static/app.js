@@ -161,6 +161,20 @@ function parseNpz(bytes) {
   return out;
 }
 
+// rows of numbers as a float32 .npy file (version 1.0, little-endian): what is sent
+function npy(rowsOfNumbers) {
+  const n = rowsOfNumbers.length, m = rowsOfNumbers[0].length;
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${n}, ${m}), }`;
+  header += " ".repeat(63 - ((10 + header.length) % 64)) + "\n"; // aligned to 64 bytes
+  const out = new Uint8Array(10 + header.length + 4 * n * m);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]); // \x93NUMPY, version 1.0
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  out.set(new TextEncoder().encode(header), 10);
+  const data = new Float32Array(out.buffer, 10 + header.length, n * m);
+  rowsOfNumbers.forEach((r, i) => data.set(r, i * m));
+  return out;
+}
+
 function rows(array) { // a (rows, cols) array as a list of rows; a vector as itself
   if (array.shape.length < 2) return Array.from(array.data);
   const [n, m] = array.shape;
@@ -371,9 +385,9 @@ async function analyse(arrayBuffer) {
   $("status").textContent = `Sending ${demo.cloaked.length} cloaked frames (no audio)…`;
   const response = await fetch(api("v1/emotion"), {
     method: "POST",
-    headers: { "Content-Type": "application/json", "X-Bundle-Id": c.bundle_id,
+    headers: { "Content-Type": "application/x-npy", "X-Bundle-Id": c.bundle_id,
                ...authHeaders() },
-    body: JSON.stringify({ features: demo.cloaked.map((r) => Array.from(r)) }),
+    body: npy(demo.cloaked),
   });
   const answer = await response.json();
   if (!response.ok) { $("status").textContent = `The service refused: ${answer.detail}`; return; }
