@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from sercloak.cli import parse_folds
 from sercloak.layout import Layout
 from sercloak.models import PRESETS, CnnRnn
 
@@ -91,7 +92,8 @@ def main() -> None:
                          check=True, capture_output=True, text=True).stdout
     print(f"## {args.protocol} protocol, recipe {args.recipe}, seeds {args.seeds} "
           f"({args.normalise} normalisation)\n\n{out}", flush=True)
-    file = Layout(work).baselines(args.protocol, f"{args.model}-{args.recipe}")
+    file = Layout(work).baselines(args.protocol, f"{args.model}-{args.recipe}",
+                                  parse_folds(args.folds), parse_folds(args.seeds))
     results = json.loads(file.read_text())
     line = {"protocol": args.protocol, "model": args.model, "recipe": args.recipe,
             "normalise": args.normalise, "seeds": args.seeds, **figures(results),

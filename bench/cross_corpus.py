@@ -52,7 +52,8 @@ def main() -> None:
                                    "--folds", args.folds, "--recipe", args.recipe], check=True,
                        stdout=subprocess.DEVNULL)
         in_corpus[name] = json.loads(
-            Layout(work / name).baselines("paper", f"light-{args.recipe}").read_text())
+            Layout(work / name).baselines("paper", f"light-{args.recipe}",
+                                          parse_folds(args.folds), [0]).read_text())
     line = {"recipe": args.recipe, "normalise": args.normalise}
     for source, target in (NAMES, NAMES[::-1]):
         uars = {"emotion": [], "gender": []}

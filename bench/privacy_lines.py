@@ -29,10 +29,11 @@ widest emotion-drop interval.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-DEPLOYABLE_GENDER, DEPLOYABLE_DROP = 60.0, 1.0  # the deployable target (issues 18 and 30)
+from sercloak.results import read_results
+from sercloak.targets import DEPLOYABLE_DROP, DEPLOYABLE_GENDER
+
 FLOOR = "posteriors"
 
 
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("results", type=Path)
     parser.add_argument("--wall", type=float, help="wall time of the whole comparison (s)")
     args = parser.parse_args()
-    results = json.loads(args.results.read_text())
+    results = read_results(args.results)
     base = results["baseline"]
     seeds = ",".join(map(str, results["config"]["seeds"]))
     print(f"method=clean emotion_uar={base['emotion']['uar_speaker']['mean']:.2f} "

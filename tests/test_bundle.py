@@ -8,16 +8,8 @@ import pytest
 
 from sercloak.cli import main as cli_main
 from sercloak.features import LogMel
-from sercloak.serving.bundle import (
-    BundleError,
-    UnprotectedBundle,
-    bundle_id,
-    check_protection,
-    open_bundle,
-    read_public_key,
-    sha256,
-)
-from sercloak.serving.client import CloakArrays
+from sercloak.serving.bundle import BundleError, bundle_id, open_bundle, read_public_key, sha256
+from sercloak.serving.client import CloakArrays, UnprotectedBundle, check_protection
 
 
 def test_export_writes_a_checked_bundle_the_client_can_read(tiny_experiment, tmp_path):

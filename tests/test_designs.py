@@ -14,7 +14,8 @@ from sercloak.cloak import Cloak, CloakConfig
 from sercloak.cloak.training import CloakTrainConfig
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir
-from sercloak.designs.split import SplitConfig, SplitNet, train_split
+from sercloak.designs.split.network import SplitNet
+from sercloak.designs.split.training import SplitConfig, train_split
 from sercloak.experiment import (
     ExperimentConfig,
     fold_runner,
@@ -24,8 +25,9 @@ from sercloak.experiment import (
 )
 from sercloak.experiment.executors import LocalExecutor
 from sercloak.models import PRESETS, CnnRnn
+from sercloak.points import Point
 from sercloak.prepare import prepare
-from sercloak.runner import Point, check_unseen_by
+from sercloak.runner import check_unseen_by
 from sercloak.train import TrainConfig
 
 STATS = AttackConfig(families=("stats",), informed_epochs=1)

@@ -13,7 +13,8 @@ from sercloak.checkpoint import load_checkpoint
 from sercloak.cli import main as cli_main
 from sercloak.cloak import CloakConfig
 from sercloak.cloak.training import CloakTrainConfig
-from sercloak.designs.split import SplitConfig, load_split
+from sercloak.designs.split.network import load_split
+from sercloak.designs.split.training import SplitConfig
 from sercloak.experiment import ExperimentConfig, run_experiment
 from sercloak.serving.bundle import open_bundle
 from sercloak.serving.client import Client, EmbeddingClient

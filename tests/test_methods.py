@@ -7,7 +7,7 @@ from sercloak.cloak import CloakConfig
 from sercloak.cloak.training import CloakTrainConfig
 from sercloak.experiment import ExperimentConfig, method_of
 from sercloak.methods import Method
-from sercloak.runner import Point
+from sercloak.points import Point
 
 
 def names(cfg: ExperimentConfig) -> list[tuple[str, str]]:

@@ -171,7 +171,8 @@ def test_baselines_cli_writes_table2_json_over_seeds(workdir, capsys):
     out = capsys.readouterr().out
     assert "| all |" in out and "| synthetic |" in out
     layout = workdir.layout
-    results = json.loads(layout.baselines("paper", "light-strong").read_text())
+    file = layout.baselines("paper", "light-strong", [0, 1], [0, 1])
+    results = json.loads(file.read_text())
     assert results["seeds"] == [0, 1] and results["protocol"] == "paper"
     for task in ("emotion", "gender"):
         for metric in ("acc", "uar", "uar_speaker"):
@@ -184,7 +185,7 @@ def test_baselines_cli_writes_table2_json_over_seeds(workdir, capsys):
         lo, hi = results[task]["uar_speaker"]["ci95"]
         assert 0 <= lo <= results[task]["uar_speaker"]["mean"] <= hi <= 100
     assert results["wall_time_s"] > 0
-    md = layout.baselines("paper", "light-strong").with_suffix(".md").read_text()
+    md = layout.markdown(file).read_text()
     assert md.startswith("# Clean-input baselines") and "per seed" in md
     # every seed's models are their own, and the aggregate is their mean over folds and seeds
     per_seed = []
@@ -200,10 +201,14 @@ def test_baselines_cli_writes_table2_json_over_seeds(workdir, capsys):
     mtime = emotion.stat().st_mtime
     main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet"])
     assert emotion.stat().st_mtime == mtime
+    # a run on fewer folds writes its own summary: the one over folds 0-1 stays whole
+    assert json.loads(file.read_text())["folds"] == [0, 1]
+    assert json.loads(layout.baselines("paper", "light-strong", [0], [0]).read_text())[
+        "folds"] == [0]
     # the paper's recipe lives beside it, in its own folder and results file
     main(["baselines", "--workdir", str(workdir.root), "--folds", "0", "--epochs", "1", "--quiet",
           "--recipe", "paper"])
-    paper = json.loads(layout.baselines("paper", "light-paper").read_text())
+    paper = json.loads(layout.baselines("paper", "light-paper", [0], [0]).read_text())
     assert paper["recipe"] == "paper" and paper["train_config"]["emotion"]["lr"] == 1e-4
     assert layout.model("paper", "light-paper", 0, 0, "gender").is_file()
 
@@ -222,7 +227,8 @@ def test_shared_protocol_trains_on_every_non_test_speaker_and_never_on_test(work
                         "gender": parts["adversary_valid"]}[task]  # primary_valid: operating points
             assert valid == set(expected)
             assert not (trained | valid) & set(parts["test"])
-    results = json.loads(workdir.layout.baselines("shared", "light-strong").read_text())
+    results = json.loads(workdir.layout.baselines("shared", "light-strong", [0, 1], [0])
+                         .read_text())
     assert results["protocol"] == "shared"
     paper = load_checkpoint(workdir.layout.model("paper", "light-strong", 0, 0, "emotion"))[1]
     assert set(paper["metrics"]["speakers"]["train"]) == set(workdir.folds[0]["primary_train"])

@@ -241,7 +241,7 @@ def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig]
                                          for s in runs]) for t in TASKS},
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    file = wd.layout.baselines(protocol, tag)
+    file = wd.layout.baselines(protocol, tag, folds, seeds)
     write_json(file, results)
-    write_text(file.with_suffix(".md"), baselines_md(results))
+    write_text(wd.layout.markdown(file), baselines_md(results))
     return results

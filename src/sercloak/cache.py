@@ -33,7 +33,7 @@ from .audio import AudioError, load_audio
 from .corpora import Utterance
 from .features import FeatureConfig, LogMel
 from .files import atomic_write, write_json
-from .layout import Layout
+from .layout import FeatureShards, Layout
 
 SHARD_SIZE = 256
 FORMAT_VERSION = 1
@@ -117,21 +117,21 @@ class FeatureCache:
 
         `progress(n)` is called as utterances are done (reused shards count at once).
         """
-        folder = self.root / corpus
-        folder.mkdir(parents=True, exist_ok=True)
+        files = Layout.shards(self.root, corpus)
+        files.folder.mkdir(parents=True, exist_ok=True)
         utts = sorted(utts, key=lambda u: u.utt_id)
         extractor = LogMel(self.cfg)
         shards = [utts[i : i + SHARD_SIZE] for i in range(0, len(utts), SHARD_SIZE)]
         expected = set()
         for k, shard in enumerate(shards):
-            npy, index_file = folder / f"shard_{k:05d}.npy", folder / f"shard_{k:05d}.json"
+            npy, index_file = files.shard(k)
             expected |= {npy.name, index_file.name}
             if self._shard_is_current(index_file, shard) and npy.is_file():
                 progress(len(shard))
             else:
                 index_file.unlink(missing_ok=True)
                 self._write_shard(npy, index_file, shard, extractor, lambda: progress(1))
-        for stale in folder.glob("shard_*"):  # shards of an earlier, longer listing
+        for stale in files.files():  # shards of an earlier, longer listing
             if stale.name not in expected:
                 stale.unlink()
         return self._load_corpus(corpus, utts)
@@ -141,7 +141,7 @@ class FeatureCache:
     def _load_corpus(self, corpus: str, utts: Sequence[Utterance]) -> dict[str, str]:
         skipped = {}
         paths = {u.utt_id: str(u.path) for u in utts}
-        for index_file in sorted((self.root / corpus).glob("shard_*.json")):
+        for index_file in Layout.shards(self.root, corpus).indexes():
             index = json.loads(index_file.read_text())
             if index["features"] != self.fingerprint:
                 raise ValueError(
@@ -149,7 +149,7 @@ class FeatureCache:
                     f"{self.cfg.describe_mismatch(index['feature_config'])}); "
                     f"run `sercloak prepare` again"
                 )
-            npy = index_file.with_suffix(".npy")
+            npy = FeatureShards.array_of(index_file)
             for e in index["utterances"]:
                 if "skipped" in e:
                     skipped[paths.get(e["utt_id"], e["utt_id"])] = e["skipped"]
@@ -160,7 +160,7 @@ class FeatureCache:
     def open(self, corpora: Sequence[str]) -> FeatureCache:
         """Index the already-built caches of `corpora` for reading."""
         for corpus in corpora:
-            if not (self.root / corpus).is_dir():
+            if not Layout.shards(self.root, corpus).folder.is_dir():
                 raise FileNotFoundError(f"no feature cache for {corpus!r} in {self.root}: "
                                         f"run `sercloak prepare` first")
             self._load_corpus(corpus, [])

@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 from .segments import cut, pad_frames
+from .settings import from_fields
 
 NORMALISATIONS = ("none", "user")
 # What `sercloak prepare` uses unless told otherwise: per-user normalisation won on
@@ -65,13 +66,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureConfig:
-        if d.get("utterance_norm") == "none":  # an unused setting of workdirs before 0.9
-            d = {k: v for k, v in d.items() if k != "utterance_norm"}
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown feature settings {sorted(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d, "feature")
 
     def matches(self, saved: dict) -> bool:
         """Whether settings saved in a file (a checkpoint, a cloak) are these."""
@@ -90,10 +85,8 @@ class FeatureConfig:
         return 10.0 * math.log10(self.amin)
 
     def describe_mismatch(self, other: FeatureConfig | dict) -> str:
-        """Which settings differ, as 'name: mine != theirs' (empty when equal).
-
-        `other` may be a raw settings dict from an older file, with keys missing.
-        """
+        """Which settings differ, as 'name: mine != theirs' (empty when equal); a setting
+        one side lacks reads '(unset)'."""
         mine = self.to_dict()
         theirs = other.to_dict() if isinstance(other, FeatureConfig) else other
         return ", ".join(f"{k}: {mine.get(k, '(unset)')} != {theirs.get(k, '(unset)')}"

@@ -6,7 +6,7 @@
       features-<transform>/<corpus>/...                    the same of anonymised audio
       features-voicenorm/profiles.npz                      voice profiles (voicenorm.py)
       <protocol>/                                          paper or shared (folds.PROTOCOLS)
-        baselines-<family>.json|md                         Table 2 over seeds and folds
+        baselines-<family>-folds<F>-seeds<S>.json|md       Table 2 over those seeds and folds
         models/<family>/seed<S>/fold<K>/emotion.pt|gender.pt|eval.json
                                        emotion.<pool>-pool.pt   f_θ of one pool (cross-fitting)
         cloaks/<family>/<run tag>/config.json              one method's configuration
@@ -34,6 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _span(what: str, numbers: list[int]) -> str:
+    """folds0-4, seeds0,2: what a summary covers, in its name."""
+    numbers = sorted(numbers)
+    if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 1:
+        return f"{what}{numbers[0]}-{numbers[-1]}"
+    return what + ",".join(map(str, numbers))
+
+
 def setting_name(ratio: int, adversarial: bool) -> str:
     """The file stem of a cloak setting: cloak_sr60, adversarial_sr0, ..."""
     return f"{'adversarial' if adversarial else 'cloak'}_sr{ratio}"
@@ -52,7 +60,7 @@ _KNOWN = {
     "features": rf"features(-\w+)?/{_NAME}/shard_\d+\.(npy|json)",
     "voice profiles": r"features-voicenorm/profiles\.npz",
     "demo corpus": r"synthetic_corpus/.+",
-    "baselines": rf"\w+/baselines-{_NAME}\.(json|md)",
+    "baselines": rf"\w+/baselines-{_NAME}-folds[\d,-]+-seeds[\d,-]+\.(json|md)",
     "model": rf"\w+/models/{_NAME}/seed\d+/fold\d+/"
              r"(emotion(\.\w+-pool)?\.pt|gender\.pt|eval\.json)",
     "method config": rf"\w+/cloaks/{_NAME}/{_NAME}/config\.json",
@@ -62,6 +70,36 @@ _KNOWN = {
     "training state": r".+\.pt\.state",  # beside a model while it trains (`train.train`)
     "logs": r"logs/[\w.-]+\.log",  # bench/privacy.sh's, one per method
 }
+
+
+def training_state(checkpoint: Path) -> Path:
+    """Where a model's training keeps its state while it runs, beside its checkpoint."""
+    return checkpoint.with_name(checkpoint.name + ".state")
+
+
+@dataclass(frozen=True)
+class FeatureShards:
+    """The feature cache's files of one corpus: numbered shards, each an array (.npy) and
+    its index (.json)."""
+
+    folder: Path
+
+    SHARD_GLOB = "shard_*"
+
+    def shard(self, k: int) -> tuple[Path, Path]:
+        """(array, index) of shard `k`."""
+        stem = self.folder / f"shard_{k:05d}"
+        return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+    def indexes(self) -> list[Path]:
+        return sorted(self.folder.glob(self.SHARD_GLOB + ".json"))
+
+    def files(self) -> list[Path]:
+        return list(self.folder.glob(self.SHARD_GLOB))
+
+    @staticmethod
+    def array_of(index: Path) -> Path:
+        return index.with_suffix(".npy")
 
 
 class OldWorkdir(ValueError):
@@ -142,6 +180,11 @@ class Layout:
     def features(self, transform: str | None = None) -> Path:
         return self.root / ("features" if transform is None else f"features-{transform}")
 
+    @staticmethod
+    def shards(features: Path, corpus: str) -> FeatureShards:
+        """The cache files of `corpus` in a features folder (`features`)."""
+        return FeatureShards(features / corpus)
+
     def voice_profiles(self) -> Path:
         """Every utterance's voice profile (F0, formants): what voice normalisation's
         per-user factors are computed from."""
@@ -170,16 +213,34 @@ class Layout:
     def fold_eval(self, protocol: str, family: str, seed: int, fold: int) -> Path:
         return self.model_dir(protocol, family, seed, fold) / "eval.json"
 
-    def baselines(self, protocol: str, family: str) -> Path:
-        """Table 2 of a model family (.json; the Markdown beside it has .md)."""
-        return self.protocol(protocol) / f"baselines-{family}.json"
+    def baselines(self, protocol: str, family: str, folds: list[int],
+                  seeds: list[int]) -> Path:
+        """Table 2 of a model family on these folds and seeds (a run on others never
+        replaces it)."""
+        return self.protocol(protocol) / f"baselines-{family}-{_span('folds', folds)}-" \
+                                          f"{_span('seeds', seeds)}.json"
+
+    @staticmethod
+    def markdown(table: Path) -> Path:
+        """The Markdown beside a JSON table."""
+        return table.with_suffix(".md")
 
     def cloak_run(self, protocol: str, family: str, run_tag: str) -> Path:
         """One method's folder: its config.json and a folder per seed and fold."""
         return self.protocol(protocol) / "cloaks" / family / run_tag
 
+    @staticmethod
+    def method_config(run_dir: Path) -> Path:
+        """The configuration of the method whose runs are in `run_dir`."""
+        return run_dir / "config.json"
+
     def setting(self, run_dir: Path, seed: int, fold: int, name: str) -> Setting:
         return Setting(run_dir / f"seed{seed}" / f"fold{fold}", name)
+
+    def entry_setting(self, cloak_dir: str, seed: int, fold: int, name: str) -> Setting:
+        """A setting of a results.json entry, whose `cloak_dir` is relative to the
+        workdir (`relative`)."""
+        return self.setting(self.root / cloak_dir, seed, fold, name)
 
     def clean_scores(self, protocol: str, attack_tag: str, seed: int, fold: int,
                      part: str = "test") -> Path:
@@ -207,6 +268,10 @@ class Layout:
         """Where a distributed run's nodes leave marker files to show they all see the
         workdir (`experiment.executors.check_shared_storage`; removed after the check)."""
         return self.root / ".storage-check"
+
+    def storage_marker(self, token: str, node: str) -> Path:
+        """The marker `node` (or "driver") leaves for one check (`token`)."""
+        return self.storage_check() / f"{token}.{node}"
 
     def kind_of(self, path: Path) -> str | None:
         """Which of this module's files `path` (inside the workdir) is, or None."""

@@ -19,10 +19,12 @@ Two configurations:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from .settings import from_fields
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model settings {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return from_fields(cls, {k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in d.items()}, "model")
 
 
 PRESETS = {
@@ -96,10 +95,22 @@ class CnnRnn(nn.Module):
         self.feat_mean.copy_(mean)
         self.feat_std.copy_(std.clamp_min(1e-3))
 
+    def maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, mels) log-mel in dB -> (batch, steps, channels x bins): what the
+        recurrent part reads (and a split network's device part starts from)."""
+        return conv_steps(self.conv, self.feat_mean, self.feat_std, x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, frames, mels) log-mel in dB -> (batch, n_classes) logits."""
-        x = (x - self.feat_mean) / self.feat_std
-        h = self.conv(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))
-        b, c, t, f = h.shape
-        h, _ = self.rnn(h.permute(0, 2, 1, 3).reshape(b, t, c * f))
+        h, _ = self.rnn(self.maps(x))
         return self.head(h.mean(dim=1))
+
+
+def conv_steps(conv: nn.Module, mean: torch.Tensor, std: torch.Tensor,
+               x: torch.Tensor) -> torch.Tensor:
+    """Standardise, run the convolutional blocks, and read their output as a sequence of
+    time steps: (batch, frames, mels) -> (batch, steps, channels x bins)."""
+    x = (x - mean) / std
+    h = conv(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))
+    b, c, t, f = h.shape
+    return h.permute(0, 2, 1, 3).reshape(b, t, c * f)

@@ -45,12 +45,13 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
+from .targets import CHANCE_ALPHA
+
 ROUNDS = 2000  # bootstrap and permutation rounds
 SEED = 0
 VERSIONS = ("ignorant", "informed")
 USER_REQUESTS = (1, 5, 20, None)  # None: all of a user's requests
 USER_DRAWS = 200  # random sets of n requests per user
-ALPHA = 0.05  # p >= ALPHA: indistinguishable from chance
 
 
 def attacker_runs(result: dict) -> dict[str, dict]:
@@ -204,7 +205,7 @@ def summarise_figure(runs: list[list[dict]], tables: Tables, rounds: int = ROUND
     return {**_spread(per_seed_fold), "ci95": _round(ci95),
             "chance": {"mean": round(float(null.mean()), 2),
                        "p95": round(float(np.percentile(null, 95)), 2), "p": round(p, 4)},
-            "indistinguishable_from_chance": bool(p >= ALPHA)}
+            "indistinguishable_from_chance": bool(p >= CHANCE_ALPHA)}
 
 
 def _rows(fold: GenderFold, tables: list[np.ndarray], counts: np.ndarray, gender: np.ndarray,

@@ -20,11 +20,15 @@ sides, so what the two have in common cancels.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from .cloak.training import adversary_accuracies
 from .privacy import VERSIONS, chosen_uar, gender_privacy
+from .targets import MAX_EMOTION_DROP
 
 Runs = list[list[dict]]  # runs[seed][fold]
 ROUNDS = 2000  # bootstrap rounds
@@ -32,7 +36,6 @@ BOOTSTRAP_SEED = 0
 METRICS = ("acc", "uar", "uar_speaker")
 LEAD_METRIC = "uar_speaker"  # what tables lead with and operating points are chosen by
 CNN_KEYS = {"gender_ignorant": "ignorant", "gender_informed": "informed"}  # the paper's attacker
-MAX_EMOTION_DROP = 2.0  # points of emotion UAR an operating point may cost (`choose`)
 RESULTS_FORMAT = "sercloak.results/3"  # the attacker chosen on validation, points per fold
 
 
@@ -221,9 +224,9 @@ def summarise_setting(runs: Runs, clean: Runs) -> dict:
                       for k, v in CNN_KEYS.items()})
     if "emotion_unadapted" in first:
         entry["emotion_unadapted"] = aggregate(runs, "emotion_unadapted")
-    accuracy = {k.removeprefix("adversary_acc_"): spread(_pick(runs, lambda r, k=k:
-                                                               r["training"][k]))
-                for k in first.get("training", {}) if k.startswith("adversary_acc_")}
+    accuracy = {family: spread(_pick(runs, lambda r, f=family:
+                                     adversary_accuracies(r["training"])[f]))
+                for family in adversary_accuracies(first.get("training", {}))}
     if accuracy:  # the adversaries' accuracy in their last training epoch: did ψ win?
         entry["adversary_accuracy"] = accuracy
     return entry
@@ -267,15 +270,24 @@ def comparable(results: dict) -> tuple:
             c.get("normalise"))
 
 
+def read_results(file: Path) -> dict:
+    """A results.json of this version, or ValueError saying how to make it again (the one
+    reader: the report, export, the next run and the benchmarks all come here)."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found: run `sercloak experiment` first")
+    results = json.loads(file.read_text())
+    if results.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"{file} was written by another version of sercloak (format "
+                         f"{results.get('format', 'none')}, not {RESULTS_FORMAT}): move it "
+                         f"away and run the methods again (finished models and cloaks are kept)")
+    return results
+
+
 def merge_results(old: dict | None, new: dict) -> dict:
     """results.json after a run: its entries replace every entry of the same methods (a
     method's figures are its latest run's: a new choice of operating point never sits
     beside an old one); every other method's stay, as long as both runs share protocol,
     folds, seeds, model, recipe and features (otherwise the old entries are dropped)."""
-    if old is not None and old.get("format") != RESULTS_FORMAT:
-        raise ValueError(f"the results.json beside this run was written by an older sercloak "
-                         f"(format {old.get('format', 'none')}, not {RESULTS_FORMAT}): move it "
-                         f"away and run the methods again (finished models and cloaks are kept)")
     if old is None or comparable(old) != comparable(new):
         return new
     methods = {e["method"] for e in new["cloak"]}

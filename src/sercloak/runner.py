@@ -12,8 +12,6 @@ how it is scored (`score`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +20,7 @@ import torch
 
 from .attacks.speaker_encoder import SpeakerEncoder
 from .attacks.suite import FoldAttacks, clean_scores_complete, scoring_seed
-from .baselines import clean_emotion, model_file, model_tag
+from .baselines import clean_emotion, model_file
 from .checkpoint import load_checkpoint
 from .data import Workdir
 from .device import pick_device
@@ -31,29 +29,11 @@ from .files import write_json
 from .folds import training_parts
 from .layout import Setting
 from .models import CnnRnn
+from .points import Point, attack_tag, made_by
 from .train import TrainConfig
 
 if TYPE_CHECKING:
-    from .experiment import ExperimentConfig
-
-
-def made_by(file: Path, attack_config: dict) -> dict | None:
-    """The JSON result in `file` if there is one and attackers configured as
-    `attack_config` made it (what makes a cached score reusable)."""
-    if not file.is_file():
-        return None
-    result = json.loads(file.read_text())
-    return result if result.get("attack_config") == attack_config else None
-
-
-@dataclass(frozen=True)
-class Point:
-    """One operating point of a method: its name (the stem of its files) and what sets it."""
-
-    name: str  # cloak_sr60, adversarial_sr0, mcadams, posteriors, embedding_k16, ...
-    suppression_ratio: int = 0
-    adversarial: bool = False
-    dims: int | None = None  # the embedding design's k
+    from .experiment.config import ExperimentConfig
 
 
 @dataclass
@@ -179,19 +159,3 @@ def check_unseen_by(file: Path, view) -> None:
     if shared:
         raise ValueError(f"an attacker would read {file.name}'s outputs for speakers it was "
                          f"trained on: {sorted(shared)}")
-
-
-def digest(thing) -> str:
-    """A short hash of a JSON-able description: what names a run's folder."""
-    return hashlib.sha1(json.dumps(thing, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def unseeded(settings: dict) -> dict:
-    """Settings without their seed: seeds are folders of their own."""
-    return {k: v for k, v in settings.items() if k != "seed"}
-
-
-def attack_tag(gender_config: TrainConfig) -> str:
-    """Names the clean attackers' scores: they depend on the gender model alone (and the
-    attack settings, checked inside each file)."""
-    return f"{model_tag(gender_config)}-{digest(unseeded(gender_config.to_dict()))}"

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,7 +41,9 @@ from .data import SegmentSet, balanced_index, normalisation_stats, speaker_weigh
 from .device import pick_device
 from .evaluate import Transform, evaluate
 from .features import FeatureConfig
+from .layout import training_state
 from .models import PRESETS, CnnRnn
+from .settings import from_fields
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+        return from_fields(cls, d, "training")
 
 
 # Settings that differ from the dataclass defaults (the paper's), per recipe and
@@ -229,16 +231,11 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
     others; the history then has no UAR for them).
     """
     out = Path(out)
-    state_file = out.with_name(out.name + ".state")
+    state_file = training_state(out)
     device = pick_device()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = CnnRnn(len(train.labels), PRESETS[cfg.model], n_mels=feature_cfg.n_mels,
-                   n_frames=feature_cfg.segment_frames)
-    model.set_normalisation(*normalisation_stats(train))
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    model.to(device)
+    model = _new_model(train, cfg, feature_cfg, init_state).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     st, best = TrainState(), None
@@ -265,12 +262,7 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
                 best = copy.deepcopy(scored.state_dict())
         elif uar is not None:
             st.bad_epochs += 1
-        torch_save({"train_config": cfg.to_dict(), "feature_config": feature_cfg.to_dict(),
-                      "state": asdict(st), "model": model.state_dict(), "best": best,
-                      "average": None if average is None else average.model.state_dict(),
-                      "average_updates": 0 if average is None else average.updates,
-                      "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                      "torch_rng": torch.get_rng_state()}, state_file)
+        _save_state(state_file, run, st, best)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", valid_uar=f"{uar:.1f}" if scoring else "–",
                         best=f"{st.best_uar:.1f}")
@@ -286,6 +278,29 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
     save_checkpoint(out, scored, train.labels, feature_cfg, cfg, metrics)
     state_file.unlink(missing_ok=True)
     return metrics
+
+
+def _new_model(train: SegmentSet, cfg: TrainConfig, feature_cfg: FeatureConfig,
+               init_state: dict | None) -> CnnRnn:
+    """A network of `cfg`'s preset (its weights drawn from torch's seeded generator), its
+    input standardisation from `train`, or `init_state`'s weights (fine-tuning)."""
+    model = CnnRnn(len(train.labels), PRESETS[cfg.model], n_mels=feature_cfg.n_mels,
+                   n_frames=feature_cfg.segment_frames)
+    model.set_normalisation(*normalisation_stats(train))
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    return model
+
+
+def _save_state(state_file: Path, run: _Run, st: TrainState, best: dict | None) -> None:
+    """Everything a resumed run needs to continue exactly (`_restore` reads it)."""
+    average = run.average
+    torch_save({"train_config": run.cfg.to_dict(), "feature_config": run.feature_cfg.to_dict(),
+                "state": asdict(st), "model": run.model.state_dict(), "best": best,
+                "average": None if average is None else average.model.state_dict(),
+                "average_updates": 0 if average is None else average.updates,
+                "optimizer": run.opt.state_dict(), "generator": run.gen.get_state(),
+                "torch_rng": torch.get_rng_state()}, state_file)
 
 
 def _restore(state_file: Path, cfg: TrainConfig, feature_cfg: FeatureConfig, model: CnnRnn,

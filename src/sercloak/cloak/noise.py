@@ -48,7 +48,7 @@ Here ρ starts at −1 (σ at 12% of its range, tanh' = 0.42), which learns.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ from torch import nn
 from .. import cloakfile
 from ..augment import warp_by
 from ..features import FeatureConfig
+from ..settings import from_fields
 
 KINDS = ("noise", "temporal")
 MASKS = ("sigma", "saliency")
@@ -90,7 +91,7 @@ class CloakConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CloakConfig:
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+        return from_fields(cls, d, "cloak")
 
 
 class Cloak(nn.Module):

@@ -45,6 +45,15 @@ from .noise import Cloak
 
 GAMES = ("grl", "minmax")
 
+ADVERSARY_ACCURACY = "adversary_acc_"  # + ψ's family: its accuracy in a training epoch
+
+
+def adversary_accuracies(epoch: dict) -> dict[str, float]:
+    """{family: accuracy (%)} of the adversaries in one epoch's figures of a cloak's
+    training history."""
+    return {k.removeprefix(ADVERSARY_ACCURACY): v for k, v in epoch.items()
+            if k.startswith(ADVERSARY_ACCURACY)}
+
 
 @dataclass(frozen=True)
 class CloakTrainConfig:
@@ -125,7 +134,7 @@ class _Stage:
             logits = adversary(seen)
             if count:
                 correct = (logits.argmax(-1) == genders).float().mean().item()
-                self._count(f"adversary_acc_{name}", 100.0 * correct, len(genders))
+                self._count(ADVERSARY_ACCURACY + name, 100.0 * correct, len(genders))
             total = total + loss(logits)
         return total
 

@@ -6,6 +6,7 @@ corpus but comes with a ``.csv`` path is read as a generic manifest.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from . import cremad, emodb, iemocap, manifest, msp_improv, nemo, ravdess, synthetic
@@ -18,21 +19,23 @@ from .record import (
     Utterance,
 )
 
-LOADERS = {
-    "ravdess": ravdess.load,
-    "nemo": nemo.load,
-    "cremad": cremad.load,
-    "iemocap": iemocap.load,
-    "msp_improv": msp_improv.load,
-    "emodb": emodb.load,
-    "synthetic": synthetic.load,
-}
+MODULES = {"ravdess": ravdess, "nemo": nemo, "cremad": cremad, "iemocap": iemocap,
+           "msp_improv": msp_improv, "emodb": emodb, "synthetic": synthetic}
+LOADERS = {name: module.load for name, module in MODULES.items()}
 _ALIASES = {"crema_d": "cremad", "mspimprov": "msp_improv", "msp": "msp_improv", "emo_db": "emodb"}
 
 __all__ = [
     "EMOTIONS", "GENDERS", "LOADERS", "CorpusLayoutError", "CorpusListing", "Skipped",
-    "Utterance", "canonical_name", "load_corpus",
+    "Utterance", "canonical_name", "load_corpus", "loader_options",
 ]
+
+
+def loader_options() -> list[tuple[str, str, object, str]]:
+    """(corpus, keyword, default, help) of every loader option a corpus module declares
+    (its `OPTIONS`): what the command line offers as --CORPUS-KEYWORD."""
+    return [(corpus, keyword, inspect.signature(module.load).parameters[keyword].default, text)
+            for corpus, module in MODULES.items()
+            for keyword, text in getattr(module, "OPTIONS", {}).items()]
 
 
 def canonical_name(name: str) -> str:

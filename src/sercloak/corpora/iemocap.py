@@ -36,6 +36,9 @@ def _labels(eval_dir: Path) -> dict[str, str]:
     return labels
 
 
+OPTIONS = {"scripted": "also use the scripted dialogs (default: improvised only)"}
+
+
 def load(root: Path, scripted: bool = False) -> CorpusListing:
     root = Path(root)
     sessions = sorted(d for d in root.iterdir() if d.is_dir() and _SESSION.match(d.name.strip())) \

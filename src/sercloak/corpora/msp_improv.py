@@ -37,6 +37,9 @@ def _labels(evaluation: Path) -> dict[str, str]:
     return labels
 
 
+OPTIONS = {"types": "recording types to keep (default TS: improvised)"}
+
+
 def load(root: Path, types: str = "TS") -> CorpusListing:
     root = Path(root)
     evaluation = find_file(root, "Evaluation.txt")

@@ -43,6 +43,9 @@ def find_root(root: Path) -> Path:
     )
 
 
+OPTIONS = {"calm_as_neutral": "count calm (02) as neutral instead of leaving it out"}
+
+
 def load(root: Path, calm_as_neutral: bool = False) -> CorpusListing:
     root = find_root(Path(root))
     listing = CorpusListing(NAME)

@@ -29,7 +29,8 @@ from ..attacks.suite import attacked
 from ..baselines import pool_model_file
 from ..checkpoint import load_checkpoint
 from ..folds import crossfit_pools, other_pool, training_parts
-from ..runner import FoldRunner, Point, check_unseen_by
+from ..points import Point
+from ..runner import FoldRunner, check_unseen_by
 
 
 @torch.no_grad()

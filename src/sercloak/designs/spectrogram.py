@@ -28,7 +28,8 @@ from ..cloak.saliency import gender_over_emotion
 from ..cloak.training import train_perturbation, train_suppression
 from ..layout import Setting, setting_name
 from ..models import CnnRnn
-from ..runner import FoldRunner, Point
+from ..points import Point
+from ..runner import FoldRunner
 from ..train import train
 
 

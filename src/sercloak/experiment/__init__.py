@@ -53,7 +53,6 @@ reuses it (the run tag covers every setting that shapes a cloak).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, replace
 
@@ -63,16 +62,17 @@ from ..data import Workdir
 from ..files import write_json
 from ..folds import SELECTION_PART
 from ..layout import Layout
+from ..points import Point
 from ..report import write_report
 from ..results import (
     RESULTS_FORMAT,
     Runs,
     choose_per_fold,
     merge_results,
+    read_results,
     summarise_clean,
     summarise_setting,
 )
-from ..runner import Point
 from ..train import TrainConfig
 from .config import (
     DESIGNS,
@@ -109,7 +109,7 @@ def plan_method(wd: Workdir, baseline_configs: dict[str, TrainConfig], cfg: Expe
     cfg = replace(cfg, attacks=attacks)
     run_dir = wd.layout.cloak_run(cfg.protocol, model_tag(baseline_configs["emotion"]),
                                   run_tag(cfg, baseline_configs))
-    write_json(run_dir / "config.json", cfg.to_dict())
+    write_json(wd.layout.method_config(run_dir), cfg.to_dict())
     if cfg.transform:
         protected_workdir(wd, cfg.transform, show_progress)
     return MethodRun(wd.root, baseline_configs, reference_configs(baseline_configs), cfg,
@@ -213,7 +213,7 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     file = wd.layout.results(cfg.protocol)
-    results = merge_results(json.loads(file.read_text()) if file.is_file() else None, results)
+    results = merge_results(read_results(file) if file.is_file() else None, results)
     write_json(file, results)
     write_report(wd, results)
     forget_runners()

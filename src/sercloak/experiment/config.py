@@ -12,22 +12,18 @@ from ..attacks.suite import AttackConfig
 from ..cloak import CloakConfig
 from ..cloak.training import CloakTrainConfig
 from ..data import Workdir
-from ..designs.posteriors import PosteriorRunner
-from ..designs.spectrogram import CloakRunner
-from ..designs.split import SplitConfig, SplitRunner
+from ..designs.split.training import SplitConfig
 from ..folds import DEFAULT_PROTOCOL, PROTOCOLS
 from ..layout import setting_name
 from ..methods import Method
-from ..runner import FoldRunner, Point, digest, unseeded
+from ..points import Point, digest, unseeded
 from ..train import TrainConfig
 from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
 
 RATIOS = (0, 20, 40, 60)
 TRANSFORM_NAMES = (*TRANSFORMS, "voicenorm")
 VARIANTS = ("plain", "adversarial")
-RUNNERS: dict[str, type[FoldRunner]] = {"spectrogram": CloakRunner,
-                                        "posteriors": PosteriorRunner, "embedding": SplitRunner}
-DESIGNS = tuple(RUNNERS)
+DESIGNS = ("spectrogram", "posteriors", "embedding")  # each a runner (`plan.RUNNERS`)
 
 
 @dataclass(frozen=True)

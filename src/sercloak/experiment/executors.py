@@ -245,14 +245,14 @@ def check_shared_storage(root: Path) -> None:
 
     from ..layout import Layout
 
-    folder = Layout(root).storage_check()
+    layout = Layout(root)
     token = uuid.uuid4().hex
-    write_text(folder / f"{token}.driver", token)
+    write_text(layout.storage_marker(token, "driver"), token)
 
     def visit(node: str) -> bool:
-        if not (folder / f"{token}.driver").is_file():
+        if not layout.storage_marker(token, "driver").is_file():
             return False
-        write_text(folder / f"{token}.{node}", token)
+        write_text(layout.storage_marker(token, node), token)
         return True
 
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
@@ -260,9 +260,9 @@ def check_shared_storage(root: Path) -> None:
     seen = ray.get([remote.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
         node, soft=False)).remote(node) for node in nodes])
     blind = [n for n, ok in zip(nodes, seen, strict=True)
-             if not ok or not (folder / f"{token}.{n}").is_file()]
-    for file in folder.glob(f"{token}.*"):
-        file.unlink()
+             if not ok or not layout.storage_marker(token, n).is_file()]
+    for node in ["driver", *nodes]:
+        layout.storage_marker(token, node).unlink(missing_ok=True)
     if blind:
         raise RuntimeError(
             f"{root} is not on storage every Ray node sees ({len(blind)} of {len(nodes)} "

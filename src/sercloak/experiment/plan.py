@@ -45,12 +45,20 @@ from ..baselines import (
     with_seed,
 )
 from ..data import Workdir
+from ..designs.posteriors import PosteriorRunner
+from ..designs.spectrogram import CloakRunner
+from ..designs.split.runner import SplitRunner
 from ..files import write_json
 from ..folds import crossfit_pools
 from ..layout import Layout, Setting
-from ..runner import FoldRunner, Models, Point, attack_tag, digest, made_by
+from ..points import Point, attack_tag, digest, made_by
+from ..runner import FoldRunner, Models
 from ..train import TrainConfig
-from .config import RUNNERS, ExperimentConfig, protected_workdir
+from .config import DESIGNS, ExperimentConfig, protected_workdir
+
+RUNNERS: dict[str, type[FoldRunner]] = {"spectrogram": CloakRunner,
+                                        "posteriors": PosteriorRunner, "embedding": SplitRunner}
+assert set(RUNNERS) == set(DESIGNS), "every design has a runner"
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,9 @@ carry a valid signature by its private key: a bundle that was not signed, or
 was changed after signing (its manifest, hence any file), is refused.
 
 The manifest states the protection the client applies (`protection`: a
-cloak, voice normalisation, both, or a split network's device part);
-`check_protection` refuses a bundle whose protection is missing, empty or
-degenerate (a cloak whose noise is zero everywhere and that suppresses
-nothing: it would send clean features), unless the user explicitly allows an
-unprotected bundle. Nothing is ever sent through a bundle that fails either
-check: the client fails closed.
+cloak, voice normalisation, both, or a split network's device part, with the
+files each needs: `PROTECTION_FILES`); the client checks that it is real
+(`client.check_protection`) and fails closed.
 """
 
 from __future__ import annotations
@@ -40,8 +37,6 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 BUNDLE_FORMAT = "sercloak.bundle/3"
 DESIGNS = ("spectrogram", "embedding")
@@ -63,15 +58,10 @@ _NAME = re.compile(r"(client|server)/[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # what each kind of protection needs; the manifest's `protection.kind`
 PROTECTION_FILES = {"cloak": (CLOAK,), "voicenorm": (VOICENORM,),
                     "voicenorm+cloak": (VOICENORM, CLOAK), "split": (FRONT, EMBEDDING)}
-MIN_NOISE = 1e-2  # a cloak or split network's noise scale below this everywhere: degenerate
 
 
 class BundleError(ValueError):
     """A bundle that is refused: unreadable, tampered, unsigned or unprotected."""
-
-
-class UnprotectedBundle(BundleError):
-    """A bundle whose protection is missing, empty or degenerate."""
 
 
 def sha256(path: Path) -> str:
@@ -161,6 +151,17 @@ def open_bundle(folder: Path | str, trust_key: bytes | None = None) -> Bundle:
 # -- signatures ------------------------------------------------------------------------------
 
 
+def public_key_file(private: Path) -> Path:
+    """Where `generate_keys` puts the public key of the private key file `private`."""
+    return private.with_name(private.name + ".pub")
+
+
+def staging(bundle: Path) -> Path:
+    """Where a bundle is written before it is renamed into place (`files.atomic_write`'s
+    rule for a folder)."""
+    return bundle.with_name(bundle.name + ".tmp")
+
+
 def generate_keys(private: Path, public: Path) -> None:
     """A new Ed25519 key pair: the private key as PEM (readable by its owner only), the
     public key as one line of base64 (what users pin)."""
@@ -228,44 +229,6 @@ def protection_of(design: str, transform: str | None, cloaked: bool) -> str:
     if transform == "voicenorm":
         return "voicenorm+cloak" if cloaked else "voicenorm"
     return "cloak"
-
-
-def check_protection(bundle: Bundle, allow_unprotected: bool = False) -> str:
-    """The protection `bundle` applies ("cloak", "voicenorm", "voicenorm+cloak", "split"),
-    or UnprotectedBundle when it states none, lacks its files, or its noise is degenerate
-    (and `allow_unprotected` is not given: then "none")."""
-    try:
-        return _protection(bundle)
-    except UnprotectedBundle:
-        if allow_unprotected:
-            return "none"
-        raise
-
-
-def _protection(bundle: Bundle) -> str:
-    from .client import CloakArrays  # NumPy only
-
-    kind = (bundle.manifest.get("protection") or {}).get("kind")
-    if kind not in PROTECTION_FILES:
-        raise UnprotectedBundle(f"{bundle.folder}: the bundle states no protection ({kind!r}): "
-                                f"nothing would protect what is sent")
-    missing = [name for name in PROTECTION_FILES[kind] if not bundle.has(name)]
-    if missing:
-        raise UnprotectedBundle(f"{bundle.folder}: its {kind} protection lacks "
-                                f"{', '.join(missing)}")
-    if CLOAK in PROTECTION_FILES[kind]:
-        cloak = CloakArrays.load(bundle.path(CLOAK))
-        if cloak.strength() < MIN_NOISE and not cloak.suppresses():
-            raise UnprotectedBundle(f"{bundle.folder}: its cloak adds no noise (σ below "
-                                    f"{MIN_NOISE} everywhere) and suppresses nothing: it "
-                                    f"would send clean features")
-    if kind == "split":
-        with np.load(bundle.path(EMBEDDING), allow_pickle=False) as arrays:
-            sigma = arrays["sigma"]
-        if not np.all(np.isfinite(sigma)) or float(np.max(np.abs(sigma))) < MIN_NOISE:
-            raise UnprotectedBundle(f"{bundle.folder}: its split network adds no noise (σ "
-                                    f"below {MIN_NOISE} everywhere)")
-    return kind
 
 
 def find_entry(results: dict, setting: str, position: int) -> tuple[dict, dict]:

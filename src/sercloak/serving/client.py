@@ -43,9 +43,10 @@ from .bundle import (
     EMBEDDING,
     FILTERBANK,
     FRONT,
+    PROTECTION_FILES,
     VOICENORM,
     Bundle,
-    check_protection,
+    BundleError,
     open_bundle,
 )
 
@@ -213,6 +214,49 @@ def warp_mel_axis(feats: np.ndarray, factor: float) -> np.ndarray:
     high = np.minimum(low + 1, n - 1)
     frac = position - low
     return feats[:, low] * (1 - frac) + feats[:, high] * frac
+
+
+MIN_NOISE = 1e-2  # a cloak or split network's noise scale below this everywhere: degenerate
+
+
+class UnprotectedBundle(BundleError):
+    """A bundle whose protection is missing, empty or degenerate."""
+
+
+def check_protection(bundle: Bundle, allow_unprotected: bool = False) -> str:
+    """The protection `bundle` applies ("cloak", "voicenorm", "voicenorm+cloak", "split"),
+    or UnprotectedBundle when it states none, lacks its files, or its noise is degenerate
+    (and `allow_unprotected` is not given: then "none")."""
+    try:
+        return _protection(bundle)
+    except UnprotectedBundle:
+        if allow_unprotected:
+            return "none"
+        raise
+
+
+def _protection(bundle: Bundle) -> str:
+    kind = (bundle.manifest.get("protection") or {}).get("kind")
+    if kind not in PROTECTION_FILES:
+        raise UnprotectedBundle(f"{bundle.folder}: the bundle states no protection ({kind!r}): "
+                                f"nothing would protect what is sent")
+    missing = [name for name in PROTECTION_FILES[kind] if not bundle.has(name)]
+    if missing:
+        raise UnprotectedBundle(f"{bundle.folder}: its {kind} protection lacks "
+                                f"{', '.join(missing)}")
+    if CLOAK in PROTECTION_FILES[kind]:
+        cloak = CloakArrays.load(bundle.path(CLOAK))
+        if cloak.strength() < MIN_NOISE and not cloak.suppresses():
+            raise UnprotectedBundle(f"{bundle.folder}: its cloak adds no noise (σ below "
+                                    f"{MIN_NOISE} everywhere) and suppresses nothing: it "
+                                    f"would send clean features")
+    if kind == "split":
+        with np.load(bundle.path(EMBEDDING), allow_pickle=False) as arrays:
+            sigma = arrays["sigma"]
+        if not np.all(np.isfinite(sigma)) or float(np.max(np.abs(sigma))) < MIN_NOISE:
+            raise UnprotectedBundle(f"{bundle.folder}: its split network adds no noise (σ "
+                                    f"below {MIN_NOISE} everywhere)")
+    return kind
 
 
 @dataclass

@@ -21,9 +21,10 @@ from .. import __version__
 from ..checkpoint import load_checkpoint
 from ..cloak import Cloak
 from ..data import Workdir
-from ..designs.split import load_split
+from ..designs.split.network import load_split
 from ..features import mel_filterbank
 from ..folds import DEFAULT_PROTOCOL
+from ..results import read_results
 from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
 from .bundle import (
     BACK,
@@ -42,6 +43,7 @@ from .bundle import (
     protection_of,
     sha256,
     sign,
+    staging,
 )
 
 CHECK_SEGMENTS = 64  # real protected test segments on which ONNX must agree with torch
@@ -86,7 +88,7 @@ def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, 
     model; returns the manifest's part."""
     spec = entry["spec"]
     transform, cloaked = spec["transform"], spec["cloak"] is not None
-    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, point["name"])
+    files = wd.layout.entry_setting(entry["cloak_dir"], seed, fold, point["name"])
     model_file = (files.adapted(entry["adapt_epochs"]) if entry.get("adapt_epochs")
                   else wd.layout.model(protocol, entry["emotion_model"], seed, fold, "emotion"))
     for needed in [model_file] + ([files.cloak] if cloaked else []):
@@ -117,7 +119,7 @@ def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, 
 def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, point: dict,
                tmp: Path) -> dict:
     """The split network's device part, its noise scales and its server part."""
-    files = wd.layout.setting(wd.root / entry["cloak_dir"], seed, fold, point["name"])
+    files = wd.layout.entry_setting(entry["cloak_dir"], seed, fold, point["name"])
     f_theta, _ = load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
                                                  "emotion"), wd.cfg)
     net = load_split(files.network, f_theta)
@@ -153,11 +155,7 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: choose another --out or remove it")
-    results_file = wd.layout.results(protocol)
-    if not results_file.is_file():
-        raise FileNotFoundError(f"{results_file} not found: run `sercloak experiment "
-                                f"--protocol {protocol}` first")
-    results = json.loads(results_file.read_text())
+    results = read_results(wd.layout.results(protocol))
     config = results["config"]
     seed = config["seeds"][0] if seed is None else seed
     if fold not in config["folds"] or seed not in config["seeds"]:
@@ -174,7 +172,7 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
                          f"normalisation or a split network (posteriors is the floor every "
                          f"design leaks, and the waveform baselines have no client here)")
 
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = staging(out)
     shutil.rmtree(tmp, ignore_errors=True)
     for name in (FILTERBANK, EMOTION_MODEL):  # the two folders every design fills
         (tmp / name).parent.mkdir(parents=True, exist_ok=True)

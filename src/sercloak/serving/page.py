@@ -8,7 +8,7 @@ own machine, so that the page that sees the audio is not the emotion service's.
     GET /v1/bundle/files/NAME   the local bundle's manifest, signature and client files
 
 The bundle is checked before anything is served (`bundle.open_bundle`, with
-the trusted key when given, and `bundle.check_protection`): a bundle that is
+the trusted key when given, and `client.check_protection`): a bundle that is
 tampered, unsigned under a trusted key, or unprotected is refused at start.
 The page computes features and the cloak and posts only protected features
 to `--server`, which must allow this page's origin (`sercloak serve
@@ -25,9 +25,11 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from .bundle import CLIENT_FILES, MANIFEST, SIGNATURE, check_protection, open_bundle
+from .bundle import CLIENT_FILES, MANIFEST, SIGNATURE, open_bundle
+from .client import check_protection
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent / "static"  # the page's files, in the package
+PAGE = STATIC / "index.html"
 
 
 def origin(url: str) -> str:
@@ -60,7 +62,7 @@ def page_app(bundle: Path | str, server: str, trust_key: bytes | None = None,
 
     @app.get("/")
     async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(PAGE)
 
     @app.get("/config.json")
     async def config() -> dict:

@@ -10,7 +10,7 @@ locally. A file that cannot be read or is refused is reported and skipped;
 the others are still predicted.
 
 The bundle is checked before any audio is read (`bundle.open_bundle`, with
-`--trust-key` its signature; `bundle.check_protection`): nothing is sent
+`--trust-key` its signature; `client.check_protection`): nothing is sent
 through a tampered, unsigned-under-a-trusted-key or unprotected bundle. An
 API key is never sent over plain http to another machine (unless
 `--insecure`), and no redirect is followed: the key and the features go to

@@ -44,10 +44,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -65,8 +66,8 @@ from .limits import (
     parse_body,
 )
 from .operations import ApiKeys, Metrics, Operations, access_logger
+from .page import PAGE, STATIC
 
-STATIC = Path(__file__).parent / "static"
 SERVED_FILES = (MANIFEST, SIGNATURE, *CLIENT_FILES)  # what /v1/bundle/files/ may send
 
 
@@ -142,9 +143,7 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
                   openapi_url="/openapi.json" if docs else None,
                   description="Emotion recognition from cloaked log-mel features. "
                               f"Bundle {model.bundle_id}.")
-    metrics, pool = Metrics(), InferencePool(limits.workers, limits.queue, limits.timeout_s)
-    rates, json_parser = RateLimits(limits.rate, limits.burst), JsonParser()
-    app.router.on_shutdown.extend([pool.close, json_parser.close])
+    metrics, rates = Metrics(), RateLimits(limits.rate, limits.burst)
     if allow_origins:  # a page served elsewhere (`sercloak client`) posts features here
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
                            allow_methods=["GET", "POST"], max_age=600,
@@ -163,37 +162,60 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
         rates.check(hashlib.sha256(key.encode()).hexdigest() if key else
                     request.client.host if request.client else "unknown")
 
-    @app.get("/healthz", response_model=Health)
-    async def healthz() -> Health:
-        return Health(status="ok", bundle_id=model.bundle_id,
-                      api_key_required=api_keys is not None)
+    app.include_router(_operations(model, metrics, api_keys is not None))
+    app.include_router(_bundle(model), dependencies=[Depends(rate_limit)])
+    app.include_router(_emotion(app, model, limits), dependencies=[Depends(rate_limit)])
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
 
-    @app.get("/metrics", include_in_schema=False)
+
+def _operations(model: EmotionModel, metrics: Metrics, keyed: bool) -> APIRouter:
+    """Liveness, metrics and the page: on the event loop, never behind inference."""
+    router = APIRouter()
+
+    @router.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        return Health(status="ok", bundle_id=model.bundle_id, api_key_required=keyed)
+
+    @router.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         content, media_type = metrics.exposition()
         return Response(content, media_type=media_type)
 
-    @app.get("/v1/bundle", response_model=Manifest, responses=PROBLEMS,
-             dependencies=[Depends(rate_limit)])
+    @router.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(PAGE)
+
+    return router
+
+
+def _bundle(model: EmotionModel) -> APIRouter:
+    """The manifest, and the exact bytes of what the page checks and computes with."""
+    router = APIRouter()
+
+    @router.get("/v1/bundle", response_model=Manifest, responses=PROBLEMS)
     async def bundle_manifest() -> dict:
         return model.manifest
 
-    @app.get("/v1/bundle/files/{name:path}", responses=PROBLEMS,
-             dependencies=[Depends(rate_limit)], response_class=FileResponse)
+    @router.get("/v1/bundle/files/{name:path}", responses=PROBLEMS,
+                response_class=FileResponse)
     async def bundle_file(name: str) -> FileResponse:
-        folder = model.bundle.folder
-        if name not in SERVED_FILES or not (folder / name).is_file():
+        file = model.bundle.folder / name
+        if name not in SERVED_FILES or not file.is_file():
             raise Refused(404, "not_found", f"the bundle has no client file {name!r}")
-        return FileResponse(folder / name, media_type="application/octet-stream")
+        return FileResponse(file, media_type="application/octet-stream")
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+    return router
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+def _emotion(app: FastAPI, model: EmotionModel, limits: Limits) -> APIRouter:
+    """POST /v1/emotion: parsing and inference on a bounded pool of their own (JSON in a
+    process of its own), closed with the app."""
+    router = APIRouter()
+    pool, json_parser = InferencePool(limits.workers, limits.queue, limits.timeout_s), JsonParser()
+    app.router.on_shutdown.extend([pool.close, json_parser.close])
 
     def answer(body: bytes, content_type: str) -> dict:
-        """Parse and predict, on the inference pool (never on the event loop)."""
         features = parse_body(body, content_type, limits.json_depth, json_parser,
                               limits.timeout_s)
         try:
@@ -202,8 +224,7 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
             reason = "too_long" if err.status == 413 else "bad_features"
             raise Refused(err.status, reason, str(err)) from err
 
-    @app.post("/v1/emotion", response_model=Emotion, responses=PROBLEMS,
-              dependencies=[Depends(rate_limit)])
+    @router.post("/v1/emotion", response_model=Emotion, responses=PROBLEMS)
     async def emotion(request: Request) -> dict:
         given = request.headers.get("x-bundle-id")
         if given != model.bundle_id:
@@ -214,7 +235,7 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
         body = await _body(request, body_limit(limits, content_type))
         return await pool.run(answer, body, content_type)
 
-    return app
+    return router
 
 
 def app_from_environment() -> FastAPI:
@@ -227,10 +248,39 @@ def app_from_environment() -> FastAPI:
                       options.get("docs", False), tuple(options.get("allow_origins", ())))
 
 
-def environment(bundle: Path, key_file: Path | None, access_log: Path | None, limits: Limits,
-                docs: bool, allow_origins: tuple[str, ...]) -> dict[str, str]:
-    """What `app_from_environment` reads, for `sercloak serve --workers N`."""
-    return {ENV_BUNDLE: str(bundle), ENV_KEYS: str(key_file or ""),
-            ENV_LOG: str(access_log or ""),
-            ENV_OPTIONS: json.dumps({"limits": asdict(limits), "docs": docs,
-                                     "allow_origins": list(allow_origins)})}
+def serve(bundle: Path, host: str, port: int, key_file: Path | None, access_log: Path | None,
+          ssl_keyfile: Path | None, ssl_certfile: Path | None, workers: int, limits: Limits,
+          docs: bool, allow_origins: tuple[str, ...]) -> None:
+    """Run the service of `bundle` on uvicorn until stopped: one process, or `workers`
+    processes that each build the app from the environment (their metrics summed)."""
+    import uvicorn
+
+    keys = ApiKeys(key_file) if key_file else None  # refuse a bad file now, not per worker
+    if (ssl_keyfile is None) != (ssl_certfile is None):
+        raise ValueError("HTTPS needs both --ssl-keyfile and --ssl-certfile")
+    for file in (ssl_keyfile, ssl_certfile):
+        if file is not None and not file.is_file():
+            raise FileNotFoundError(f"{file}: no such file")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
+    scheme = "https" if ssl_certfile else "http"
+    print(f"serving {bundle} on {scheme}://{host}:{port}, {workers} worker(s), "
+          + (f"{len(keys)} API key(s)" if keys else "no API key")
+          + f"; at most {limits.max_seconds:g} s of speech, {limits.rate:g} requests/s per "
+            f"key; access log to {access_log or 'stderr'}"
+          + ("; /openapi.json on" if docs else ""), flush=True)
+    options = dict(host=host, port=port, log_level="warning",
+                   ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
+                   ssl_certfile=None if ssl_certfile is None else str(ssl_certfile))
+    if workers == 1:
+        uvicorn.run(create_app(bundle, keys, access_log, limits, docs, allow_origins),
+                    **options)
+        return
+    os.environ.update({ENV_BUNDLE: str(bundle), ENV_KEYS: str(key_file or ""),
+                       ENV_LOG: str(access_log or ""),
+                       ENV_OPTIONS: json.dumps({"limits": asdict(limits), "docs": docs,
+                                                "allow_origins": list(allow_origins)})})
+    with tempfile.TemporaryDirectory(prefix="sercloak-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run("sercloak.serving.service:app_from_environment", factory=True,
+                    workers=workers, **options)

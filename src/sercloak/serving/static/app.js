@@ -181,7 +181,7 @@ function rows(array) { // a (rows, cols) array as a list of rows; a vector as it
   return Array.from({ length: n }, (_, i) => Array.from(array.data.subarray(i * m, (i + 1) * m)));
 }
 
-// the same rule as sercloak/serving/bundle.py: noise below MIN_NOISE everywhere and no
+// the same rule as sercloak/serving/client.py: noise below MIN_NOISE everywhere and no
 // suppressed cell protects nothing
 const MIN_NOISE = 1e-2;
 function cloakStrength(k) {

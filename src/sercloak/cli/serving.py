@@ -1,25 +1,24 @@
-"""The serving side of the `sercloak` command: keygen, export, serve, client, predict.
+"""The serving commands: keygen, export, serve, client, predict.
 
 Each `cmd_*` turns its arguments into one call of the module that does the
-work; `add_commands` adds their parsers to the command's.
+work (`serving/`); `add_commands` adds their parsers to the command's.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from .limits import Limits
+from ..serving.limits import Limits
+from .options import protocol_options, workdir_options
 
 
 def cmd_keygen(args: argparse.Namespace) -> None:
     """A new Ed25519 key pair for signing bundles."""
-    from .bundle import generate_keys
+    from ..serving.bundle import generate_keys, public_key_file
 
-    public = args.out.with_name(args.out.name + ".pub")
+    public = public_key_file(args.out)
     generate_keys(args.out, public)
     print(f"wrote {args.out} (private: keep it, readable by you only) and {public} (public: "
           f"give it to the users who pin it, `--trust-key {public}`)")
@@ -28,7 +27,7 @@ def cmd_keygen(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     """One setting of results.json as a bundle: client part, server part, manifest."""
     from ..data import Workdir
-    from .export import export_bundle  # torch.onnx loads only when exporting
+    from ..serving.export import export_bundle  # torch.onnx loads only when exporting
 
     manifest = export_bundle(Workdir.open(args.workdir), args.fold, args.setting, args.out,
                              args.protocol, args.seed, args.sign_key)
@@ -49,49 +48,17 @@ def _limits(args: argparse.Namespace) -> Limits:
                   queue=args.queue, timeout_s=args.timeout, rate=args.rate, burst=args.burst)
 
 
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
 def cmd_serve(args: argparse.Namespace) -> None:
     """The emotion service of a bundle (FastAPI on uvicorn), in `--workers` processes."""
-    import uvicorn
+    from ..serving.service import serve
 
-    from . import service
-    from .operations import ApiKeys
-
-    keys = ApiKeys(args.api_key_file) if args.api_key_file else None  # refuse a bad file now
-    if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
-        raise ValueError("HTTPS needs both --ssl-keyfile and --ssl-certfile")
-    for file in (args.ssl_keyfile, args.ssl_certfile):
-        if file is not None and not file.is_file():
-            raise FileNotFoundError(f"{file}: no such file")
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, not {args.workers}")
-    limits, origins = _limits(args), tuple(args.allow_origin)
-    scheme = "https" if args.ssl_certfile else "http"
-    print(f"serving {args.bundle} on {scheme}://{args.host}:{args.port}, {args.workers} "
-          f"worker(s), " + (f"{len(keys)} API key(s)" if keys else "no API key")
-          + f"; at most {limits.max_seconds:g} s of speech, {limits.rate:g} requests/s per "
-            f"key; access log to {args.access_log or 'stderr'}"
-          + ("; /openapi.json on" if args.docs else ""), flush=True)
-    options = dict(host=args.host, port=args.port, log_level="warning",
-                   ssl_keyfile=_str(args.ssl_keyfile), ssl_certfile=_str(args.ssl_certfile))
-    if args.workers == 1:
-        uvicorn.run(service.create_app(args.bundle, keys, args.access_log, limits, args.docs,
-                                       origins), **options)
-        return
-    # each worker builds the app from the environment; their metrics are summed
-    os.environ.update(service.environment(args.bundle, args.api_key_file, args.access_log,
-                                          limits, args.docs, origins))
-    with tempfile.TemporaryDirectory(prefix="sercloak-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        uvicorn.run("sercloak.serving.service:app_from_environment", factory=True,
-                    workers=args.workers, **options)
+    serve(args.bundle, args.host, args.port, args.api_key_file, args.access_log,
+          args.ssl_keyfile, args.ssl_certfile, args.workers, _limits(args), args.docs,
+          tuple(args.allow_origin))
 
 
 def _trust_key(args: argparse.Namespace) -> bytes | None:
-    from .bundle import read_public_key
+    from ..serving.bundle import read_public_key
 
     return read_public_key(args.trust_key) if args.trust_key else None
 
@@ -100,7 +67,7 @@ def cmd_client(args: argparse.Namespace) -> None:
     """The page and the bundle's client part from this machine; features to `--server`."""
     import uvicorn
 
-    from .page import page_app
+    from ..serving.page import page_app
 
     app = page_app(args.bundle, args.server, _trust_key(args), args.allow_unprotected)
     print(f"the page for {args.bundle} at http://{args.host}:{args.port}/ posts protected "
@@ -111,11 +78,11 @@ def cmd_client(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     """Cloak audio files on the client side; the emotion from the server (or locally)."""
-    from .predict import predict_files
+    from ..serving.predict import predict_files
 
     key = None
     if args.api_key_file is not None:
-        from .operations import ApiKeys
+        from ..serving.operations import ApiKeys
 
         key = ApiKeys(args.api_key_file).first()
     failed = predict_files(args.files, args.bundle, args.server, args.json, args.seed, key,
@@ -134,13 +101,23 @@ def _bundle_checks(p: argparse.ArgumentParser) -> None:
                         "features leave this machine unprotected)")
 
 
-def add_commands(sub, workdir_options, protocol_options) -> None:
-    """The serving commands' parsers (`workdir_options`, `protocol_options`: cli.py's)."""
+def add_commands(sub) -> None:
+    """The serving commands' parsers."""
+    _keygen_parser(sub)
+    _export_parser(sub)
+    _serve_parser(sub)
+    _client_parser(sub)
+    _predict_parser(sub)
+
+
+def _keygen_parser(sub) -> None:
     p = sub.add_parser("keygen", help="an Ed25519 key pair that signs bundles")
     p.add_argument("--out", type=Path, required=True, metavar="KEY",
                    help="the private key file (KEY.pub: the public key beside it)")
     p.set_defaults(func=cmd_keygen)
 
+
+def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="one setting of results.json as a bundle for a client "
                                       "and a service")
     p.add_argument("--fold", type=int, required=True, help="whose cloak and emotion model")
@@ -154,6 +131,8 @@ def add_commands(sub, workdir_options, protocol_options) -> None:
     protocol_options(p, seeds=False)
     p.set_defaults(func=cmd_export)
 
+
+def _serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="the emotion service of a bundle: cloaked features in, "
                                      "emotion out")
     p.add_argument("--bundle", type=Path, required=True, help="a folder written by `export`")
@@ -189,6 +168,8 @@ def add_commands(sub, workdir_options, protocol_options) -> None:
                    help=f"requests per key at once (default {d.burst})")
     p.set_defaults(func=cmd_serve)
 
+
+def _client_parser(sub) -> None:
     p = sub.add_parser("client", help="the browser page and a bundle's client part, served "
                                       "from this machine, posting to a service")
     p.add_argument("--bundle", type=Path, required=True, help="a folder written by `export`")
@@ -199,6 +180,8 @@ def add_commands(sub, workdir_options, protocol_options) -> None:
     _bundle_checks(p)
     p.set_defaults(func=cmd_client)
 
+
+def _predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="cloak audio files on this side, get their emotion "
                                        "from a server (or locally)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
