@@ -40,42 +40,45 @@ executor=(--executor "${EXECUTOR:-local}")
 
 minmax="--cloak-kind temporal --variants adversarial --game minmax --adversaries cnn,stats
         --adversary-steps 2 --adversary-lr 1e-3 --weight-warmup 0.5"
+# each method by its name in results.json (`methods.Method.name`); NAME:RATIOS runs it at
+# those suppression ratios only (default 0,60, each fold choosing its own)
 declare -A options=(
-    [cloak]=""                                       # cloak, cloak_adversarial: the paper's
-    [cloak_sr0]="--variants plain --ratios 0"        # the paper's cloak at SR 0 alone
-    [cloak_adversarial_sr60]="--variants adversarial --ratios 60"  # and + adversarial at SR 60
+    [cloak]="--variants plain"                       # the paper's cloak
+    [cloak_adversarial]="--variants adversarial"     # and with adversarial training
     [mcadams]="--transform mcadams"                  # VoicePrivacy B2
     [pitch_shift]="--transform pitch_shift"          # pitch/formant shift
-    [temporal]="--cloak-kind temporal"               # noise that does not average out
-    [temporal_minmax]="$minmax"                      # a real min–max game
-    [temporal_adapted]="--cloak-kind temporal --variants plain --adapt-epochs 3"  # the service adapts
-    [warp]="--warp 0.2 --variants plain"             # random warping (+ f_θ trained with VTLP)
-    [saliency]="--mask-by saliency --variants plain" # mask by gender saliency
-    [temporal_minmax_adapted]="$minmax --adapt-epochs 3"
+    [cloak_temporal]="--cloak-kind temporal --variants plain"  # noise that does not average out
+    [cloak_temporal_minmax]="$minmax"                # a real min–max game
+    [cloak_temporal_adapted]="--cloak-kind temporal --variants plain --adapt-epochs 3"
+    [cloak_warp]="--warp 0.2 --variants plain"       # random warping (+ f_θ trained with VTLP)
+    [cloak_saliency]="--mask-by saliency --variants plain"  # mask by gender saliency
+    [cloak_temporal_minmax_adapted]="$minmax --adapt-epochs 3"
     [mcadams_adapted]="--transform mcadams --adapt-epochs 3"
     [posteriors]="--design posteriors"               # the floor: only f_θ's window posteriors
     [embedding]="--design embedding"                 # a split network, k chosen from 8, 16, 32
     [voicenorm]="--transform voicenorm"              # per-user voice normalisation (WORLD)
     [voicenorm_adapted]="--transform voicenorm --adapt-epochs 3"
-    [voicenorm_temporal_adapted]="--transform voicenorm --cloak-after --cloak-kind temporal
+    [voicenorm_cloak_temporal_adapted]="--transform voicenorm --cloak-after --cloak-kind temporal
         --variants plain --adapt-epochs 3"
-    [voicenorm_temporal_minmax_adapted]="--transform voicenorm --cloak-after $minmax
+    [voicenorm_cloak_temporal_minmax_adapted]="--transform voicenorm --cloak-after $minmax
         --adapt-epochs 3"
 )
 # the default comparison; `extra` methods were dominated by their adapted versions (or,
 # for saliency, chose the plain cloak's point) in the issue 10 comparison: METHODS=all
-order="cloak pitch_shift mcadams_adapted temporal_adapted temporal_minmax_adapted warp"
-order="$order posteriors embedding voicenorm voicenorm_adapted voicenorm_temporal_adapted"
-order="$order voicenorm_temporal_minmax_adapted"
-extra="mcadams temporal temporal_minmax saliency"
-# issue 28's headline designs (with the clean reference every run scores)
-headline="posteriors embedding cloak_sr0 cloak_adversarial_sr60 voicenorm_temporal_adapted"
+order="cloak cloak_adversarial pitch_shift mcadams_adapted cloak_temporal_adapted"
+order="$order cloak_temporal_minmax_adapted cloak_warp posteriors embedding voicenorm"
+order="$order voicenorm_adapted voicenorm_cloak_temporal_adapted"
+order="$order voicenorm_cloak_temporal_minmax_adapted"
+extra="mcadams cloak_temporal cloak_temporal_minmax cloak_saliency"
+# issue 28's headline designs (with the clean reference every run scores): the paper's
+# cloak at SR 0 and with adversarial training at SR 60, as the paper reports them
+headline="posteriors embedding cloak:0 cloak_adversarial:60 voicenorm_cloak_temporal_adapted"
 methods="${METHODS:-${order// /,}}"
 [ "$methods" != all ] || methods="${order// /,},${extra// /,}"
 [ "$methods" != headline ] || methods="${headline// /,}"
-for name in ${methods//,/ }; do
-    [ -n "${options[$name]+set}" ] || {
-        echo "unknown method $name (known: $order $extra, or all)" >&2; exit 1; }
+for run in ${methods//,/ }; do
+    [ -n "${options[${run%%:*}]+set}" ] || {
+        echo "unknown method ${run%%:*} (known: $order $extra, or all, or headline)" >&2; exit 1; }
 done
 
 start=$(date +%s)
@@ -83,18 +86,21 @@ start=$(date +%s)
     --corpus "ravdess=$corpora/ravdess" --corpus "nemo=$corpora/nemo" --quiet
 mkdir -p "$work/logs"
 failed=""
-for name in ${methods//,/ }; do
+for run in ${methods//,/ }; do
+    name="${run%%:*}"
+    ratios="0,60"
+    [ "$run" = "$name" ] || ratios="${run#*:}"
     t0=$(date +%s)
     # shellcheck disable=SC2086  # the options are words
     if "$python" -m sercloak experiment --workdir "$work" --protocol "$protocol" \
-        --folds "$folds" --seeds "$seeds" --select-on-valid --ratios 0,60 --quiet \
+        --folds "$folds" --seeds "$seeds" --select-on-valid --ratios "$ratios" --quiet \
         "${executor[@]}" ${options[$name]} > "$work/logs/privacy-$protocol-$name.log" 2>&1; then
         status="done"
     else  # one method's failure never loses the others: its log says why
         status="FAILED (see $work/logs/privacy-$protocol-$name.log)"
         failed="$failed $name"
     fi
-    echo "$name: $status, $(( $(date +%s) - t0 )) s: sercloak experiment" \
+    echo "$name (ratios $ratios): $status, $(( $(date +%s) - t0 )) s: sercloak experiment" \
          "${options[$name]//$'\n'/ }"
 done
 wall=$(( $(date +%s) - start ))
