@@ -26,6 +26,13 @@ def use_device(name: str) -> None:
     os.environ[ENV] = name
 
 
+def through_frozen_rnns():
+    """A context for gradients through a recurrent network held in eval mode (a frozen
+    f_θ): cuDNN computes no RNN gradient in eval mode, so such passes run without cuDNN.
+    On the CPU it changes nothing."""
+    return torch.backends.cudnn.flags(enabled=False)
+
+
 def pick_device() -> torch.device:
     """The device chosen by `use_device` (default auto)."""
     name = os.environ.get(ENV, "auto")

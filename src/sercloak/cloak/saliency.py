@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from ..data import SegmentSet
+from ..device import through_frozen_rnns
 from .adversaries import StatsAdversary
 from .noise import Cloak
 
@@ -63,8 +64,10 @@ def saliency(model: torch.nn.Module, cloak: Cloak, data: SegmentSet, targets: to
             with torch.no_grad():
                 seen = cloak(data.x[start : start + batch_size].to(device))
             seen.requires_grad_(True)
-            loss = F.cross_entropy(model(seen), targets[start : start + batch_size].to(device),
-                                   reduction="sum")
+            with through_frozen_rnns():  # the model stays in eval mode
+                loss = F.cross_entropy(model(seen),
+                                       targets[start : start + batch_size].to(device),
+                                       reduction="sum")
             (grad,) = torch.autograd.grad(loss, seen)
             total += grad.abs().sum(0).double()
     per_cell = (total / len(data) * cloak.feat_std.double()).float()

@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ..data import SegmentSet
+from ..device import through_frozen_rnns
 from ..models import CnnRnn
 from .adversaries import ADVERSARIES, reverse_gradient
 from .noise import Cloak
@@ -151,7 +152,8 @@ class _Stage:
                 adv_loss.backward()
                 self.adv_opt.step()
         cloaked = self.cloak(x)
-        emotion_ce = F.cross_entropy(self.f_theta(cloaked), y)
+        with through_frozen_rnns():  # f_θ stays in eval mode; the cloak learns through it
+            emotion_ce = F.cross_entropy(self.f_theta(cloaked), y)
         loss = emotion_ce + (cfg.lam * self.cloak.information_loss() if self.use_lc else 0.0)
         if self.adversaries and cfg.game == "grl":
             reversed_ = reverse_gradient(cloaked, cfg.grl_alpha * w)
