@@ -1,6 +1,6 @@
 """The lines of bench/privacy.sh from a results.json: one per method, then a summary.
 
-    python bench/privacy_lines.py WORKDIR/PROTOCOL/results.json [--wall SECONDS]
+    python bench/privacy_lines.py WORKDIR/PROTOCOL/results.json [--wall SECONDS] [--markdown]
 
 Per method whose operating points were chosen on each fold's validation
 speakers (entries with a `validation` part), its test figures, means over
@@ -19,6 +19,8 @@ seeds and folds, speaker-balanced:
 - `emotion_drop` and its `_ci95` (paired: the clean emotion model minus the
   method on the same utterances), the validation drop of the chosen points
   beside it, and `seeds`.
+
+With `--markdown`, the same figures as the README's headline table instead.
 
 Last line: the floor (`posteriors`: what the emotion output alone leaks),
 the best deployable design within 1 point of emotion, and whether it meets
@@ -62,12 +64,43 @@ def eer_fields(entry: dict) -> str:
             f"speaker_eer_retrained={entry.get('speaker_eer_retrained', nan)['mean']}")
 
 
+def cell(stat: dict, bold: bool = False) -> str:
+    lo, hi = stat["ci95"]
+    text = f"{stat['mean']:.1f}"
+    return f"{'**' + text + '**' if bold else text} [{lo:.1f}, {hi:.1f}]"
+
+
+def markdown(results: dict) -> None:
+    """The README's headline table: one row per design chosen on validation speakers."""
+    print("| design | point | emotion UAR | emotion drop [95% CI] | gender UAR, attacker chosen "
+          "on validation [95% CI] | chance: mean / 95th pct., p | upper bound [95% CI] | "
+          "user level, 20 requests [95% CI] |")
+    print("|---|---|---|---|---|---|---|---|")
+    entries = [("clean", "–", results["baseline"])] + [
+        (e["method"], e["setting"], e) for e in results["cloak"] if "validation" in e]
+    for name, point, e in entries:
+        figures = e["gender_privacy"]
+        figure = figures["uar_speaker"]
+        chance = figure["chance"]
+        drop = "0" if name == "clean" else cell(e["emotion_drop"])
+        emotion = e["emotion"]["uar_speaker"]["mean"]
+        verdict = " (chance)" if figure["indistinguishable_from_chance"] else ""
+        print(f"| {name} | {point} | {emotion:.1f} | {drop} | {cell(figure, True)}{verdict} | "
+              f"{chance['mean']:.1f} / {chance['p95']:.1f}, p = {chance['p']:.3g} | "
+              f"{cell(figures['upper_bound']['uar_speaker'])} | "
+              f"{cell(figures['user_level']['20'])} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("results", type=Path)
     parser.add_argument("--wall", type=float, help="wall time of the whole comparison (s)")
+    parser.add_argument("--markdown", action="store_true", help="the README's table")
     args = parser.parse_args()
     results = read_results(args.results)
+    if args.markdown:
+        markdown(results)
+        return
     base = results["baseline"]
     seeds = ",".join(map(str, results["config"]["seeds"]))
     print(f"method=clean emotion_uar={base['emotion']['uar_speaker']['mean']:.2f} "

@@ -171,3 +171,22 @@ def test_export_refuses_unknown_settings_and_existing_folders(tiny_experiment, t
         cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0",
                   "--setting", "cloak_adversarial:0", "--out", str(tmp_path / "taken")])
     assert "exists" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_bundle_its_trusted_key_did_not_sign(bundle, signed_bundle, signing_key,
+                                                               tmp_path, capsys):
+    from conftest import write_tone
+
+    wav = write_tone(tmp_path / "a.wav", seconds=2.5)
+    for folder, refused in ((bundle, True), (signed_bundle, False)):
+        try:
+            cli_main(["predict", str(wav), "--bundle", str(folder), "--trust-key",
+                      str(signing_key[1]), "--seed", "0"])
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+        out, err = capsys.readouterr()
+        if refused:
+            assert status == 2 and "unsigned" in err and "a.wav:" not in out
+        else:
+            assert status == 0 and out.startswith(f"{wav}: ")

@@ -133,8 +133,10 @@ def score_points(method: MethodRun, executor: Executor, points: dict[int, list[P
     return runs, clean
 
 
-def entry(method: MethodRun, chosen: list[Point], runs: Runs, clean: Runs) -> dict:
-    """One method's results.json entry: `chosen[k]` is the point fold k was scored at."""
+def entry(method: MethodRun, chosen: list[Point], runs: Runs, clean: Runs,
+          validation: tuple[Runs, Runs] | None = None) -> dict:
+    """One method's results.json entry: `chosen[k]` is the point fold k was scored at (on
+    that fold's validation speakers, `validation`: its runs and the clean runs)."""
     record = method_of(method.cfg, chosen[0])
     names = [p.name for p in chosen]
     result = {"method": record.name, "spec": record.to_dict(),
@@ -142,8 +144,12 @@ def entry(method: MethodRun, chosen: list[Point], runs: Runs, clean: Runs) -> di
               "points": [asdict(p) for p in chosen],
               "emotion_model": model_tag(method.configs["emotion"]),
               "adapt_epochs": method.cfg.adapt_epochs,
-              "cloak_dir": str(method.run_dir.relative_to(method.root))}
-    return {**result, **summarise_setting(runs, clean)}
+              "cloak_dir": Layout(method.root).relative(method.run_dir)}
+    result.update(summarise_setting(runs, clean))
+    if validation is not None:
+        result["validation"] = summarise_setting(*validation)
+        result["validation_clean"] = summarise_clean(validation[1])
+    return result
 
 
 def _fold_runs(runs: dict[str, Runs], chosen: list[Point]) -> Runs:
@@ -174,47 +180,55 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
     """Baselines, then the grid (or the operating points chosen on validation speakers);
     merges into the protocol's results.json, writes report.md and figures. Every unit
     `executor` (default local) runs is logged to the protocol's unit log."""
-    started = time.perf_counter()
-    executor = executor or LocalExecutor()
-    reference = reference_configs(baseline_configs)
-    folds = sorted(folds)
-    executor.run(baseline_units(wd.root, [reference, baseline_configs], cfg.protocol,
-                                cfg.seeds, folds, show_progress),
-                 show_progress, desc="clean models", log=wd.layout.unit_log(cfg.protocol))
-    baseline = run_baselines(wd, folds, reference, cfg.protocol, cfg.seeds, show_progress)
-    own = (baseline if reference == baseline_configs else
-           run_baselines(wd, folds, baseline_configs, cfg.protocol, cfg.seeds, show_progress))
+    started, executor, folds = time.perf_counter(), executor or LocalExecutor(), sorted(folds)
+    baselines = train_baselines(wd, folds, baseline_configs, cfg, executor, show_progress)
     method = plan_method(wd, baseline_configs, cfg, show_progress)
-    cfg, points = method.cfg, method.cfg.points()
-    if cfg.select:
-        chosen, validation = _choose(method, executor, folds, points)
+    if method.cfg.select:  # each fold's point, chosen on its validation speakers
+        chosen, validation = _choose(method, executor, folds, method.cfg.points())
     else:  # every point on every fold
-        chosen, validation = {p.name: [p] * len(folds) for p in points}, {}
+        chosen, validation = {p.name: [p] * len(folds) for p in method.cfg.points()}, {}
     runs, clean = score_points(method, executor,
                                {f: list(dict.fromkeys(ps[k] for ps in chosen.values()))
                                 for k, f in enumerate(folds)}, "test")
-    entries = []
-    for name, picks in chosen.items():
-        item = entry(method, picks, _fold_runs(runs, picks), clean)
-        if name in validation:
-            item["validation"] = summarise_setting(*validation[name])
-            item["validation_clean"] = summarise_clean(validation[name][1])
-        entries.append(item)
-    clean = summarise_clean(clean)
-    tag = model_tag(baseline_configs["emotion"])
-    results = {
-        "format": RESULTS_FORMAT,
-        "baseline": {**baseline, **clean},
-        "clean_emotion": {tag: own["emotion"]},
-        "cloak": entries,
-        "config": {**cfg.to_dict(), "model": baseline["model"], "recipe": baseline["recipe"],
-                   "emotion_model": tag, "normalise": wd.cfg.normalise, "folds": list(folds),
-                   "cloak_dir": wd.layout.relative(method.run_dir)},
-        "wall_time_s": round(time.perf_counter() - started, 1),
-    }
-    file = wd.layout.results(cfg.protocol)
+    entries = [entry(method, picks, _fold_runs(runs, picks), clean, validation.get(name))
+               for name, picks in chosen.items()]
+    results = assemble(wd, method, folds, baselines, entries, summarise_clean(clean), started)
+    file = wd.layout.results(method.cfg.protocol)
     results = merge_results(read_results(file) if file.is_file() else None, results)
     write_json(file, results)
     write_report(wd, results)
     forget_runners()
     return results
+
+
+def train_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig],
+                    cfg: ExperimentConfig, executor: Executor,
+                    show_progress: bool) -> tuple[dict, dict]:
+    """The clean models of every seed and fold (the method's and the clean service's, when
+    they differ): (the clean service's Table 2, the method's)."""
+    reference = reference_configs(configs)
+    executor.run(baseline_units(wd.root, [reference, configs], cfg.protocol, cfg.seeds, folds,
+                                show_progress),
+                 show_progress, desc="clean models", log=wd.layout.unit_log(cfg.protocol))
+    baseline = run_baselines(wd, folds, reference, cfg.protocol, cfg.seeds, show_progress)
+    own = (baseline if reference == configs else
+           run_baselines(wd, folds, configs, cfg.protocol, cfg.seeds, show_progress))
+    return baseline, own
+
+
+def assemble(wd: Workdir, method: MethodRun, folds: list[int], baselines: tuple[dict, dict],
+             entries: list[dict], clean: dict, started: float) -> dict:
+    """This run's results.json (before it is merged with the file's other methods)."""
+    baseline, own = baselines
+    tag = model_tag(method.configs["emotion"])
+    return {
+        "format": RESULTS_FORMAT,
+        "baseline": {**baseline, **clean},
+        "clean_emotion": {tag: own["emotion"]},
+        "cloak": entries,
+        "config": {**method.cfg.to_dict(), "model": baseline["model"],
+                   "recipe": baseline["recipe"], "emotion_model": tag,
+                   "normalise": wd.cfg.normalise, "folds": list(folds),
+                   "cloak_dir": wd.layout.relative(method.run_dir)},
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
