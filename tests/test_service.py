@@ -242,3 +242,71 @@ def test_any_body_is_parsed_or_refused_with_a_reason_never_an_error():
             assert features.dtype == np.float32
 
     check()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    from pathlib import Path
+
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def is_parser(pid: int) -> bool:
+    """Whether `pid` is (still) a multiprocessing worker such as the JSON parser."""
+    from pathlib import Path
+
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone
+        return False
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_the_json_parsers_process_ends_with_the_service(bundle, tmp_path, how):
+    """Stopped or killed, the service leaves no parser process behind."""
+    import os
+    import signal
+    import time
+
+    from conftest import free_port
+
+    port = free_port()
+    log = open(tmp_path / "service.log", "ab")  # noqa: SIM115 - closed below
+    service = subprocess.Popen([sys.executable, "-m", "sercloak", "serve", "--bundle",
+                                str(bundle), "--port", str(port)], stdout=log,
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        feats = cloaked_features(bundle)
+        status, _ = post(url, json.dumps({"features": feats.tolist()}).encode(),
+                         open_bundle(bundle).manifest["bundle_id"], "application/json")
+        assert status == 200
+        spawned = [p for p in children(service.pid) if is_parser(p)]
+        assert spawned, "the JSON parser runs in a process of its own"
+        service.send_signal(signal.SIGTERM if how == "terminate" else signal.SIGKILL)
+        service.wait(timeout=30)
+        for _ in range(50):
+            alive = [p for p in spawned if is_parser(p)]
+            if not alive:
+                break
+            time.sleep(0.1)
+        assert not alive, f"parser processes left behind: {alive}"
+    finally:
+        if service.poll() is None:
+            os.kill(service.pid, signal.SIGKILL)
+        log.close()

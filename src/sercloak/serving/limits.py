@@ -30,6 +30,7 @@ import asyncio
 import io
 import json
 import math
+import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -146,7 +147,8 @@ def body_limit(limits: Limits, content_type: str) -> int:
 
 
 class JsonParser:
-    """JSON bodies parsed one at a time in a process of their own."""
+    """JSON bodies parsed one at a time in a process of their own (which ends with the
+    service, however the service ends)."""
 
     def __init__(self):
         self._pool = None
@@ -155,7 +157,9 @@ class JsonParser:
     def parse(self, body: bytes, depth: int, timeout: float) -> np.ndarray:
         with self._lock:
             if self._pool is None:  # started on first use, a fresh interpreter (no fork)
-                self._pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+                self._pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"),
+                                                 initializer=_follow_parent,
+                                                 initargs=(os.getpid(),))
             pool = self._pool
         try:
             return pool.submit(_json, body, depth).result(timeout)
@@ -171,6 +175,17 @@ class JsonParser:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _follow_parent(parent: int) -> None:
+    """In the parser's process: end when the service's process has gone (killed, it could
+    not say so), instead of waiting forever for work."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def parse_body(body: bytes, content_type: str, json_depth: int,

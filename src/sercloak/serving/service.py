@@ -45,6 +45,7 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -139,8 +140,17 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
     """The service of `bundle`; with `api_keys`, only for their holders; its access log
     appended to `access_log` (default: stderr)."""
     model = EmotionModel(bundle, max_seconds=limits.max_seconds)
+    pool = InferencePool(limits.workers, limits.queue, limits.timeout_s)
+    json_parser = JsonParser()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        pool.close()  # the service stops: its threads and the JSON parser's process too
+        json_parser.close()
+
     app = FastAPI(title="sercloak emotion service", docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json" if docs else None,
+                  openapi_url="/openapi.json" if docs else None, lifespan=lifespan,
                   description="Emotion recognition from cloaked log-mel features. "
                               f"Bundle {model.bundle_id}.")
     metrics, rates = Metrics(), RateLimits(limits.rate, limits.burst)
@@ -164,7 +174,8 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
 
     app.include_router(_operations(model, metrics, api_keys is not None))
     app.include_router(_bundle(model), dependencies=[Depends(rate_limit)])
-    app.include_router(_emotion(app, model, limits), dependencies=[Depends(rate_limit)])
+    app.include_router(_emotion(model, limits, pool, json_parser),
+                       dependencies=[Depends(rate_limit)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -208,12 +219,11 @@ def _bundle(model: EmotionModel) -> APIRouter:
     return router
 
 
-def _emotion(app: FastAPI, model: EmotionModel, limits: Limits) -> APIRouter:
+def _emotion(model: EmotionModel, limits: Limits, pool: InferencePool,
+             json_parser: JsonParser) -> APIRouter:
     """POST /v1/emotion: parsing and inference on a bounded pool of their own (JSON in a
-    process of its own), closed with the app."""
+    process of its own)."""
     router = APIRouter()
-    pool, json_parser = InferencePool(limits.workers, limits.queue, limits.timeout_s), JsonParser()
-    app.router.on_shutdown.extend([pool.close, json_parser.close])
 
     def answer(body: bytes, content_type: str) -> dict:
         features = parse_body(body, content_type, limits.json_depth, json_parser,
