@@ -55,6 +55,8 @@ declare -A options=(
     [cloak_temporal_minmax_adapted]="$minmax --adapt-epochs 3"
     [mcadams_adapted]="--transform mcadams --adapt-epochs 3"
     [posteriors]="--design posteriors"               # the floor: only f_θ's window posteriors
+    [posteriors_calibrated]="--design posteriors --output calibrated"  # calibrated per user
+    [posteriors_label]="--design posteriors --output label"  # the label alone
     [embedding]="--design embedding"                 # a split network, k chosen from 8, 16, 32
     [voicenorm]="--transform voicenorm"              # per-user voice normalisation (WORLD)
     [voicenorm_adapted]="--transform voicenorm --adapt-epochs 3"
@@ -70,15 +72,19 @@ order="$order cloak_temporal_minmax_adapted cloak_warp posteriors embedding voic
 order="$order voicenorm_adapted voicenorm_cloak_temporal_adapted"
 order="$order voicenorm_cloak_temporal_minmax_adapted"
 extra="mcadams cloak_temporal cloak_temporal_minmax cloak_saliency"
+# issue 30's designs (METHODS=issue30)
+issue30="posteriors_calibrated posteriors_label"
 # issue 28's headline designs (with the clean reference every run scores): the paper's
 # cloak at SR 0 and with adversarial training at SR 60, as the paper reports them
 headline="posteriors embedding cloak:0 cloak_adversarial:60 voicenorm_cloak_temporal_adapted"
 methods="${METHODS:-${order// /,}}"
 [ "$methods" != all ] || methods="${order// /,},${extra// /,}"
 [ "$methods" != headline ] || methods="${headline// /,}"
+[ "$methods" != issue30 ] || methods="${issue30// /,}"
 for run in ${methods//,/ }; do
     [ -n "${options[${run%%:*}]+set}" ] || {
-        echo "unknown method ${run%%:*} (known: $order $extra, or all, or headline)" >&2; exit 1; }
+        echo "unknown method ${run%%:*} (known: $order $extra $issue30, or all, headline," \
+             "issue30)" >&2; exit 1; }
 done
 
 start=$(date +%s)

@@ -187,3 +187,37 @@ def test_the_encoder_retrained_on_protected_speech(workdir, encoder):
     assert not any(p.requires_grad for p in attacker.lower.parameters())
     with pytest.raises(ValueError, match="test speakers"):
         fit_and_score(TunedEncoderAttacker(encoder), test, valid, test)
+
+
+def test_the_posteriors_service_can_answer_less_and_its_attackers_read_that(workdir):
+    """Issue 30's output-side defences: calibrated per user (a user's constant offset is
+    gone) and the label alone (one label per utterance)."""
+    from sercloak.designs.posteriors import calibrated, labels_only
+    from sercloak.features import FeatureConfig
+
+    utterances = workdir.part(0, "test")[:6]
+    rng = np.random.default_rng(0)
+    offset = {u.speaker: rng.normal(0, 2, 4) for u in utterances}  # each user's own bias
+    windows = [np.log(np.full((3, 4), 0.25)) + offset[u.speaker] + rng.normal(0, 0.1, (3, 4))
+               for u in utterances]
+    view = View(utterances, windows, FeatureConfig())
+    answered = calibrated(view)
+    for u, a in zip(utterances, answered, strict=True):
+        others = [w for v, w in zip(utterances, windows, strict=True)
+                  if v.speaker == u.speaker and v is not u]
+        if others:  # the user's offset is removed: what is left is near uniform
+            assert np.allclose(np.exp(a).sum(axis=1), 1, atol=1e-5)
+            assert np.abs(np.exp(a) - 0.25).max() < 0.1
+    labels = labels_only(view)
+    assert all(x.shape == (1, 4) and x.sum() == 1 and set(np.unique(x)) <= {0.0, 1.0}
+               for x in labels)
+    for output in ("calibrated", "label"):
+        cfg = ExperimentConfig(design="posteriors", attacks=STATS, output=output)
+        results = run_experiment(workdir, [0], configs(), cfg, show_progress=False)
+        entry = next(e for e in results["cloak"] if e["method"] == f"posteriors_{output}")
+        assert set(entry["attackers"]) == {"lr", "gbt", "gru"}
+        method = plan_method(workdir, configs(), cfg, show_progress=False)
+        sent = fold_runner(method, 0, 0).sent("test")
+        if output == "label":
+            assert all(x.shape == (1, 4) and x.sum() == 1 for x in sent.observed())
+            assert entry["emotion_drop"]["mean"] == 0  # the label is f_θ's own decision

@@ -17,6 +17,7 @@ DESIGN_LABELS = {"posteriors": "Posteriors only (floor)",
                  "embedding": "Split network (embedding)"}
 KIND_WORDS = {"saliency": "saliency mask"}  # a cloak qualifier reads as itself otherwise
 GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
+OUTPUT_WORDS = {"calibrated": ", calibrated per user", "label": ", label only"}
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,13 @@ class Method:
     cloak: tuple[str, ...] | None = None  # a cloak's qualifiers (temporal, warp, ...); None: none
     game: str | None = None  # adversarial (the paper's gradient reversal) or minmax
     adapted: bool = False  # the service's emotion model adapted to the protection
+    output: str | None = None  # the posteriors service's answer, when not its probabilities
 
     @property
     def name(self) -> str:
         """results.json's `method`: cloak_temporal_minmax_adapted, voicenorm, embedding, ..."""
         if self.design != "spectrogram":
-            return self.design
+            return self.design + (f"_{self.output}" if self.output else "")
         parts = [self.transform] if self.transform else []
         if self.cloak is not None:
             parts += ["cloak", *self.cloak] + ([self.game] if self.game else [])
@@ -42,7 +44,7 @@ class Method:
         """How it reads in tables and legends: "Voice normalisation + Cloak (temporal) +
         min–max, adapted"."""
         if self.design != "spectrogram":
-            return DESIGN_LABELS[self.design]
+            return DESIGN_LABELS[self.design] + OUTPUT_WORDS.get(self.output, "")
         parts = [TRANSFORM_LABELS.get(self.transform, self.transform)] if self.transform else []
         if self.cloak is not None:
             kinds = [KIND_WORDS.get(k, k) for k in self.cloak]

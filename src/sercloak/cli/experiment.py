@@ -12,6 +12,7 @@ from ..cloak.training import GAMES, CloakTrainConfig
 from ..data import Workdir
 from ..designs.split.training import SplitConfig
 from ..experiment import DESIGNS, TRANSFORM_NAMES, VARIANTS, ExperimentConfig, run_experiment
+from ..experiment.config import OUTPUTS
 from ..experiment.executors import make_executor
 from ..report import privacy_table, selection_table, table2, write_report
 from ..results import read_results
@@ -54,7 +55,7 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
         ratios=tuple(int(r) for r in args.ratios.split(",")),
         variants=names(args.variants, VARIANTS, "--variants"), transform=args.transform,
         cloak_after=args.cloak_after, adapt_epochs=args.adapt_epochs,
-        select=args.select_on_valid,
+        select=args.select_on_valid, output=args.output,
         protocol=args.protocol, seeds=tuple(parse_folds(args.seeds)))
 
 
@@ -106,6 +107,9 @@ def _design_options() -> list[tuple[str, dict]]:
                           "spectrogram (log-mel behind a cloak or a transform), posteriors "
                           "(f_θ's window probabilities: the floor) or embedding (a split "
                           "network's noisy k-dimensional sequence)")),
+        ("--output", dict(choices=OUTPUTS, default=e.output, help="posteriors: what the "
+                          "service answers: its window probabilities, those calibrated per "
+                          "user (each user's running mean removed), or the label alone")),
         ("--dims", dict(default=",".join(map(str, e.split.dims)),
                         help="embedding: the values of k to choose from")),
         ("--cloak-kind", dict(choices=KINDS, default=c.kind, help="noise (the paper's) or "

@@ -13,6 +13,14 @@ validation and scored speakers' outputs are the deployed f_θ's, which never
 trained on them. Its emotion figure is f_θ's own, so its emotion drop is 0: it
 is the floor drawn on the Pareto figure, not a design one would ship for
 privacy.
+
+What the service answers may be less than its probabilities (`output`,
+issue 30's output-side defences), and the attackers read that answer:
+``calibrated`` removes each user's running mean from the window
+log-probabilities (the mean over the user's other utterances, as per-user
+normalisation does for features; a user's first utterance is answered as it
+is), and the service's emotion is the calibrated answer's; ``label`` answers
+the utterance's label alone (a one-hot vector), so the emotion is f_θ's own.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from ..attacks.sequence import SEQUENCE_ATTACKERS
 from ..attacks.suite import attacked
 from ..baselines import pool_model_file
 from ..checkpoint import load_checkpoint
+from ..evaluate import summarise, utterance_truth
 from ..folds import crossfit_pools, other_pool, training_parts
 from ..points import Point
 from ..runner import FoldRunner, check_unseen_by
@@ -43,6 +52,38 @@ def window_log_probs(model: torch.nn.Module, data, device, batch_size: int = 256
     return [out[utt == i] for i in range(len(data.utterances))]
 
 
+def calibrated(view: View) -> list[np.ndarray]:
+    """Each utterance's window log-probabilities less its user's mean over the user's other
+    utterances' windows (none: as they are), renormalised."""
+    speakers = [u.speaker for u in view.utterances]
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for speaker, windows in zip(speakers, view.clean, strict=True):
+        sums[speaker] = sums.get(speaker, 0.0) + windows.sum(axis=0)
+        counts[speaker] = counts.get(speaker, 0) + len(windows)
+    out = []
+    for speaker, windows in zip(speakers, view.clean, strict=True):
+        others = counts[speaker] - len(windows)
+        mean = (sums[speaker] - windows.sum(axis=0)) / others if others else 0.0
+        shifted = torch.from_numpy(np.asarray(windows - mean, dtype=np.float32))
+        out.append(F.log_softmax(shifted, dim=-1).numpy())
+    return out
+
+
+def labels_only(view: View) -> list[np.ndarray]:
+    """Each utterance's label (the argmax of its mean window probability), one-hot."""
+    out = []
+    for windows in view.clean:
+        label = np.zeros((1, windows.shape[1]), dtype=np.float32)
+        label[0, int(np.exp(windows).mean(axis=0).argmax())] = 1.0
+        out.append(label)
+    return out
+
+
+ANSWERS = {"probabilities": lambda view: view.clean, "calibrated": calibrated,
+           "label": labels_only}
+
+
 class PosteriorRunner(FoldRunner):
     """f_θ's window posteriors of one seed and fold, and the attackers that read them."""
 
@@ -54,10 +95,11 @@ class PosteriorRunner(FoldRunner):
         self._valid: View | None = None
 
     def sent(self, parts, model: torch.nn.Module | None = None) -> View:
-        """What the device sends for every utterance of `parts` (with f_θ, or `model`)."""
+        """What the service answers for every utterance of `parts` (with f_θ, or `model`)."""
         data = self.segments(parts, "emotion", False)
-        return View(data.utterances, window_log_probs(model or self.f_theta, data, self.device),
-                    self.wd.cfg)
+        raw = View(data.utterances, window_log_probs(model or self.f_theta, data, self.device),
+                   self.wd.cfg)
+        return View(raw.utterances, ANSWERS[self.cfg.output](raw), self.wd.cfg)
 
     def attacker_training_views(self) -> list[tuple[Path, View]]:
         """The attackers' training outputs, each with the checkpoint of the model that made
@@ -93,9 +135,18 @@ class PosteriorRunner(FoldRunner):
             test = self.sent(part)
             attackers = {name: {"informed": attacked(a, test, self._valid)}
                          for name, a in self._attackers().items()}
-            # the server's emotion: the mean of the window probabilities, as f_θ's own
-            return {"emotion": self._emotion(self.f_theta, None, part, protected=False),
-                    "attackers": attackers,
+            return {"emotion": self._service_emotion(part, test), "attackers": attackers,
                     "windows": int(np.sum([len(s) for s in test.observed()]))}
 
         return self._cached(self.setting(point.name).scores(part), compute)
+
+    def _service_emotion(self, part: str, answered: View) -> dict:
+        """The service's emotion: the mean of the window probabilities, f_θ's own (its label
+        too); calibrated, the mean of the calibrated ones."""
+        if self.cfg.output != "calibrated":
+            return self._emotion(self.f_theta, None, part, protected=False)
+        data = self.segments(part, "emotion", False)
+        pred = [int(np.exp(w).mean(axis=0).argmax()) for w in answered.clean]
+        return summarise(utterance_truth(data), pred, data.labels,
+                         [u.corpus for u in data.utterances],
+                         [u.speaker for u in data.utterances])

@@ -24,6 +24,9 @@ RATIOS = (0, 20, 40, 60)
 TRANSFORM_NAMES = (*TRANSFORMS, "voicenorm")
 VARIANTS = ("plain", "adversarial")
 DESIGNS = ("spectrogram", "posteriors", "embedding")  # each a runner (`plan.RUNNERS`)
+# what the posteriors service answers: its window probabilities, those calibrated per user
+# (each user's running mean removed), or the utterance's label alone
+OUTPUTS = ("probabilities", "calibrated", "label")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class ExperimentConfig:
     select: bool = False  # choose each fold's operating point on its validation speakers
     protocol: str = DEFAULT_PROTOCOL  # which speakers train what (folds.PROTOCOLS)
     seeds: tuple[int, ...] = (0,)  # every model, cloak and attacker, once per seed
+    output: str = "probabilities"  # the posteriors design's answer (OUTPUTS)
 
     def __post_init__(self):
         if self.design not in DESIGNS:
@@ -57,6 +61,10 @@ class ExperimentConfig:
                              f"--adapt-epochs (its server part is trained on what it reads)")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r} (known: {', '.join(PROTOCOLS)})")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"unknown output {self.output!r} (known: {', '.join(OUTPUTS)})")
+        if self.output != "probabilities" and self.design != "posteriors":
+            raise ValueError("--output is what the posteriors design answers")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one: {self.seeds}")
 
@@ -67,12 +75,12 @@ class ExperimentConfig:
                 "transform": self.transform, "cloak_after": self.cloak_after,
                 "adapt_epochs": self.adapt_epochs, "split": self.split.to_dict(),
                 "select": self.select,
-                "protocol": self.protocol, "seeds": list(self.seeds)}
+                "protocol": self.protocol, "seeds": list(self.seeds), "output": self.output}
 
     def points(self) -> list[Point]:
         """Every operating point of the method."""
         if self.design == "posteriors":
-            return [Point("posteriors")]
+            return [Point(method_of(self, Point("")).name)]
         if self.design == "embedding":
             return [Point(f"embedding_k{k}", dims=k) for k in self.split.dims]
         if self.transform is not None and not self.cloak_after:
@@ -123,7 +131,7 @@ def protected_workdir(wd: Workdir, name: str, show_progress: bool = True) -> Wor
 def method_of(cfg: ExperimentConfig, point: Point) -> Method:
     """The method `cfg` runs at `point`, as data (its name, label and spec)."""
     if cfg.design != "spectrogram":
-        return Method(cfg.design)
+        return Method(cfg.design, output=None if cfg.output == "probabilities" else cfg.output)
     cloak = None
     if cfg.transform is None or cfg.cloak_after:
         c = cfg.cloak
