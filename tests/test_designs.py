@@ -221,3 +221,30 @@ def test_the_posteriors_service_can_answer_less_and_its_attackers_read_that(work
         if output == "label":
             assert all(x.shape == (1, 4) and x.sum() == 1 for x in sent.observed())
             assert entry["emotion_drop"]["mean"] == 0  # the label is f_θ's own decision
+
+
+def test_the_split_networks_new_adversaries_read_what_attackers_read_and_move_the_front(
+        workdir):
+    """Issue 30's adversaries: a GRU over each window's steps, statistics over a whole
+    utterance's windows, fresh adversaries every few epochs; each game moves the device
+    part's projection away from where the plain game leaves it."""
+    from sercloak.designs.split.network import GruAdversary, UtteranceAdversary
+    from sercloak.designs.split.training import GAMES
+
+    z = torch.randn(5, 6, 8)
+    assert GruAdversary(8)(z).shape == (5, 2)
+    assert UtteranceAdversary(8)([torch.randn(12, 8), torch.randn(30, 8)]).shape == (2, 2)
+    data = workdir.segments(0, "primary_train", "emotion", train=True)
+    torch.manual_seed(0)
+    f_theta = CnnRnn(4, PRESETS["light"]).eval()
+    trained = {}
+    for game in ("window", "gru", "utterance", "refresh"):
+        cfg = SplitConfig.playing(game, epochs=3, adapt_epochs=0)
+        assert cfg.game == game and (cfg.adversaries, cfg.refresh_every) == GAMES[game]
+        net, history = train_split(f_theta, data, 8, cfg, "cpu")
+        assert all(0 <= h["adversary_acc"] <= 100 for h in history)
+        trained[game] = net.front.project.weight.detach().clone()
+    for game in ("gru", "utterance", "refresh"):
+        assert not torch.allclose(trained[game], trained["window"]), game
+    with pytest.raises(ValueError, match="unknown split-network game"):
+        SplitConfig.playing("chess")

@@ -146,6 +146,28 @@ def test_a_voice_normalisation_bundle_runs_end_to_end(tiny_experiment, tmp_path)
     assert answer["utterance"]["label"] in answer["labels"]
 
 
+def test_voice_normalisation_then_the_split_network_is_deployable(tiny_experiment, tmp_path):
+    """Issue 30's combination: the device normalises the voice, then runs the split
+    network's front; exported, it states both protections and the client applies both."""
+    pytest.importorskip("pyworld", reason="voice normalisation needs pyworld")
+    cfg = ExperimentConfig(design="embedding", transform="voicenorm", attacks=STATS,
+                           split=SplitConfig(dims=(4,), epochs=1, adapt_epochs=1))
+    results = run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
+    assert "voicenorm_embedding" in {e["method"] for e in results["cloak"]}
+    out = tmp_path / "bundle"
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0", "--setting",
+              "voicenorm_embedding", "--out", str(out), "--quiet"])
+    manifest = open_bundle(out).manifest
+    assert manifest["protection"] == {"kind": "voicenorm+split"}
+    assert {"client/voicenorm.json", "client/front.onnx"} <= set(manifest["files"])
+    client = Client.from_bundle(out, seed=0)
+    assert isinstance(client, EmbeddingClient) and client.voice is not None
+    sent = client(speech(2.5), remember=False)
+    assert sent.ndim == 3 and sent.shape[2] == 4
+    answer = EmotionModel(out).predict(sent)
+    assert answer["utterance"]["label"] in answer["labels"]
+
+
 def test_the_floor_and_waveform_baselines_are_not_exported(tiny_experiment, tmp_path):
     run_experiment(tiny_experiment, [0, 1], tiny_configs(),
                    ExperimentConfig(design="posteriors", attacks=STATS), show_progress=False)

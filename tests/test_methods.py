@@ -32,6 +32,13 @@ def test_names_and_labels_of_every_kind_of_method():
     split = ExperimentConfig(design="embedding")
     assert [p.name for p in split.points()] == ["embedding_k8", "embedding_k16", "embedding_k32"]
     assert {method_of(split, p).name for p in split.points()} == {"embedding"}
+    # issue 30's: the split network's game, with voice normalisation first, and the
+    # posteriors service's answers
+    from sercloak.designs.split.training import SplitConfig
+    game = replace(split, transform="voicenorm", split=SplitConfig.playing("attackers"))
+    assert {method_of(game, p).name for p in game.points()} == {"voicenorm_embedding_attackers"}
+    assert names(ExperimentConfig(design="posteriors", output="label")) == [
+        ("posteriors_label", "Posteriors only, label only")]
 
 
 def test_a_method_record_round_trips_through_results_json():
@@ -40,5 +47,5 @@ def test_a_method_record_round_trips_through_results_json():
                        Point("adversarial_sr0", 0, True))
     spec = method.to_dict()
     assert spec == {"design": "spectrogram", "transform": "voicenorm", "cloak": ["temporal"],
-                    "game": "adversarial", "adapted": False}
+                    "game": "adversarial", "adapted": False, "output": None}
     assert Method.from_dict(json.loads(json.dumps(spec))) == method

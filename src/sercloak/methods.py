@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 TRANSFORM_LABELS = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift",
                     "voicenorm": "Voice normalisation"}
-DESIGN_LABELS = {"posteriors": "Posteriors only (floor)",
+DESIGN_LABELS = {"posteriors": "Posteriors only",
                  "embedding": "Split network (embedding)"}
 KIND_WORDS = {"saliency": "saliency mask"}  # a cloak qualifier reads as itself otherwise
 GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
@@ -33,7 +33,9 @@ class Method:
     def name(self) -> str:
         """results.json's `method`: cloak_temporal_minmax_adapted, voicenorm, embedding, ..."""
         if self.design != "spectrogram":
-            return self.design + (f"_{self.output}" if self.output else "")
+            return "_".join([*([self.transform] if self.transform else []), self.design,
+                             *([self.game] if self.game else []),
+                             *([self.output] if self.output else [])])
         parts = [self.transform] if self.transform else []
         if self.cloak is not None:
             parts += ["cloak", *self.cloak] + ([self.game] if self.game else [])
@@ -44,7 +46,11 @@ class Method:
         """How it reads in tables and legends: "Voice normalisation + Cloak (temporal) +
         min–max, adapted"."""
         if self.design != "spectrogram":
-            return DESIGN_LABELS[self.design] + OUTPUT_WORDS.get(self.output, "")
+            floor = self.design == "posteriors" and self.output is None
+            return " + ".join([*([TRANSFORM_LABELS[self.transform]] if self.transform else []),
+                               DESIGN_LABELS[self.design] + (" (floor)" if floor else "")
+                               + (f", {self.game} game" if self.game else "")
+                               + OUTPUT_WORDS.get(self.output, "")])
         parts = [TRANSFORM_LABELS.get(self.transform, self.transform)] if self.transform else []
         if self.cloak is not None:
             kinds = [KIND_WORDS.get(k, k) for k in self.cloak]

@@ -10,6 +10,7 @@ from ..attacks.suite import FAMILIES, AttackConfig
 from ..cloak import ADVERSARIES, KINDS, MASKS, CloakConfig
 from ..cloak.training import GAMES, CloakTrainConfig
 from ..data import Workdir
+from ..designs.split.training import GAMES as SPLIT_GAMES
 from ..designs.split.training import SplitConfig
 from ..experiment import DESIGNS, TRANSFORM_NAMES, VARIANTS, ExperimentConfig, run_experiment
 from ..experiment.config import OUTPUTS
@@ -50,7 +51,9 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
                            informed_epochs=args.informed_epochs, informed_draws=args.draws,
                            tuned_epochs=args.tuned_epochs, **per_speaker)
     return ExperimentConfig(
-        design=args.design, split=SplitConfig(dims=tuple(int(k) for k in args.dims.split(","))),
+        design=args.design,
+        split=SplitConfig.playing(args.split_game,
+                                  dims=tuple(int(k) for k in args.dims.split(","))),
         cloak=cloak, cloak_train=training, attacks=attacks,
         ratios=tuple(int(r) for r in args.ratios.split(",")),
         variants=names(args.variants, VARIANTS, "--variants"), transform=args.transform,
@@ -110,6 +113,12 @@ def _design_options() -> list[tuple[str, dict]]:
         ("--output", dict(choices=OUTPUTS, default=e.output, help="posteriors: what the "
                           "service answers: its window probabilities, those calibrated per "
                           "user (each user's running mean removed), or the label alone")),
+        ("--split-game", dict(choices=list(SPLIT_GAMES), default=e.split.game,
+                              help="embedding: the adversaries of the split network's game: "
+                                   "window (an MLP per step and window statistics), utterance "
+                                   "(+ whole-utterance statistics), gru (+ a GRU over each "
+                                   "window), refresh (fresh adversaries every 2 epochs), "
+                                   "attackers (all of these)")),
         ("--dims", dict(default=",".join(map(str, e.split.dims)),
                         help="embedding: the values of k to choose from")),
         ("--cloak-kind", dict(choices=KINDS, default=c.kind, help="noise (the paper's) or "

@@ -56,9 +56,14 @@ class ExperimentConfig:
                              f"(known: {', '.join(TRANSFORM_NAMES)})")
         if self.cloak_after and self.transform is None:
             raise ValueError("a cloak after the transform needs a transform")
-        if self.design != "spectrogram" and (self.transform or self.adapt_epochs):
-            raise ValueError(f"the {self.design} design takes no transform and no "
-                             f"--adapt-epochs (its server part is trained on what it reads)")
+        if self.design != "spectrogram" and self.adapt_epochs:
+            raise ValueError(f"the {self.design} design takes no --adapt-epochs (its server "
+                             f"part is trained on what it reads)")
+        if self.design == "posteriors" and self.transform:
+            raise ValueError("the posteriors design takes no transform")
+        if self.design == "embedding" and self.transform not in (None, "voicenorm"):
+            raise ValueError("the embedding design takes voice normalisation alone as a "
+                             "transform")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r} (known: {', '.join(PROTOCOLS)})")
         if self.output not in OUTPUTS:
@@ -105,7 +110,10 @@ def run_tag(cfg: ExperimentConfig, baseline_configs: dict[str, TrainConfig]) -> 
         return f"posteriors-{digest(everything)}"
     if cfg.design == "embedding":
         everything["split"] = unseeded(cfg.split.to_dict())
-        return f"embedding-{digest(everything)}"
+        if cfg.transform is not None:
+            everything["transform"] = transform_settings(cfg.transform)
+        prefix = f"{cfg.transform}-" if cfg.transform else ""
+        return f"{prefix}embedding-{digest(everything)}"
     if cfg.transform is not None:
         everything["transform"] = transform_settings(cfg.transform)
         if not cfg.cloak_after:
@@ -130,8 +138,11 @@ def protected_workdir(wd: Workdir, name: str, show_progress: bool = True) -> Wor
 
 def method_of(cfg: ExperimentConfig, point: Point) -> Method:
     """The method `cfg` runs at `point`, as data (its name, label and spec)."""
-    if cfg.design != "spectrogram":
+    if cfg.design == "posteriors":
         return Method(cfg.design, output=None if cfg.output == "probabilities" else cfg.output)
+    if cfg.design == "embedding":
+        return Method(cfg.design, cfg.transform,
+                      game=None if cfg.split.game == "window" else cfg.split.game)
     cloak = None
     if cfg.transform is None or cfg.cloak_after:
         c = cfg.cloak

@@ -57,7 +57,8 @@ _NAME = re.compile(r"(client|server)/[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 # what each kind of protection needs; the manifest's `protection.kind`
 PROTECTION_FILES = {"cloak": (CLOAK,), "voicenorm": (VOICENORM,),
-                    "voicenorm+cloak": (VOICENORM, CLOAK), "split": (FRONT, EMBEDDING)}
+                    "voicenorm+cloak": (VOICENORM, CLOAK), "split": (FRONT, EMBEDDING),
+                    "voicenorm+split": (VOICENORM, FRONT, EMBEDDING)}
 
 
 class BundleError(ValueError):
@@ -225,7 +226,7 @@ def verify(manifest: bytes, signature: bytes, public_key: bytes, folder: Path) -
 def protection_of(design: str, transform: str | None, cloaked: bool) -> str:
     """The protection kind an exported design applies."""
     if design == "embedding":
-        return "split"
+        return "voicenorm+split" if transform == "voicenorm" else "split"
     if transform == "voicenorm":
         return "voicenorm+cloak" if cloaked else "voicenorm"
     return "cloak"

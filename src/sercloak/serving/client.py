@@ -250,7 +250,7 @@ def _protection(bundle: Bundle) -> str:
             raise UnprotectedBundle(f"{bundle.folder}: its cloak adds no noise (σ below "
                                     f"{MIN_NOISE} everywhere) and suppresses nothing: it "
                                     f"would send clean features")
-    if kind == "split":
+    if FRONT in PROTECTION_FILES[kind]:
         with np.load(bundle.path(EMBEDDING), allow_pickle=False) as arrays:
             sigma = arrays["sigma"]
         if not np.all(np.isfinite(sigma)) or float(np.max(np.abs(sigma))) < MIN_NOISE:

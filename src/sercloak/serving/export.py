@@ -118,7 +118,9 @@ def _spectrogram(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, 
 
 def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, point: dict,
                tmp: Path) -> dict:
-    """The split network's device part, its noise scales and its server part."""
+    """The split network's device part, its noise scales and its server part (and voice
+    normalisation's settings, when the device normalises the voice first)."""
+    transform = entry["spec"]["transform"]
     files = wd.layout.entry_setting(entry["cloak_dir"], seed, fold, point["name"])
     f_theta, _ = load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
                                                  "emotion"), wd.cfg)
@@ -126,7 +128,9 @@ def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, po
     if net is None:
         raise FileNotFoundError(f"{files.network}: no split network for seed {seed}, fold "
                                 f"{fold} (was it run?)")
-    segments = _test_segments(wd, fold, None)
+    segments = _test_segments(wd, fold, transform)
+    if transform is not None:
+        (tmp / VOICENORM).write_text(json.dumps(VOICENORM_SETTINGS, indent=1))
     with torch.no_grad():
         clean = net.front(segments)
     sigma = net.sigma().detach().numpy().astype(np.float32)
@@ -136,8 +140,8 @@ def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, po
     _export_onnx(net.back, clean[:1], back, ("embedding", "logits"))
     draws = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     noisy = clean + torch.from_numpy(sigma) * draws
-    return {"design": "embedding", "transform": None,
-            "protection": {"kind": protection_of("embedding", None, False)},
+    return {"design": "embedding", "transform": transform,
+            "protection": {"kind": protection_of("embedding", transform, False)},
             "embedding": {"dims": int(clean.shape[2]), "steps": int(clean.shape[1]),
                           "sigma_max": float(sigma.max())},
             "onnx_check": {"segments": len(segments),

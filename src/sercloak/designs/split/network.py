@@ -103,6 +103,40 @@ class StatsAdversary(nn.Module):
         return self.net(stats)
 
 
+class GruAdversary(nn.Module):
+    """ψ reading a window's steps in order: a bidirectional GRU, averaged over the steps
+    (what the `gru` attacker reads)."""
+
+    def __init__(self, dims: int, hidden: int = 32):
+        super().__init__()
+        self.rnn = nn.GRU(dims, hidden, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * hidden, 2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.rnn(z)[0].mean(dim=1))
+
+
+class UtteranceAdversary(nn.Module):
+    """ψ reading a whole utterance: mean, std, min and max of every dimension over all steps
+    of all its windows, and the log number of steps (the `lr` and `gbt` attackers' view).
+    `forward` takes the utterances' embeddings as one (steps, k) tensor each."""
+
+    def __init__(self, dims: int, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(4 * dims + 1), nn.Linear(4 * dims + 1, hidden),
+                                 nn.ReLU(), nn.Linear(hidden, 2))
+
+    def forward(self, utterances: list[torch.Tensor]) -> torch.Tensor:
+        stats = torch.stack([torch.cat([u.mean(0), u.std(0), u.amin(0), u.amax(0),
+                                        torch.log(torch.tensor([float(len(u))], device=u.device))])
+                             for u in utterances])
+        return self.net(stats)
+
+
+WINDOW_ADVERSARIES = {"step": StepAdversary, "stats": StatsAdversary, "gru": GruAdversary}
+ADVERSARIES = (*WINDOW_ADVERSARIES, "utterance")
+
+
 @torch.no_grad()
 def conv_maps(front: Front, data: SegmentSet, device, batch_size: int = 256) -> torch.Tensor:
     """The frozen convolutions' output for every segment (cached for training)."""

@@ -59,7 +59,7 @@ class SplitRunner(FoldRunner):
                                           self.device)[0]
             net = load_split(file, f_theta, self.cfg.split, self.wd.speakers(self.fold, parts))
             if net is None:
-                data = self.segments(parts, "emotion", True)
+                data = self.segments(parts, "emotion", True, self.base_wd)
                 net, history = train_split(f_theta, data, point.dims, self.cfg.split,
                                            self.device, self.show_progress)
                 file.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ class SplitRunner(FoldRunner):
     def sent(self, net: SplitNet, parts, draws: int, seed: int) -> View:
         """What the device sends for every utterance of `parts`: each window's noisy
         embedding, `draws` noise draws per utterance (as separate observations)."""
-        data = self.segments(parts, "emotion", False)
+        data = self.segments(parts, "emotion", False, self.base_wd)
         maps = conv_maps(net.front, data, self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -121,7 +121,8 @@ class SplitRunner(FoldRunner):
             fitted, valid = self._attackers(point)
             attackers = {name: {"informed": attacked(a, test, valid)}
                          for name, a in fitted.items()}
-            return {"emotion": self._emotion(net, None, part, protected=False),
+            # on the device's features: voice-normalised ones, with that transform
+            return {"emotion": self._emotion(net, None, part, protected=True),
                     "attackers": attackers, "sigma_mean": net.sigma().mean().item()}
 
         return self._cached(self.setting(point.name).scores(part), compute)

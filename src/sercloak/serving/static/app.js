@@ -199,12 +199,12 @@ async function loadClient() {
   const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
   $("bundle-id").textContent = manifest.bundle_id + (verified ? " (signature checked)" : "");
   const kind = (manifest.protection || {}).kind;
-  if (!["cloak", "voicenorm", "voicenorm+cloak", "split"].includes(kind) &&
+  if (!["cloak", "voicenorm", "voicenorm+cloak", "split", "voicenorm+split"].includes(kind) &&
       !$("allow-unprotected").checked) {
     refuse(`the bundle states no protection (${kind}): nothing would protect what is sent`);
   }
-  if (kind === "split" || (kind || "").startsWith("voicenorm")) {
-    const why = kind === "split" ? "a split network's device part" : "voice normalisation";
+  if ((kind || "").includes("split") || (kind || "").startsWith("voicenorm")) {
+    const why = kind.includes("split") ? "a split network's device part" : "voice normalisation";
     $("status").textContent = `This bundle's client runs ${why}, which this page does not: ` +
       "use the Python client (`sercloak predict FILE --bundle BUNDLE --server URL`).";
     return;
