@@ -63,6 +63,9 @@ declare -A options=(
     [embedding_refresh]="--design embedding --split-game refresh --dims 4,8,16"
     [embedding_attackers]="--design embedding --split-game attackers --dims 4,8,16"
     [voicenorm_embedding]="--design embedding --transform voicenorm --dims 4,8,16"
+    [posteriors_debiased]="--design posteriors --debias 1"  # the floor of a debiased f_θ
+    [embedding_attackers_debiased]="--design embedding --split-game attackers --dims 4,8,16
+        --debias 1"
     [voicenorm_embedding_attackers]="--design embedding --transform voicenorm
         --split-game attackers --dims 4,8,16"
     [embedding]="--design embedding"                 # a split network, k chosen from 8, 16, 32
@@ -83,7 +86,7 @@ extra="mcadams cloak_temporal cloak_temporal_minmax cloak_saliency"
 # issue 30's designs (METHODS=issue30)
 issue30="posteriors_calibrated posteriors_label embedding_utterance embedding_gru"
 issue30="$issue30 embedding_refresh embedding_attackers voicenorm_embedding"
-issue30="$issue30 voicenorm_embedding_attackers"
+issue30="$issue30 voicenorm_embedding_attackers posteriors_debiased embedding_attackers_debiased"
 # issue 28's headline designs (with the clean reference every run scores): the paper's
 # cloak at SR 0 and with adversarial training at SR 60, as the paper reports them
 headline="posteriors embedding cloak:0 cloak_adversarial:60 voicenorm_cloak_temporal_adapted"

@@ -248,3 +248,31 @@ def test_the_split_networks_new_adversaries_read_what_attackers_read_and_move_th
         assert not torch.allclose(trained[game], trained["window"]), game
     with pytest.raises(ValueError, match="unknown split-network game"):
         SplitConfig.playing("chess")
+
+
+def test_a_debiased_emotion_model_learns_against_a_gender_adversary_on_its_outputs(workdir):
+    """Issue 30's debiased f_θ: its own model family, trained with a gender adversary on its
+    window outputs (which learns, and whose push reaches the model), measured against the
+    plain f_θ."""
+    from sercloak.train import OutputAdversary, train
+
+    data = workdir.segments(0, "primary_train", "emotion", train=True)
+    genders = data.relabel("gender").y
+    adversary = OutputAdversary(4, genders)
+    logits = torch.randn(16, 4, requires_grad=True)
+    before = [p.detach().clone() for p in adversary.parameters()]
+    privacy = adversary.play(logits, genders[:16])
+    assert any(not torch.equal(a, b) for a, b in zip(before, adversary.parameters(),
+                                                     strict=True))
+    privacy.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    valid = workdir.segments(0, "primary_valid", "emotion", train=False)
+    cfg = TrainConfig(task="emotion", max_epochs=1, batch_size=16, lr=1e-3, output_adversary=1.0)
+    metrics = train(data, valid, cfg, workdir.cfg, workdir.root / "debiased.pt",
+                    show_progress=False)
+    assert metrics["epochs"] == 1
+    run = ExperimentConfig(design="posteriors", attacks=STATS, debias=1.0)
+    results = run_experiment(workdir, [0], configs(), run, show_progress=False)
+    entry = next(e for e in results["cloak"] if e["method"] == "posteriors_debiased")
+    assert entry["emotion_model"].endswith("-output_adversary1")
+    assert "emotion_drop" in entry  # against the plain f_θ on the same utterances

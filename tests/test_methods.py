@@ -47,5 +47,6 @@ def test_a_method_record_round_trips_through_results_json():
                        Point("adversarial_sr0", 0, True))
     spec = method.to_dict()
     assert spec == {"design": "spectrogram", "transform": "voicenorm", "cloak": ["temporal"],
-                    "game": "adversarial", "adapted": False, "output": None}
+                    "game": "adversarial", "adapted": False, "output": None,
+                    "debiased": False}
     assert Method.from_dict(json.loads(json.dumps(spec))) == method

@@ -10,6 +10,7 @@ from sercloak.results import (
     choose_per_fold,
     emotion_drop,
     merge_results,
+    read_results,
     speaker_bootstrap,
     spread,
     summarise_setting,
@@ -185,7 +186,15 @@ def test_merge_keeps_other_methods_only_when_comparable():
         {"method": "c", "setting": "sr0"}]
     assert len(merge_results(results("paper", ["a"]), results("paper", ["c"], (0, 1)))[
         "cloak"]) == 1
+    # a results.json of another format is refused where every reader reads it
+    import json
+    import tempfile
+    from pathlib import Path
+
     old = results("paper", ["a"])
     del old["format"]
-    with pytest.raises(ValueError, match="older sercloak"):
-        merge_results(old, results("paper", ["c"]))
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "results.json"
+        file.write_text(json.dumps(old))
+        with pytest.raises(ValueError, match="another version of sercloak"):
+            read_results(file)

@@ -35,7 +35,8 @@ DEFAULT_TAG = f"light-{DEFAULT_RECIPE}"
 
 # settings that make a different model family when they differ from the recipe's own:
 # a warping cloak's emotion model is trained with the cloak's warp range
-TAGGED_SETTINGS = ("vtlp",)
+# and a debiased emotion model is trained against a gender adversary on its outputs
+TAGGED_SETTINGS = ("vtlp", "output_adversary")
 
 
 def model_tag(cfg: TrainConfig) -> str:

@@ -28,6 +28,7 @@ class Method:
     game: str | None = None  # adversarial (the paper's gradient reversal) or minmax
     adapted: bool = False  # the service's emotion model adapted to the protection
     output: str | None = None  # the posteriors service's answer, when not its probabilities
+    debiased: bool = False  # the emotion model trained against a gender adversary on its output
 
     @property
     def name(self) -> str:
@@ -35,11 +36,13 @@ class Method:
         if self.design != "spectrogram":
             return "_".join([*([self.transform] if self.transform else []), self.design,
                              *([self.game] if self.game else []),
-                             *([self.output] if self.output else [])])
+                             *([self.output] if self.output else []),
+                             *(["debiased"] if self.debiased else [])])
         parts = [self.transform] if self.transform else []
         if self.cloak is not None:
             parts += ["cloak", *self.cloak] + ([self.game] if self.game else [])
-        return "_".join(parts) + ("_adapted" if self.adapted else "")
+        return ("_".join(parts) + ("_adapted" if self.adapted else "")
+                + ("_debiased" if self.debiased else ""))
 
     @property
     def label(self) -> str:
@@ -50,13 +53,15 @@ class Method:
             return " + ".join([*([TRANSFORM_LABELS[self.transform]] if self.transform else []),
                                DESIGN_LABELS[self.design] + (" (floor)" if floor else "")
                                + (f", {self.game} game" if self.game else "")
-                               + OUTPUT_WORDS.get(self.output, "")])
+                               + OUTPUT_WORDS.get(self.output, "")
+                               + (", debiased f_θ" if self.debiased else "")])
         parts = [TRANSFORM_LABELS.get(self.transform, self.transform)] if self.transform else []
         if self.cloak is not None:
             kinds = [KIND_WORDS.get(k, k) for k in self.cloak]
             parts.append("Cloak" + (f" ({', '.join(kinds)})" if kinds else "")
                          + (f" + {GAME_WORDS[self.game]}" if self.game else ""))
-        return " + ".join(parts) + (", adapted" if self.adapted else "")
+        return (" + ".join(parts) + (", adapted" if self.adapted else "")
+                + (", debiased f_θ" if self.debiased else ""))
 
     def to_dict(self) -> dict:
         d = asdict(self)

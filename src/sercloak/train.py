@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -70,6 +71,9 @@ class TrainConfig:
     tempo: float = 0.0  # tempo perturbation, ± relative
     vtlp: float = 0.0  # mel-axis warp, ± relative
     gain_db: float = 0.0  # random gain, ± dB
+    # > 0: a gender adversary reads the model's output of every window and the model learns
+    # to push it to chance, with this weight (issue 30's debiased emotion model)
+    output_adversary: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -171,6 +175,7 @@ class _Run:
     device: torch.device
     transform: Transform | None
     weights: torch.Tensor  # per training segment
+    adversary: OutputAdversary | None = None
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         cfg, gen = self.cfg, self.gen
@@ -206,8 +211,12 @@ class _Run:
                 group["lr"] = cfg.lr * lr_factor(epoch + b / n_batches, cfg)
             batch = order[start : start + cfg.batch_size]
             x, target, w = self.batch(train, index[batch], is_copy[batch])
-            loss = (F.cross_entropy(model(x), target, reduction="none",
+            logits = model(x)
+            loss = (F.cross_entropy(logits, target, reduction="none",
                                     label_smoothing=cfg.label_smoothing) * w).mean()
+            if self.adversary is not None:  # what the model outputs should not tell gender
+                loss = loss + cfg.output_adversary * self.adversary.play(
+                    logits, self.adversary.genders[index[batch]].to(self.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -216,6 +225,26 @@ class _Run:
             total += loss.item() * len(batch)
             n += len(batch)
         return total / n
+
+
+class OutputAdversary(nn.Module):
+    """ψ reading a model's output (the class probabilities of one window) for gender; `play`
+    takes its own step on the detached output, then returns the model's privacy loss (ψ's
+    output pushed to chance)."""
+
+    def __init__(self, n_classes: int, genders: torch.Tensor, lr: float = 1e-3):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_classes, 32), nn.ReLU(), nn.Linear(32, 2))
+        self.genders = genders  # of every training segment
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+
+    def play(self, logits: torch.Tensor, genders: torch.Tensor) -> torch.Tensor:
+        probs = F.softmax(logits, dim=-1)
+        loss = F.cross_entropy(self.net(probs.detach()), genders)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return -F.log_softmax(self.net(probs), dim=-1).mean()  # cross-entropy to uniform
 
 
 def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: FeatureConfig,
@@ -238,11 +267,14 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
     model = _new_model(train, cfg, feature_cfg, init_state).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    adversary = (OutputAdversary(len(train.labels), train.relabel("gender").y).to(device)
+                 if cfg.output_adversary else None)
     st, best = TrainState(), None
     if state_file.is_file():
-        st, best = _restore(state_file, cfg, feature_cfg, model, opt, gen, average)
+        st, best = _restore(state_file, cfg, feature_cfg, model, opt, gen, average, adversary)
     weights = speaker_weights(train) if cfg.speaker_weighting else torch.ones(len(train))
-    run = _Run(model, opt, average, cfg, feature_cfg, gen, device, transform, weights)
+    run = _Run(model, opt, average, cfg, feature_cfg, gen, device, transform, weights,
+               adversary)
     scored = average.model if average is not None else model  # what validation sees
     early_stop = cfg.select == "best"
 
@@ -270,14 +302,21 @@ def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: F
 
     if early_stop:
         scored.load_state_dict(best)
-    final_uar = st.best_uar if early_stop else st.history[-1]["valid_uar"]
-    metrics = {"best_epoch": st.best_epoch if early_stop else st.epoch, "valid_uar": final_uar,
-               "epochs": st.epoch, "history": st.history, "train_segments": len(train),
-               "speakers": {"train": train.speakers, "valid": valid.speakers},
-               "wall_time_s": round(time.perf_counter() - started, 1)}
+    metrics = _metrics(st, early_stop, train, valid, time.perf_counter() - started)
     save_checkpoint(out, scored, train.labels, feature_cfg, cfg, metrics)
     state_file.unlink(missing_ok=True)
     return metrics
+
+
+def _metrics(st: TrainState, early_stop: bool, train: SegmentSet, valid: SegmentSet,
+             seconds: float) -> dict:
+    """What a checkpoint records of its training: the epoch kept, its validation UAR, the
+    curve, the speakers, the time."""
+    return {"best_epoch": st.best_epoch if early_stop else st.epoch,
+            "valid_uar": st.best_uar if early_stop else st.history[-1]["valid_uar"],
+            "epochs": st.epoch, "history": st.history, "train_segments": len(train),
+            "speakers": {"train": train.speakers, "valid": valid.speakers},
+            "wall_time_s": round(seconds, 1)}
 
 
 def _new_model(train: SegmentSet, cfg: TrainConfig, feature_cfg: FeatureConfig,
@@ -300,12 +339,15 @@ def _save_state(state_file: Path, run: _Run, st: TrainState, best: dict | None) 
                 "average": None if average is None else average.model.state_dict(),
                 "average_updates": 0 if average is None else average.updates,
                 "optimizer": run.opt.state_dict(), "generator": run.gen.get_state(),
-                "torch_rng": torch.get_rng_state()}, state_file)
+                "torch_rng": torch.get_rng_state(),
+                **({} if run.adversary is None else {
+                    "adversary": run.adversary.state_dict(),
+                    "adversary_optimizer": run.adversary.opt.state_dict()})}, state_file)
 
 
 def _restore(state_file: Path, cfg: TrainConfig, feature_cfg: FeatureConfig, model: CnnRnn,
-             opt: torch.optim.Optimizer, gen: torch.Generator,
-             average: WeightAverage | None) -> tuple[TrainState, dict]:
+             opt: torch.optim.Optimizer, gen: torch.Generator, average: WeightAverage | None,
+             adversary: OutputAdversary | None) -> tuple[TrainState, dict]:
     saved = torch.load(state_file, map_location="cpu", weights_only=True)
     if saved["train_config"] != cfg.to_dict() or saved["feature_config"] != feature_cfg.to_dict():
         raise CheckpointMismatch(
@@ -316,6 +358,9 @@ def _restore(state_file: Path, cfg: TrainConfig, feature_cfg: FeatureConfig, mod
     if average is not None:
         average.model.load_state_dict(saved["average"])
         average.updates = saved["average_updates"]
+    if adversary is not None:
+        adversary.load_state_dict(saved["adversary"])
+        adversary.opt.load_state_dict(saved["adversary_optimizer"])
     gen.set_state(saved["generator"])
     torch.set_rng_state(saved["torch_rng"])
     return TrainState(**saved["state"]), saved["best"]

@@ -58,7 +58,7 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
         ratios=tuple(int(r) for r in args.ratios.split(",")),
         variants=names(args.variants, VARIANTS, "--variants"), transform=args.transform,
         cloak_after=args.cloak_after, adapt_epochs=args.adapt_epochs,
-        select=args.select_on_valid, output=args.output,
+        select=args.select_on_valid, output=args.output, debias=args.debias,
         protocol=args.protocol, seeds=tuple(parse_folds(args.seeds)))
 
 
@@ -119,6 +119,9 @@ def _design_options() -> list[tuple[str, dict]]:
                                    "(+ whole-utterance statistics), gru (+ a GRU over each "
                                    "window), refresh (fresh adversaries every 2 epochs), "
                                    "attackers (all of these)")),
+        ("--debias", dict(type=float, default=e.debias, help="train the method's emotion "
+                          "model against a gender adversary on its outputs, with this weight "
+                          "(0: off); drops are measured from the plain one")),
         ("--dims", dict(default=",".join(map(str, e.split.dims)),
                         help="embedding: the values of k to choose from")),
         ("--cloak-kind", dict(choices=KINDS, default=c.kind, help="noise (the paper's) or "

@@ -181,6 +181,7 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
     merges into the protocol's results.json, writes report.md and figures. Every unit
     `executor` (default local) runs is logged to the protocol's unit log."""
     started, executor, folds = time.perf_counter(), executor or LocalExecutor(), sorted(folds)
+    baseline_configs = cfg.emotion_models(baseline_configs)
     baselines = train_baselines(wd, folds, baseline_configs, cfg, executor, show_progress)
     method = plan_method(wd, baseline_configs, cfg, show_progress)
     if method.cfg.select:  # each fold's point, chosen on its validation speakers

@@ -45,6 +45,9 @@ class ExperimentConfig:
     protocol: str = DEFAULT_PROTOCOL  # which speakers train what (folds.PROTOCOLS)
     seeds: tuple[int, ...] = (0,)  # every model, cloak and attacker, once per seed
     output: str = "probabilities"  # the posteriors design's answer (OUTPUTS)
+    # > 0: the method's emotion model is debiased: trained against a gender adversary on its
+    # outputs with this weight (`train.OutputAdversary`); drops stay measured from the plain
+    debias: float = 0.0
 
     def __post_init__(self):
         if self.design not in DESIGNS:
@@ -80,7 +83,8 @@ class ExperimentConfig:
                 "transform": self.transform, "cloak_after": self.cloak_after,
                 "adapt_epochs": self.adapt_epochs, "split": self.split.to_dict(),
                 "select": self.select,
-                "protocol": self.protocol, "seeds": list(self.seeds), "output": self.output}
+                "protocol": self.protocol, "seeds": list(self.seeds), "output": self.output,
+                "debias": self.debias}
 
     def points(self) -> list[Point]:
         """Every operating point of the method."""
@@ -93,6 +97,13 @@ class ExperimentConfig:
         return [Point(setting_name(ratio, variant == "adversarial"), ratio,
                       variant == "adversarial")
                 for variant in self.variants for ratio in self.ratios]
+
+    def emotion_models(self, configs: dict[str, TrainConfig]) -> dict[str, TrainConfig]:
+        """The method's clean models: `configs`, its emotion model debiased when asked."""
+        if not self.debias:
+            return configs
+        return {**configs, "emotion": replace(configs["emotion"],
+                                              output_adversary=self.debias)}
 
     def seeded(self, seed: int) -> ExperimentConfig:
         """The configuration of one seed: its cloaks, networks and attackers drawn from it."""
@@ -138,10 +149,12 @@ def protected_workdir(wd: Workdir, name: str, show_progress: bool = True) -> Wor
 
 def method_of(cfg: ExperimentConfig, point: Point) -> Method:
     """The method `cfg` runs at `point`, as data (its name, label and spec)."""
+    debiased = bool(cfg.debias)
     if cfg.design == "posteriors":
-        return Method(cfg.design, output=None if cfg.output == "probabilities" else cfg.output)
+        return Method(cfg.design, output=None if cfg.output == "probabilities" else cfg.output,
+                      debiased=debiased)
     if cfg.design == "embedding":
-        return Method(cfg.design, cfg.transform,
+        return Method(cfg.design, cfg.transform, debiased=debiased,
                       game=None if cfg.split.game == "window" else cfg.split.game)
     cloak = None
     if cfg.transform is None or cfg.cloak_after:
@@ -151,4 +164,5 @@ def method_of(cfg: ExperimentConfig, point: Point) -> Method:
     game = None
     if cloak is not None and point.adversarial:
         game = "adversarial" if cfg.cloak_train.game == "grl" else cfg.cloak_train.game
-    return Method(cfg.design, cfg.transform, cloak, game, bool(cfg.adapt_epochs))
+    return Method(cfg.design, cfg.transform, cloak, game, bool(cfg.adapt_epochs),
+                  debiased=debiased)
