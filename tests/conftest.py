@@ -138,8 +138,9 @@ def serving(bundle: Path, *options: str, scheme: str = "http", ssl_context=None,
             log: Path | None = None):
     """Start `sercloak serve BUNDLE [options]` on a free port, yield its URL, stop it
     afterwards. Its output goes to `log` (a file: a pipe nobody reads would fill up with
-    the access log and stall the service)."""
+    the access log and stall the service; one made here is removed at the end)."""
     port = free_port()
+    own_log = log is None
     log = log or Path(tempfile.mkstemp(prefix="sercloak-serve-", suffix=".log")[1])
     output = open(log, "ab")  # noqa: SIM115 - closed when the service stops
     process = subprocess.Popen([sys.executable, "-m", "sercloak", "serve", "--bundle",
@@ -163,3 +164,5 @@ def serving(bundle: Path, *options: str, scheme: str = "http", ssl_context=None,
     process.terminate()
     process.wait(timeout=10)
     output.close()
+    if own_log:
+        log.unlink(missing_ok=True)

@@ -71,10 +71,15 @@ def pareto_figure(results: dict, out: Path) -> None:
                                DEPLOYABLE_DROP - ylim[0], color="tab:green", alpha=0.12, lw=0,
                                label=f"deployable target: gender ≤ {DEPLOYABLE_GENDER:.0f}% (or "
                                      f"chance), emotion drop ≤ {DEPLOYABLE_DROP:.0f} point"))
-    chance = [x["chance"] for x, _ in points]
-    ax.axvspan(min(c["mean"] for c in chance), max(c["p95"] for c in chance), color="grey",
-               alpha=0.25, lw=0, label="chance band: the permutation null's mean to its 95th "
-                                       "percentile")
+    # each figure has its own chance band (it depends on its attacker's predictions): a
+    # grey bar from the null's mean to its 95th percentile, at the figure's own height
+    # (not the clean point's: far from chance, its band would only hide the floor's)
+    height = (ylim[1] - ylim[0]) * 0.05
+    for i, (x, y) in enumerate(points[:-1]):
+        ax.barh(y["mean"], x["chance"]["p95"] - x["chance"]["mean"], left=x["chance"]["mean"],
+                height=height, color="grey", alpha=0.3, lw=0, zorder=0,
+                label=None if i else "chance band: the permutation null's mean to its 95th "
+                                     "percentile")
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(entries), 2)))
     markers = "osD^v<>phX*"
     for i, (e, (x, y)) in enumerate(zip(entries, points, strict=False)):
@@ -87,17 +92,16 @@ def pareto_figure(results: dict, out: Path) -> None:
                 capsize=2, label="clean (no protection)")
     if floor is not None:  # what f_θ's own outputs leak: left of it only at a cost
         x = privacy(floor)
-        ax.axvspan(x["mean"] - _whisker(x)[0], x["mean"] + _whisker(x)[1], color="grey",
-                   alpha=0.15, lw=0)
-        ax.axvline(x["mean"], color="grey", ls="--", lw=1.2,
-                   label=f"floor: f_θ's window posteriors alone ({x['mean']:.1f}%)")
+        ax.errorbar(x["mean"], 0, xerr=np.array([_whisker(x)]).T, fmt="kx", ms=8, capsize=2,
+                    label=f"floor: f_θ's window posteriors alone ({x['mean']:.1f}%)")
+        ax.axvline(x["mean"], color="grey", ls="--", lw=1.2)
     ax.axhline(0, color="black", ls=":", lw=1)
     ax.axvline(50, color="grey", ls=":", lw=1)
     ax.annotate("gender chance", (50.3, ylim[1] - 0.5), fontsize=7, color="grey", va="top")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_xlabel("gender UAR (%) of the attacker chosen on validation speakers, "
-                  "speaker-balanced (lower is better)")
+    ax.set_xlabel("gender UAR (%) of the attacker chosen on validation speakers\n"
+                  "(speaker-balanced; lower is better)")
     ax.set_ylabel("emotion drop (points of speaker-balanced UAR,\nclean f_θ minus protected; "
                   "lower is better)")
     config = results["config"]
