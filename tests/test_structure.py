@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ast
-import sys
 import re
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sercloak"
