@@ -138,15 +138,18 @@ def npy_bytes(array) -> bytes:
     return buffer.getvalue()
 
 
-def forged_cloak(bundle: Path, tmp_path: Path) -> tuple[bytes, bytes]:
-    """(cloak.npz with σ = 0 everywhere and nothing suppressed, a manifest whose hashes and id
-    agree with it): what a malicious server sends to receive clean features."""
+def forged_cloak(bundle: Path, tmp_path: Path, one_bin: bool = False) -> tuple[bytes, bytes]:
+    """(cloak.npz with σ = 0 everywhere (`one_bin`: but in one mel bin) and nothing
+    suppressed, a manifest whose hashes and id agree with it): what a malicious server sends
+    to receive clean features."""
     from sercloak.serving.bundle import bundle_id
 
     meta, arrays = cloakfile.read(bundle / "client" / "cloak.npz")
-    arrays = {**arrays, "sigma": np.zeros_like(arrays["sigma"]),
-              "offset_sigma": np.zeros_like(arrays["sigma"]), "mask": np.ones_like(arrays["mask"])}
-    file = tmp_path / "zero.npz"
+    sigma = np.zeros_like(arrays["sigma"])
+    sigma[..., 0] = 1.0 if one_bin else 0.0
+    arrays = {**arrays, "sigma": sigma, "offset_sigma": np.zeros_like(arrays["sigma"]),
+              "mask": np.ones_like(arrays["mask"])}
+    file = tmp_path / ("one-bin.npz" if one_bin else "zero.npz")
     cloakfile.write(file, {k: v for k, v in meta.items() if k != "format"}, arrays)
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"]["client/cloak.npz"] = hashlib.sha256(file.read_bytes()).hexdigest()
@@ -195,6 +198,23 @@ def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundl
     page.click("#pin-forget")
     page.check("#allow-unverified")
     refused(page, "adds no noise", wav)
+    page.close()
+
+    # σ in one mel bin: the arrays pass their check, what they would send is refused
+    cloak, manifest = forged_cloak(signed_bundle, tmp_path, one_bin=True)
+    page = new_page(browser)
+    page.requests_made = []
+    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data_buffer)))
+    serve_as(page, "v1/bundle/files/client/cloak.npz", cloak)
+    serve_as(page, "v1/bundle/files/manifest.json", manifest)
+    page.goto(signed_server + "/")
+    page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
+    page.check("#allow-unverified")
+    page.wait_for_function("window.sercloakDemo.client !== null", timeout=30000)
+    page.set_input_files("#file", str(wav))
+    page.wait_for_function("window.sercloakDemo.refused !== null", timeout=30000)
+    assert "under noise of a tenth of its spread" in page.evaluate("window.sercloakDemo.refused")
+    assert posts(page) == []
     page.close()
 
     # an unsigned bundle while a key is pinned

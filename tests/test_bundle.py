@@ -8,7 +8,14 @@ import pytest
 
 from sercloak.cli import main as cli_main
 from sercloak.features import LogMel
-from sercloak.serving.bundle import BundleError, bundle_id, open_bundle, read_public_key, sha256
+from sercloak.serving.bundle import (
+    BundleError,
+    bundle_id,
+    open_bundle,
+    read_public_key,
+    sha256,
+    sign,
+)
 from sercloak.serving.client import CloakArrays, UnprotectedBundle, check_protection
 
 
@@ -105,6 +112,9 @@ def test_signed_bundles_refuse_tampering_and_unsigned_ones_refuse_a_trusted_key(
     cli_main(["keygen", "--out", str(other)])
     with pytest.raises(BundleError, match="does not verify"):
         open_bundle(out, read_public_key(tmp_path / "other.pub"))
+    other.chmod(0o644)  # a private key others can read signs nothing
+    with pytest.raises(BundleError, match="can be read by others"):
+        sign(out, other)
     # a changed manifest (here: a σ = 0 cloak, hashes made consistent) no longer verifies
     forged = tmp_path / "forged"
     shutil.copytree(out, forged)
@@ -147,6 +157,66 @@ def test_the_client_fails_closed_on_missing_or_degenerate_protection(bundle, tmp
     with pytest.raises(UnprotectedBundle, match="states no protection"):
         Client.from_bundle(missing)
     assert Client.from_bundle(missing, allow_unprotected=True).cloak is None
+
+
+def forged(bundle, folder, **changes):
+    """A copy of `bundle` whose cloak arrays are changed (hashes made to agree)."""
+    from sercloak import cloakfile
+
+    shutil.copytree(bundle, folder)
+    meta, arrays = cloakfile.read(folder / "client" / "cloak.npz")
+    arrays = {**arrays, **{k: change(arrays) for k, change in changes.items()}}
+    cloakfile.write(folder / "client" / "cloak.npz", {k: v for k, v in meta.items()
+                                                       if k != "format"}, arrays)
+    rewrite(folder, lambda m: None)
+    return folder
+
+
+def one_bin(arrays):
+    """σ in a single mel bin, none elsewhere (nor suppressed): the arrays' largest σ is
+    real, what is sent is nearly clean."""
+    sigma = np.zeros_like(arrays["sigma"])
+    sigma[..., 0] = 1.0
+    return sigma
+
+
+def test_the_client_checks_what_it_sends_not_only_the_arrays(bundle, tmp_path):
+    """A cloak whose arrays pass the first check but leave what is sent nearly clean (σ in
+    one mel bin, a tiny feature scale) or not finite is refused when it would send."""
+    from sercloak.serving.client import Client
+
+    wave = np.random.default_rng(0).normal(0, 0.1, 16000 * 3).astype(np.float32)
+    honest = Client.from_bundle(bundle, seed=0)
+    assert not np.allclose(honest(wave), honest.features(wave))  # the real cloak sends
+    no_suppression = {"mask": lambda a: np.ones_like(a["mask"]),
+                      "offset_sigma": lambda a: np.zeros_like(a["sigma"])}
+    cases = {"one-bin": {"sigma": one_bin, **no_suppression},
+             "tiny-scale": {"feat_std": lambda a: np.full_like(a["feat_std"], 1e-6),
+                            **no_suppression}}
+    for name, changes in cases.items():
+        client = Client.from_bundle(forged(bundle, tmp_path / name, **changes), seed=0)
+        with pytest.raises(UnprotectedBundle, match="under noise of a tenth"):
+            client(wave)
+        sent = Client.from_bundle(tmp_path / name, seed=0, allow_unprotected=True)(wave)
+        assert sent.shape[1] == honest.settings.n_mels  # allowed: sent as it is
+    nan = forged(bundle, tmp_path / "nan", sigma=lambda a: np.where(
+        np.arange(a["sigma"].size).reshape(a["sigma"].shape) == 0, np.nan, a["sigma"]))
+    with pytest.raises(UnprotectedBundle, match="not finite in sigma"):
+        Client.from_bundle(nan)
+
+
+def test_a_protection_its_design_does_not_run_or_not_the_one_required_is_refused(
+        bundle, tmp_path):
+    from sercloak.serving.client import Client
+
+    mismatch = tmp_path / "mismatch"
+    shutil.copytree(bundle, mismatch)
+    rewrite(mismatch, lambda m: m.update(protection={"kind": "split"}))
+    with pytest.raises(UnprotectedBundle, match="not one its design 'spectrogram' runs"):
+        Client.from_bundle(mismatch)
+    assert Client.from_bundle(bundle, require="cloak").cloak is not None
+    with pytest.raises(UnprotectedBundle, match="not the 'voicenorm\\+cloak' required"):
+        Client.from_bundle(bundle, require="voicenorm+cloak")
 
 
 def test_a_bundle_of_an_older_format_is_refused_saying_what_to_do(bundle, tmp_path):

@@ -89,10 +89,14 @@ def test_cloak_equals_the_torch_cloak_given_the_same_draws(tmp_path, monkeypatch
 
 
 def test_stream_gives_the_whole_utterance_frames_in_pieces(tmp_path):
-    saved_cloak(tmp_path, sigma_max=1e-9)  # no noise: the two paths must agree exactly
+    # no noise (so not a protection the client would send, hence `unprotected`): the two
+    # paths must agree exactly
+    saved_cloak(tmp_path, sigma_max=1e-9)
     wave = speechlike(2.7)
-    whole = Client(settings(), mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"))(wave)
-    client = Client(settings(), mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"))
+    whole = Client(settings(), mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"),
+                   unprotected=True)(wave)
+    client = Client(settings(), mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"),
+                    unprotected=True)
     stream = client.stream()
     pieces, sizes = [], [1, 37, 160, 799, 1600, 5]
     position = 0
@@ -111,7 +115,8 @@ def test_stream_gives_the_whole_utterance_frames_in_pieces(tmp_path):
 def test_per_user_normalisation_uses_the_history_and_never_the_utterance_itself(tmp_path):
     saved_cloak(tmp_path, sigma_max=1e-9)
     user = FeatureSettings.from_dict(FeatureConfig(normalise="user").to_dict())
-    client = Client(user, mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"))
+    client = Client(user, mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"),
+                    unprotected=True)
     with pytest.raises(ValueError, match="needs the user's history"):
         client.stream()
     first, second = speechlike(2.0, seed=1), speechlike(2.0, seed=2)
@@ -128,7 +133,8 @@ def test_per_user_normalisation_uses_the_history_and_never_the_utterance_itself(
 def test_short_utterances_are_padded_the_same_whole_and_streamed(tmp_path):
     saved_cloak(tmp_path, sigma_max=1e-9)
     wave = speechlike(0.6)
-    client = Client(settings(), mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"))
+    client = Client(settings(), mel_filterbank(CFG), CloakArrays.load(tmp_path / "c.npz"),
+                    unprotected=True)
     whole = client(wave)
     stream = client.stream()
     streamed = np.concatenate([stream.push(wave[:4000]), stream.push(wave[4000:]),

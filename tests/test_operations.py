@@ -252,3 +252,71 @@ def test_the_api_description_only_with_docs_and_behind_the_key(bundle, tmp_path)
         schemas = json.loads(text)["components"]["schemas"]
         assert {"Emotion", "Health", "Manifest", "Problem"} <= set(schemas)
         assert call(url, "/docs", KEY)[0] == 404  # no page that loads scripts from a CDN
+
+
+def test_a_key_spelled_another_way_is_the_same_keys_rate_limit(bundle, tmp_path):
+    """The rate limit counts the key the service checked, not the header's bytes: "bearer",
+    "BEARER" or extra spaces do not open a new bucket."""
+    keys = key_file(tmp_path / "keys.txt", KEY + "\n")
+    for url in serving(bundle, "--api-key-file", str(keys), "--rate", "1", "--burst", "2",
+                       log=tmp_path / "service.log"):
+        statuses = []
+        for header in (f"Bearer {KEY}", f"bearer {KEY}", f"BEARER  {KEY} "):
+            request = urllib.request.Request(url + "/v1/bundle",
+                                             headers={"Authorization": header})
+            try:
+                statuses.append(urllib.request.urlopen(request, timeout=10).status)
+            except urllib.error.HTTPError as err:
+                statuses.append(err.code)
+        assert statuses == [200, 200, 429]
+
+
+def test_a_page_elsewhere_gets_its_preflight_answered_by_a_keyed_service(bundle, tmp_path):
+    """A browser asks before it posts with a key, and that question carries no key: the
+    service with `--allow-origin` answers it (and lets the page read its refusals)."""
+    keys = key_file(tmp_path / "keys.txt", KEY + "\n")
+    origin = "http://127.0.0.1:8765"
+    for url in serving(bundle, "--api-key-file", str(keys), "--allow-origin", origin,
+                       log=tmp_path / "service.log"):
+        preflight = urllib.request.Request(
+            url + "/v1/emotion", method="OPTIONS",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type,x-bundle-id"})
+        with urllib.request.urlopen(preflight, timeout=10) as response:
+            assert response.status == 200
+            assert response.headers["Access-Control-Allow-Origin"] == origin
+        no_key = urllib.request.Request(url + "/v1/bundle", headers={"Origin": origin})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(no_key, timeout=10)
+        assert refused.value.code == 401
+        assert refused.value.headers["Access-Control-Allow-Origin"] == origin
+
+
+def test_an_answer_the_service_did_not_mean_still_carries_its_headers_and_is_counted(
+        tmp_path):
+    import asyncio
+
+    from sercloak.serving.operations import Metrics, Operations, access_logger
+
+    async def failing_app(scope, receive, send):
+        raise RuntimeError("a bug")
+
+    metrics = Metrics()
+    middleware = Operations(failing_app, api_keys=None, metrics=metrics,
+                            log=access_logger(tmp_path / "access.log"), bundle_id="b")
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/v1/bundle", "method": "GET", "headers": [],
+             "scheme": "http", "query_string": b""}
+    with pytest.raises(RuntimeError, match="a bug"):  # the server still hears of it
+        asyncio.run(middleware(scope, receive, send))
+    start = sent[0]
+    assert start["status"] == 500
+    assert (b"x-content-type-options", b"nosniff") in start["headers"]
+    assert metrics.refused.labels("error")._value.get() == 1

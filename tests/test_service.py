@@ -106,6 +106,50 @@ def test_a_body_over_the_size_limit_is_refused_before_it_is_read(server, bundle)
     connection.close()
 
 
+def test_a_body_that_is_not_features_is_refused_before_it_is_read(server, bundle):
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("POST", "/v1/emotion")
+    for name, value in (("Content-Type", "audio/wav"), ("Content-Length", 2**20),
+                        ("X-Bundle-Id", open_bundle(bundle).manifest["bundle_id"])):
+        connection.putheader(name, str(value))
+    connection.endheaders()  # the audio never follows
+    response = connection.getresponse()
+    assert response.status == 415 and "never audio" in json.loads(response.read())["detail"]
+    connection.close()
+
+
+def test_a_slow_body_gets_408_and_a_longer_max_seconds_larger_bodies(bundle, tmp_path):
+    """A body that takes longer than `--body-timeout` to arrive is refused (and counted);
+    `--max-seconds` beyond what the default body limit holds raises it."""
+    import time
+
+    from conftest import UNLIMITED, serving
+
+    bundle_id = open_bundle(bundle).manifest["bundle_id"]
+    for url in serving(bundle, "--body-timeout", "0.5", "--max-seconds", "100", *UNLIMITED,
+                       log=tmp_path / "service.log"):
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("POST", "/v1/emotion")
+        for name, value in (("Content-Type", "application/x-npy"), ("Content-Length", 1000),
+                            ("X-Bundle-Id", bundle_id)):
+            connection.putheader(name, str(value))
+        connection.endheaders()
+        for _ in range(3):  # a few bytes now and then
+            connection.send(b"\x93NUMPY"[:2])
+            time.sleep(0.4)
+        response = connection.getresponse()
+        assert response.status == 408 and "did not arrive" in json.loads(response.read())[
+            "detail"]
+        connection.close()
+        assert metric(url, "sercloak_refused_total", reason="slow_body") == 1
+        long = npy(cloaked_features(bundle, seconds=90))
+        assert len(long) > 4 * 2**20  # over the default limit
+        status, answer = post(url, long, bundle_id)
+        assert status == 200, answer
+
+
 def test_wrong_bundle_and_audio_are_refused(server, bundle):
     feats = npy(cloaked_features(bundle))
     for bundle_id in (None, "0123456789abcdef"):

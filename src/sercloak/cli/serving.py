@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..serving.bundle import PROTECTION_FILES
 from ..serving.limits import Limits
 from .options import protocol_options, workdir_options
 
@@ -45,7 +46,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def _limits(args: argparse.Namespace) -> Limits:
     return Limits(max_seconds=args.max_seconds, workers=args.inference_threads,
-                  queue=args.queue, timeout_s=args.timeout, rate=args.rate, burst=args.burst)
+                  queue=args.queue, timeout_s=args.timeout, body_timeout_s=args.body_timeout,
+                  rate=args.rate, burst=args.burst)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -69,7 +71,8 @@ def cmd_client(args: argparse.Namespace) -> None:
 
     from ..serving.page import page_app
 
-    app = page_app(args.bundle, args.server, _trust_key(args), args.allow_unprotected)
+    app = page_app(args.bundle, args.server, _trust_key(args), args.allow_unprotected,
+                   args.require_protection)
     print(f"the page for {args.bundle} at http://{args.host}:{args.port}/ posts protected "
           f"features to {args.server} (start it with `--allow-origin "
           f"http://{args.host}:{args.port}`)", flush=True)
@@ -87,7 +90,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         key = ApiKeys(args.api_key_file).first()
     failed = predict_files(args.files, args.bundle, args.server, args.json, args.seed, key,
                            trust_key=_trust_key(args), allow_unprotected=args.allow_unprotected,
-                           insecure=args.insecure)
+                           require=args.require_protection, insecure=args.insecure)
     if failed:
         sys.exit(1)
 
@@ -99,6 +102,10 @@ def _bundle_checks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unprotected", action="store_true",
                    help="use a bundle whose protection is missing or degenerate (its "
                         "features leave this machine unprotected)")
+    p.add_argument("--require-protection", choices=sorted(PROTECTION_FILES), metavar="KIND",
+                   help="refuse a bundle whose protection is not KIND (without --trust-key "
+                        "the server chooses the bundle, and a weaker protection passes the "
+                        f"other checks): one of {', '.join(sorted(PROTECTION_FILES))}")
 
 
 def add_commands(sub) -> None:
@@ -161,7 +168,11 @@ def _serve_parser(sub) -> None:
     p.add_argument("--queue", type=int, default=d.queue,
                    help=f"requests that may wait for them before 503 (default {d.queue})")
     p.add_argument("--timeout", type=float, default=d.timeout_s,
-                   help=f"seconds a request may take before 503 (default {d.timeout_s:g})")
+                   help=f"seconds a request may take, from its body's arrival, before 503 "
+                        f"(default {d.timeout_s:g})")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout_s,
+                   help=f"seconds a body may take to arrive before 408 (default "
+                        f"{d.body_timeout_s:g})")
     p.add_argument("--rate", type=float, default=d.rate,
                    help=f"requests per second per key, sustained (default {d.rate:g})")
     p.add_argument("--burst", type=int, default=d.burst,

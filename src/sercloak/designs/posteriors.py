@@ -17,9 +17,10 @@ privacy.
 What the service answers may be less than its probabilities (`output`,
 issue 30's output-side defences), and the attackers read that answer:
 ``calibrated`` removes each user's running mean from the window
-log-probabilities (the mean over the user's other utterances, as per-user
-normalisation does for features; a user's first utterance is answered as it
-is), and the service's emotion is the calibrated answer's; ``label`` answers
+log-probabilities (the mean of the windows of the user's earlier utterances,
+as a running service keeps it; per-user normalisation treats features the
+same way; a user's first utterance is answered as it is), and the service's
+emotion is the calibrated answer's; ``label`` answers
 the utterance's label alone (a one-hot vector), so the emotion is f_θ's own.
 """
 
@@ -53,20 +54,19 @@ def window_log_probs(model: torch.nn.Module, data, device, batch_size: int = 256
 
 
 def calibrated(view: View) -> list[np.ndarray]:
-    """Each utterance's window log-probabilities less its user's mean over the user's other
-    utterances' windows (none: as they are), renormalised."""
-    speakers = [u.speaker for u in view.utterances]
+    """Each utterance's window log-probabilities less the mean of its user's windows so far
+    (the user's earlier utterances, in the view's order, as a running service sees them;
+    the first is answered as it is), renormalised."""
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
-    for speaker, windows in zip(speakers, view.clean, strict=True):
-        sums[speaker] = sums.get(speaker, 0.0) + windows.sum(axis=0)
-        counts[speaker] = counts.get(speaker, 0) + len(windows)
     out = []
-    for speaker, windows in zip(speakers, view.clean, strict=True):
-        others = counts[speaker] - len(windows)
-        mean = (sums[speaker] - windows.sum(axis=0)) / others if others else 0.0
+    for utterance, windows in zip(view.utterances, view.clean, strict=True):
+        speaker = utterance.speaker
+        mean = sums[speaker] / counts[speaker] if speaker in counts else 0.0
         shifted = torch.from_numpy(np.asarray(windows - mean, dtype=np.float32))
         out.append(F.log_softmax(shifted, dim=-1).numpy())
+        sums[speaker] = sums.get(speaker, 0.0) + windows.sum(axis=0)
+        counts[speaker] = counts.get(speaker, 0) + len(windows)
     return out
 
 

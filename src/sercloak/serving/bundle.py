@@ -59,6 +59,11 @@ _NAME = re.compile(r"(client|server)/[A-Za-z0-9_][A-Za-z0-9_.-]*")
 PROTECTION_FILES = {"cloak": (CLOAK,), "voicenorm": (VOICENORM,),
                     "voicenorm+cloak": (VOICENORM, CLOAK), "split": (FRONT, EMBEDDING),
                     "voicenorm+split": (VOICENORM, FRONT, EMBEDDING)}
+# the design each protection belongs to: the client runs what the protection names, and a
+# bundle whose design says otherwise is refused (it would run one thing and check another)
+PROTECTION_DESIGN = {"cloak": "spectrogram", "voicenorm": "spectrogram",
+                     "voicenorm+cloak": "spectrogram", "split": "embedding",
+                     "voicenorm+split": "embedding"}
 
 
 class BundleError(ValueError):
@@ -200,6 +205,10 @@ def sign(folder: Path, private_key: Path | str) -> None:
     from cryptography.hazmat.primitives import serialization
 
     private_key = Path(private_key)
+    if private_key.is_file() and private_key.stat().st_mode & 0o077:
+        raise BundleError(f"{private_key}: the private key can be read by others (mode "
+                          f"{private_key.stat().st_mode & 0o777:o}): whoever reads it signs as "
+                          f"you; `chmod 600 {private_key}` first (and think of it as leaked)")
     try:
         key = serialization.load_pem_private_key(private_key.read_bytes(), password=None)
         signature = key.sign((folder / MANIFEST).read_bytes())
@@ -229,7 +238,10 @@ def protection_of(design: str, transform: str | None, cloaked: bool) -> str:
         return "voicenorm+split" if transform == "voicenorm" else "split"
     if transform == "voicenorm":
         return "voicenorm+cloak" if cloaked else "voicenorm"
-    return "cloak"
+    if transform is None and cloaked:
+        return "cloak"
+    raise ValueError(f"a {design} design with transform {transform!r} and no cloak protects "
+                     f"nothing a bundle can ship")
 
 
 def find_entry(results: dict, setting: str, position: int) -> tuple[dict, dict]:

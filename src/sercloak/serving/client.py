@@ -29,6 +29,7 @@ without voice normalisation, which needs the whole utterance).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +38,14 @@ import numpy as np
 from .. import cloakfile
 from ..normalise import SpeechStats, standardise
 from ..segments import pad_frames, windows
+from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
 from ..voicenorm import VoiceFactors, VoiceProfile, normalise_voice
 from .bundle import (
     CLOAK,
     EMBEDDING,
     FILTERBANK,
     FRONT,
+    PROTECTION_DESIGN,
     PROTECTION_FILES,
     VOICENORM,
     Bundle,
@@ -161,13 +164,30 @@ class CloakArrays:
     def warp(self) -> float:
         return float(self.config.get("warp", 0.0))
 
-    def strength(self) -> float:
-        """The largest noise scale it draws (standard units): 0 adds no noise at all."""
-        return float(max(np.max(np.abs(self.sigma)), np.max(np.abs(self.offset_sigma))))
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array it applies, by name (`suppressed` as a 0-d array)."""
+        return {"mu": self.mu, "sigma": self.sigma, "offset_sigma": self.offset_sigma,
+                "mu_s": self.mu_s, "mask": self.mask, "feat_mean": self.feat_mean,
+                "feat_std": self.feat_std, "suppressed": np.asarray(self.suppressed)}
 
-    def suppresses(self) -> bool:
-        """Whether it suppresses any cell (replaces it by a constant)."""
-        return bool(self.suppressed and np.any(self.mask < 0.5))
+    def noise_scale(self, n_frames: int, first_frame: int = 0) -> np.ndarray:
+        """(frames, n_mels): the standard deviation of the noise each cell of frames
+        [first_frame, first_frame + n_frames) gets, in feature units; inf where
+        suppressed (the cell's value no longer depends on the speech)."""
+        per_frame = self._per_frame(np.arange(first_frame, first_frame + n_frames))
+        scale = np.hypot(per_frame(self.sigma), per_frame(self.offset_sigma)) * self.feat_std
+        scale = np.broadcast_to(scale, (n_frames, len(self.feat_std)))
+        if not self.suppressed:
+            return scale
+        mask = np.broadcast_to(per_frame(self.mask), scale.shape)
+        return np.where(mask < 0.5, np.inf, scale * mask)
+
+    def _per_frame(self, frames: np.ndarray):
+        """Its arrays' rows for `frames`: a per-cell cloak's row is the frame within its
+        2 s window; a per-bin cloak's one row serves every frame."""
+        window = self.feature_config["segment_frames"]
+        cell = self.sigma.ndim == 2
+        return lambda a: a[frames % window] if cell else a
 
     def draw(self, n_frames: int, rng: np.random.Generator, first_frame: int = 0) -> dict:
         """The random draws for frames [first_frame, first_frame + n_frames): ε per cell;
@@ -190,11 +210,7 @@ class CloakArrays:
         window = self.feature_config["segment_frames"]
         x = warp_mel_axis(np.asarray(feats, dtype=np.float64), factor) if self.warp else feats
         frames = np.arange(first_frame, first_frame + len(feats))
-        cell = self.sigma.ndim == 2  # a per-cell cloak: its row is the frame within a window
-
-        def per_frame(a: np.ndarray) -> np.ndarray:
-            return a[frames % window] if cell else a
-
+        per_frame = self._per_frame(frames)
         z = (x - self.feat_mean) / self.feat_std
         noise = per_frame(self.sigma) * eps
         noise = noise + per_frame(self.offset_sigma) * eta[frames // window - first_frame // window]
@@ -217,22 +233,33 @@ def warp_mel_axis(feats: np.ndarray, factor: float) -> np.ndarray:
 
 
 MIN_NOISE = 1e-2  # a cloak or split network's noise scale below this everywhere: degenerate
+# what leaves the device must be protected in most of it: at least this share of the sent
+# cells suppressed or under noise whose scale is at least a tenth of their own feature's
+# spread over the utterance (the paper's cloaks and our split networks: about 90%)
+MIN_NOISY_SHARE, MIN_NOISE_TO_SPREAD = 0.5, 0.1
 
 
 class UnprotectedBundle(BundleError):
     """A bundle whose protection is missing, empty or degenerate."""
 
 
-def check_protection(bundle: Bundle, allow_unprotected: bool = False) -> str:
-    """The protection `bundle` applies ("cloak", "voicenorm", "voicenorm+cloak", "split"),
-    or UnprotectedBundle when it states none, lacks its files, or its noise is degenerate
-    (and `allow_unprotected` is not given: then "none")."""
+def check_protection(bundle: Bundle, allow_unprotected: bool = False,
+                     require: str | None = None) -> str:
+    """The protection `bundle` applies (a `PROTECTION_FILES` kind), or UnprotectedBundle
+    when it states none, states one its design does not run, lacks its files, its arrays
+    are not finite or its noise is zero, or it is not the protection `require`d (unless
+    `allow_unprotected`: then "none"). Without a trusted key this cannot tell a weaker
+    protection from the one the user expects: `require` can."""
     try:
-        return _protection(bundle)
+        kind = _protection(bundle)
     except UnprotectedBundle:
         if allow_unprotected:
             return "none"
         raise
+    if require is not None and kind != require:
+        raise UnprotectedBundle(f"{bundle.folder}: its protection is {kind!r}, not the "
+                                f"{require!r} required")
+    return kind
 
 
 def _protection(bundle: Bundle) -> str:
@@ -240,23 +267,64 @@ def _protection(bundle: Bundle) -> str:
     if kind not in PROTECTION_FILES:
         raise UnprotectedBundle(f"{bundle.folder}: the bundle states no protection ({kind!r}): "
                                 f"nothing would protect what is sent")
+    if bundle.design != PROTECTION_DESIGN[kind]:
+        raise UnprotectedBundle(f"{bundle.folder}: its protection {kind!r} is not one its "
+                                f"design {bundle.design!r} runs")
     missing = [name for name in PROTECTION_FILES[kind] if not bundle.has(name)]
     if missing:
         raise UnprotectedBundle(f"{bundle.folder}: its {kind} protection lacks "
                                 f"{', '.join(missing)}")
+    if VOICENORM in PROTECTION_FILES[kind]:
+        settings = json.loads(bundle.path(VOICENORM).read_text())
+        if settings != VOICENORM_SETTINGS:  # this client runs its own, not the server's
+            raise UnprotectedBundle(f"{bundle.folder}: its voice normalisation settings are "
+                                    f"not the ones this client runs ({VOICENORM_SETTINGS})")
     if CLOAK in PROTECTION_FILES[kind]:
-        cloak = CloakArrays.load(bundle.path(CLOAK))
-        if cloak.strength() < MIN_NOISE and not cloak.suppresses():
-            raise UnprotectedBundle(f"{bundle.folder}: its cloak adds no noise (σ below "
-                                    f"{MIN_NOISE} everywhere) and suppresses nothing: it "
-                                    f"would send clean features")
+        _check_noise(bundle, "cloak", CloakArrays.load(bundle.path(CLOAK)).arrays())
     if FRONT in PROTECTION_FILES[kind]:
         with np.load(bundle.path(EMBEDDING), allow_pickle=False) as arrays:
-            sigma = arrays["sigma"]
-        if not np.all(np.isfinite(sigma)) or float(np.max(np.abs(sigma))) < MIN_NOISE:
-            raise UnprotectedBundle(f"{bundle.folder}: its split network adds no noise (σ "
-                                    f"below {MIN_NOISE} everywhere)")
+            _check_noise(bundle, "split network", {"sigma": arrays["sigma"]})
     return kind
+
+
+def _check_noise(bundle: Bundle, what: str, arrays: dict[str, np.ndarray]) -> None:
+    """Every array finite and some noise scale above `MIN_NOISE` (or a suppressed cell).
+    Only a first check: `check_sent` measures what the noise does to what is sent."""
+    bad = [name for name, a in arrays.items() if not np.all(np.isfinite(a))]
+    if bad:
+        raise UnprotectedBundle(f"{bundle.folder}: its {what} has values that are not finite "
+                                f"in {', '.join(bad)}")
+    noise = max(float(np.max(np.abs(arrays[n]))) for n in ("sigma", "offset_sigma")
+                if n in arrays)
+    suppresses = "mask" in arrays and bool(arrays.get("suppressed")) and bool(
+        np.any(arrays["mask"] < 0.5))
+    if noise < MIN_NOISE and not suppresses:
+        nor = " and suppresses nothing" if "mask" in arrays else ""
+        raise UnprotectedBundle(f"{bundle.folder}: its {what} adds no noise (σ below "
+                                f"{MIN_NOISE} everywhere){nor}: it would send clean features")
+
+
+def check_sent(clean: np.ndarray, sent: np.ndarray, noise_scale: np.ndarray,
+               source: str) -> np.ndarray:
+    """`sent`, if it is finite and protected in at least `MIN_NOISY_SHARE` of its cells:
+    each cell's `noise_scale` (the standard deviation of the noise it got, in the units
+    sent; inf where suppressed) at least `MIN_NOISE_TO_SPREAD` of its feature's spread in
+    `clean` (the features, or the split network's embedding before its noise); else
+    UnprotectedBundle naming `source`. This catches what the arrays' first check cannot
+    (noise in one bin, a tiny feature scale, a device part whose outputs dwarf the
+    noise); a known offset (μ) is no protection and does not count."""
+    if not np.all(np.isfinite(sent)):
+        raise UnprotectedBundle(f"{source}: the protected features are not finite: nothing "
+                                f"sent")
+    spread = clean.reshape(-1, clean.shape[-1]).std(axis=0)
+    noisy = np.broadcast_to(noise_scale, clean.shape) >= MIN_NOISE_TO_SPREAD * spread
+    share = float(np.mean(noisy))
+    if share < MIN_NOISY_SHARE:
+        raise UnprotectedBundle(f"{source}: only {share:.0%} of what would be sent is under "
+                                f"noise of a tenth of its spread or suppressed (at least "
+                                f"{MIN_NOISY_SHARE:.0%} needed): it would send nearly clean "
+                                f"features; nothing sent")
+    return sent
 
 
 @dataclass
@@ -271,23 +339,31 @@ class Client:
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     bundle_id: str | None = None  # the bundle it came from: the service checks it
+    source: str = "client"  # what it came from, for its refusals (the bundle's folder)
+    unprotected: bool = False  # `--allow-unprotected`: what it sends is not checked
 
     @classmethod
     def from_bundle(cls, folder: Path | str, seed: int | None = None,
-                    trust_key: bytes | None = None, allow_unprotected: bool = False) -> Client:
-        """The client part of a bundle: settings, filterbank, and the cloak, voice
-        normalisation or split network's device part it carries. The bundle is checked
-        (`bundle.open_bundle`: hashes, and with `trust_key` its signature) and so is its
-        protection (`bundle.check_protection`): a bundle that would send unprotected
-        features is refused unless `allow_unprotected`."""
+                    trust_key: bytes | None = None, allow_unprotected: bool = False,
+                    require: str | None = None) -> Client:
+        """The client part of a bundle: settings, filterbank, and what its protection
+        names (a cloak, voice normalisation, the split network's device part), nothing
+        else. The bundle is checked (`bundle.open_bundle`: hashes, and with `trust_key`
+        its signature) and so is its protection (`check_protection`, and `check_sent` on
+        everything it sends): a bundle that would send unprotected features is refused
+        unless `allow_unprotected`."""
         bundle = open_bundle(folder, trust_key)
-        check_protection(bundle, allow_unprotected)
+        kind = check_protection(bundle, allow_unprotected, require)
+        parts = (PROTECTION_FILES[kind] if kind in PROTECTION_FILES
+                 else tuple(n for n in (CLOAK, VOICENORM, FRONT) if bundle.has(n)))
         filterbank = np.load(bundle.path(FILTERBANK), allow_pickle=False)
-        kind = EmbeddingClient if bundle.design == "embedding" else cls
-        client = kind(FeatureSettings.from_dict(bundle.manifest["features"]), filterbank,
-                      CloakArrays.load(bundle.path(CLOAK)) if bundle.has(CLOAK) else None,
-                      voice=VoiceHistory() if bundle.has(VOICENORM) else None,
-                      rng=np.random.default_rng(seed), bundle_id=bundle.bundle_id)
+        kind_of_client = EmbeddingClient if FRONT in parts else cls
+        client = kind_of_client(
+            FeatureSettings.from_dict(bundle.manifest["features"]), filterbank,
+            CloakArrays.load(bundle.path(CLOAK)) if CLOAK in parts else None,
+            voice=VoiceHistory() if VOICENORM in parts else None,
+            rng=np.random.default_rng(seed), bundle_id=bundle.bundle_id,
+            source=str(bundle.folder), unprotected=allow_unprotected)
         return client.with_bundle(bundle)
 
     def with_bundle(self, bundle: Bundle) -> Client:
@@ -326,10 +402,16 @@ class Client:
         return self.protect(feats)
 
     def protect(self, feats: np.ndarray) -> np.ndarray:
-        """The utterance's features -> what leaves the device."""
+        """The utterance's features -> what leaves the device (voice normalisation alone:
+        the features of the normalised voice, as they are)."""
         if self.cloak is None:
             return feats
-        return self.cloak.apply(feats, **self.cloak.draw(len(feats), self.rng))
+        sent = self.cloak.apply(feats, **self.cloak.draw(len(feats), self.rng))
+        return self.checked(feats, sent, self.cloak.noise_scale(len(feats)))
+
+    def checked(self, clean: np.ndarray, sent: np.ndarray, noise_scale) -> np.ndarray:
+        """`sent`, once `check_sent` finds it protected (always, when `unprotected`)."""
+        return sent if self.unprotected else check_sent(clean, sent, noise_scale, self.source)
 
     def stream(self) -> Stream:
         """A stream for one utterance: push samples as they come, get cloaked frames."""
@@ -365,7 +447,8 @@ class EmbeddingClient(Client):
         s = self.settings
         cut = windows(feats, s.test_hop_frames, s.segment_frames, s.pad_value)
         clean = self.front.run(None, {"features": cut.astype(np.float32)})[0]
-        return (clean + self.sigma * self.rng.standard_normal(clean.shape)).astype(np.float32)
+        noisy = clean + self.sigma * self.rng.standard_normal(clean.shape)
+        return self.checked(clean, noisy.astype(np.float32), np.abs(self.sigma))
 
 
 class Stream:
@@ -400,7 +483,9 @@ class Stream:
                 self.eta[w] = c.rng.standard_normal(s.n_mels)
         eps = c.rng.standard_normal((count, s.n_mels))
         eta = np.stack([self.eta[w] for w in range(first, last + 1)])
-        out = c.cloak.apply(feats, eps, eta, self.factor, first_frame=self.done)
+        out = c.checked(feats, c.cloak.apply(feats, eps, eta, self.factor,
+                                             first_frame=self.done),
+                        c.cloak.noise_scale(count, first_frame=self.done))
         self.done = n_total
         keep_from = self.done * s.hop_length - self.start  # the next frame's first sample
         self.buffer, self.start = self.buffer[keep_from:], self.start + keep_from

@@ -112,6 +112,15 @@ class EmotionModel:
     def bundle_id(self) -> str:
         return self.manifest["bundle_id"]
 
+    @property
+    def max_values(self) -> int:
+        """The most numbers one request may carry (`max_seconds` of what the design
+        sends): what the service's body limits must have room for."""
+        if self.design == "embedding":
+            e = self.manifest["embedding"]
+            return self.max_windows * e["steps"] * e["dims"]
+        return self.max_frames * self.features["n_mels"]
+
     def _logits(self, sent: np.ndarray) -> tuple[np.ndarray, int]:
         """Logits of every window, and the number of frames the windows cover."""
         f = self.features

@@ -35,7 +35,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 
 import numpy as np
@@ -44,6 +44,8 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 NPY_TYPES = ("application/x-npy", "application/octet-stream")
+NPY_HEADER_BYTES = 1024  # a .npy file's header, with room to spare
+JSON_BYTES_PER_VALUE = 10  # "-12.345678," : how JSON spells a feature value
 MAX_DIGITS = 40  # a JSON number longer than this is no feature value
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -68,14 +70,22 @@ class Limits:
     max_json_bytes: int = 8 * 2**20  # JSON spells each number out: 2-3 times larger
     workers: int = 2  # inference threads
     queue: int = 64  # requests waiting for one of them before 503
-    timeout_s: float = 10.0  # per request, from arrival to answer
+    timeout_s: float = 10.0  # per request, from its body's arrival to the answer
+    body_timeout_s: float = 30.0  # for a body to arrive (it holds a place on the pool)
     rate: float = 20.0  # requests per second and key (or address)
     burst: int = 40  # requests one key may send at once (the moving window's size)
     json_depth: int = 4  # nesting of a JSON body: {"features": [[...]]} is 3
 
+    def room_for(self, values: int) -> Limits:
+        """These limits with bodies large enough for `values` float32 numbers (what
+        `max_seconds` of a bundle's features are): never smaller than set."""
+        npy = values * 4 + NPY_HEADER_BYTES
+        return replace(self, max_body_bytes=max(self.max_body_bytes, npy),
+                       max_json_bytes=max(self.max_json_bytes, values * JSON_BYTES_PER_VALUE))
+
     def __post_init__(self):
         for name in ("max_seconds", "max_body_bytes", "max_json_bytes", "workers",
-                     "timeout_s", "rate", "burst", "json_depth"):
+                     "timeout_s", "body_timeout_s", "rate", "burst", "json_depth"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"limit {name} must be positive, not {getattr(self, name)}")
         if self.queue < 0:
@@ -85,9 +95,10 @@ class Limits:
 class InferencePool:
     """A thread pool of `workers` threads with room for `queue` waiting jobs."""
 
-    def __init__(self, workers: int, queue: int, timeout_s: float):
+    def __init__(self, workers: int, queue: int, timeout_s: float, body_timeout_s: float):
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sercloak-inference")
         self._capacity, self._timeout = workers + queue, timeout_s
+        self._body_timeout = body_timeout_s
         self._busy, self._lock = 0, threading.Lock()
 
     @property
@@ -95,15 +106,28 @@ class InferencePool:
         """Jobs running or waiting."""
         return self._busy
 
-    async def run(self, job, *args):
-        """`job(*args)` on the pool, or Refused when the queue is full or it runs late."""
+    async def run(self, read, job):
+        """`job(*await read())` on the pool: a place is taken first (Refused 503 when the
+        queue is full), then `read()` gets the job's input (the body; Refused 408 when it
+        takes over `body_timeout` seconds), then the job runs (Refused 503 when it takes
+        over the time limit)."""
         with self._lock:
             if self._busy >= self._capacity:
                 raise Refused(503, "queue_full", "the service is busy: try again shortly",
                               {"Retry-After": "1"})
             self._busy += 1
-        future = self._pool.submit(job, *args)
-        future.add_done_callback(self._done)
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                args = await read()
+            future = self._pool.submit(job, *args)
+        except TimeoutError as err:
+            self._done(None)
+            raise Refused(408, "slow_body", f"the body did not arrive within "
+                                            f"{self._body_timeout:g} s") from err
+        except BaseException:
+            self._done(None)
+            raise
+        future.add_done_callback(self._done)  # the place is freed when the job ends
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
         except TimeoutError as err:
@@ -188,19 +212,25 @@ def _follow_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def check_type(content_type: str) -> str:
+    """The media type of a body the service reads, or Refused 415."""
+    kind = media_type(content_type)
+    if kind not in (*NPY_TYPES, "application/json"):
+        raise Refused(415, "unsupported_type", f"content type {kind or '(none)'!r}: send "
+                                               f"application/x-npy or application/json "
+                                               f"features (never audio)")
+    return kind
+
+
 def parse_body(body: bytes, content_type: str, json_depth: int,
                json_parser: JsonParser | None = None, timeout: float = 10.0) -> np.ndarray:
     """A request body as the features it carries (not yet checked against the bundle);
     JSON through `json_parser` when given (else here)."""
-    kind = media_type(content_type)
+    kind = check_type(content_type)
     if kind in NPY_TYPES:
         return _npy(body)
-    if kind == "application/json":
-        return (json_parser.parse(body, json_depth, timeout) if json_parser is not None
-                else _json(body, json_depth))
-    raise Refused(415, "unsupported_type", f"content type {kind or '(none)'!r}: send "
-                                           f"application/x-npy or application/json features "
-                                           f"(never audio)")
+    return (json_parser.parse(body, json_depth, timeout) if json_parser is not None
+            else _json(body, json_depth))
 
 
 def _npy(body: bytes) -> np.ndarray:
@@ -262,12 +292,16 @@ _OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
 def _nesting(body: bytes) -> int:
     """The deepest nesting of brackets in a JSON body, counted without parsing it (so a
     hostile body never reaches the recursive parser): brackets inside strings are skipped
-    by counting only outside quotes."""
+    by counting only outside quotes, a quote being escaped when an odd number of
+    backslashes comes before it."""
     counts = np.frombuffer(body, dtype=np.uint8)
-    quote = counts == ord('"')
-    escaped = np.zeros_like(quote)
-    escaped[1:] = counts[:-1] == ord("\\")
-    inside = np.cumsum(quote & ~escaped) % 2 == 1
+    position = np.arange(len(counts))
+    backslash = counts == ord("\\")
+    # backslashes in a row ending at each position: from the last byte that is not one
+    run = position - np.maximum.accumulate(np.where(backslash, -1, position))
+    escaped = np.zeros(len(counts), dtype=bool)
+    escaped[1:] = run[:-1] % 2 == 1
+    inside = np.cumsum((counts == ord('"')) & ~escaped) % 2 == 1
     step = (np.isin(counts, list(_OPEN)).astype(np.int32)
             - np.isin(counts, list(_CLOSE)).astype(np.int32))
     step[inside] = 0

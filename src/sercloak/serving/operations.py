@@ -97,14 +97,23 @@ class ApiKeys:
         quoting what was sent)."""
         if not authorization:
             return "no API key: send the header 'Authorization: Bearer <key>'"
-        scheme, _, given = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
+        given_bytes = bearer_key(authorization)
+        if given_bytes is None:
             return "the Authorization header must be 'Bearer <key>'"
-        given_bytes = given.strip().encode()
         matched = False
         for key in self._keys:  # every key, whatever matched: the time says nothing
             matched |= hmac.compare_digest(key, given_bytes)
         return None if matched else "the API key is not valid for this service"
+
+
+def bearer_key(authorization: str) -> bytes | None:
+    """The key of an "Authorization: Bearer KEY" header as the service compares it (the
+    scheme in any case, the key stripped), or None when it names none: what a key's
+    rate limit is counted by, however the header is spelled."""
+    scheme, _, given = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    return given.strip().encode()
 
 
 def needs_key(path: str) -> bool:
@@ -211,12 +220,12 @@ class Operations:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"")
         size = int(declared) if declared.isdigit() else 0
-        status = 500  # what the client gets when the app raises before answering
+        status, answering = 500, False  # 500: what the client gets if the app raises first
 
         async def send_noting_status(message) -> None:
-            nonlocal status
+            nonlocal status, answering
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answering = message["status"], True
                 headers = [*message.get("headers", []), *SECURITY_HEADERS]
                 if scope.get("scheme") == "https":
                     headers.append(HSTS)
@@ -232,6 +241,14 @@ class Operations:
                 await response(scope, receive, send_noting_status)
             else:
                 await self.app(scope, receive, send_noting_status)
+        except Exception:
+            # an answer the service did not mean: still with its headers, counted, logged
+            # (by the server, to which it goes on)
+            if not answering:
+                scope["state"]["refused"] = "error"
+                await JSONResponse({"detail": "internal error"}, status_code=500)(
+                    scope, receive, send_noting_status)
+            raise
         finally:
             seconds, endpoint = time.perf_counter() - started, endpoint_of(path)
             refused = refusal(scope, status)

@@ -41,10 +41,10 @@ def origin(url: str) -> str:
 
 
 def page_app(bundle: Path | str, server: str, trust_key: bytes | None = None,
-             allow_unprotected: bool = False) -> FastAPI:
+             allow_unprotected: bool = False, require: str | None = None) -> FastAPI:
     """The page's own server for `bundle`, posting to `server`."""
     checked = open_bundle(bundle, trust_key)
-    protection = check_protection(checked, allow_unprotected)
+    protection = check_protection(checked, allow_unprotected, require)
     remote = origin(server)
     app = FastAPI(title="sercloak client page", docs_url=None, redoc_url=None,
                   openapi_url=None)

@@ -84,11 +84,11 @@ def post_features(server: str, bundle_id: str, feats: np.ndarray, timeout: float
 def predict_files(files: list[Path], bundle: Path, server: str | None = None,
                   as_json: bool = False, seed: int | None = None, api_key: str | None = None,
                   trust_key: bytes | None = None, allow_unprotected: bool = False,
-                  insecure: bool = False) -> list[Path]:
+                  require: str | None = None, insecure: bool = False) -> list[Path]:
     """Print each file's emotion; returns the files that failed."""
     if server is not None and api_key is not None:
         check_key_transport(server, insecure)
-    client = Client.from_bundle(bundle, seed, trust_key, allow_unprotected)
+    client = Client.from_bundle(bundle, seed, trust_key, allow_unprotected, require)
     s = client.settings
     waves, failed = {}, []
     for file in files:

@@ -64,9 +64,10 @@ from .limits import (
     RateLimits,
     Refused,
     body_limit,
+    check_type,
     parse_body,
 )
-from .operations import ApiKeys, Metrics, Operations, access_logger
+from .operations import ApiKeys, Metrics, Operations, access_logger, bearer_key
 from .page import PAGE, STATIC
 
 SERVED_FILES = (MANIFEST, SIGNATURE, *CLIENT_FILES)  # what /v1/bundle/files/ may send
@@ -140,7 +141,8 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
     """The service of `bundle`; with `api_keys`, only for their holders; its access log
     appended to `access_log` (default: stderr)."""
     model = EmotionModel(bundle, max_seconds=limits.max_seconds)
-    pool = InferencePool(limits.workers, limits.queue, limits.timeout_s)
+    limits = limits.room_for(model.max_values)  # a longer --max-seconds, larger bodies
+    pool = InferencePool(limits.workers, limits.queue, limits.timeout_s, limits.body_timeout_s)
     json_parser = JsonParser()
 
     @asynccontextmanager
@@ -154,12 +156,14 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
                   description="Emotion recognition from cloaked log-mel features. "
                               f"Bundle {model.bundle_id}.")
     metrics, rates = Metrics(), RateLimits(limits.rate, limits.burst)
-    if allow_origins:  # a page served elsewhere (`sercloak client`) posts features here
+    app.add_middleware(Operations, api_keys=api_keys, metrics=metrics,
+                       log=access_logger(access_log), bundle_id=model.bundle_id)
+    if allow_origins:  # a page served elsewhere (`sercloak client`) posts features here;
+        # outermost (added last), so a browser's preflight, which carries no key, is
+        # answered before the key check, and refusals carry the headers it needs to read them
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
                            allow_methods=["GET", "POST"], max_age=600,
                            allow_headers=["Authorization", "Content-Type", "X-Bundle-Id"])
-    app.add_middleware(Operations, api_keys=api_keys, metrics=metrics,
-                       log=access_logger(access_log), bundle_id=model.bundle_id)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, err: Refused) -> JSONResponse:
@@ -167,9 +171,10 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
         return JSONResponse({"detail": str(err)}, err.status, headers=err.headers)
 
     def rate_limit(request: Request) -> None:
-        """Per API key (its hash: no key is kept), or per address without keys."""
-        key = request.headers.get("authorization")
-        rates.check(hashlib.sha256(key.encode()).hexdigest() if key else
+        """Per API key (its hash: no key is kept; the key as `Operations` checked it, so
+        spelling the header another way is the same key), or per address without keys."""
+        key = bearer_key(request.headers.get("authorization", "")) if api_keys else None
+        rates.check(hashlib.sha256(key).hexdigest() if key else
                     request.client.host if request.client else "unknown")
 
     app.include_router(_operations(model, metrics, api_keys is not None))
@@ -242,8 +247,14 @@ def _emotion(model: EmotionModel, limits: Limits, pool: InferencePool,
                                                f"bundle served ({model.bundle_id}): features "
                                                f"protected for another bundle cannot be read")
         content_type = request.headers.get("content-type", "")
-        body = await _body(request, body_limit(limits, content_type))
-        return await pool.run(answer, body, content_type)
+        check_type(content_type)  # before a byte of the body is read
+
+        async def read() -> tuple[bytes, str]:
+            return await _body(request, body_limit(limits, content_type)), content_type
+
+        # a place on the pool first (503 when full), then the body (408 when it is slow):
+        # slow or many bodies hold no more than the pool's places
+        return await pool.run(read, answer)
 
     return router
 

@@ -44,10 +44,13 @@ for (const box of ["allow-unverified", "allow-unprotected"]) {
 
 // Nothing is computed or sent with a bundle that fails a check: the page fails closed.
 class Refusal extends Error {}
-function refuse(why) {
+function stop(why) { // from now on nothing is computed or sent with this bundle
   demo.client = null;
   demo.refused = why;
   $("status").textContent = `Refused: ${why}`;
+}
+function refuse(why) {
+  stop(why);
   throw new Refusal(why);
 }
 
@@ -181,14 +184,39 @@ function rows(array) { // a (rows, cols) array as a list of rows; a vector as it
   return Array.from({ length: n }, (_, i) => Array.from(array.data.subarray(i * m, (i + 1) * m)));
 }
 
-// the same rule as sercloak/serving/client.py: noise below MIN_NOISE everywhere and no
-// suppressed cell protects nothing
-const MIN_NOISE = 1e-2;
+// the rules of sercloak/serving/client.py and bundle.py, written here rather than read from
+// the server: the server is who this page checks. Each protection's design; noise below
+// MIN_NOISE everywhere and no suppressed cell protects nothing; what is sent must move at
+// least MIN_NOISY_SHARE of its cells suppressed or under noise of MIN_NOISE_TO_SPREAD of each
+// feature's spread.
+const PROTECTION_DESIGN = { cloak: "spectrogram", voicenorm: "spectrogram",
+  "voicenorm+cloak": "spectrogram", split: "embedding", "voicenorm+split": "embedding" };
+const MIN_NOISE = 1e-2, MIN_NOISY_SHARE = 0.5, MIN_NOISE_TO_SPREAD = 0.1;
 function cloakStrength(k) {
   const flat = (a) => (Array.isArray(a[0]) ? a.flat() : a);
+  const arrays = ["mu", "sigma", "offset_sigma", "mu_s", "mask", "feat_mean", "feat_std"];
+  const finite = arrays.every((name) => flat(k[name]).every(Number.isFinite));
   const noise = Math.max(...flat(k.sigma).map(Math.abs), ...flat(k.offset_sigma).map(Math.abs));
   const suppresses = k.suppressed && flat(k.mask).some((v) => v < 0.5);
-  return { noise, suppresses };
+  return { finite, noise, suppresses };
+}
+
+function noisyShare(clean) { // the share of cells suppressed or under enough noise
+  const k = demo.client.cloak, window = demo.client.features.segment_frames;
+  const cell = Array.isArray(k.sigma[0]), at = (a, t) => (cell ? a[t % window] : a);
+  const n = clean[0].length;
+  let noisy = 0;
+  for (let m = 0; m < n; m++) {
+    const column = clean.map((r) => r[m]);
+    const mean = column.reduce((a, b) => a + b, 0) / column.length;
+    const spread = Math.sqrt(column.reduce((a, v) => a + (v - mean) ** 2, 0) / column.length);
+    clean.forEach((_, t) => {
+      const mask = k.suppressed ? at(k.mask, t)[m] : 1;
+      const scale = Math.hypot(at(k.sigma, t)[m], at(k.offset_sigma, t)[m]) * k.feat_std[m];
+      if (mask < 0.5 || scale * mask >= MIN_NOISE_TO_SPREAD * spread) noisy++;
+    });
+  }
+  return noisy / (clean.length * n);
 }
 
 async function loadClient() {
@@ -199,9 +227,13 @@ async function loadClient() {
   const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
   $("bundle-id").textContent = manifest.bundle_id + (verified ? " (signature checked)" : "");
   const kind = (manifest.protection || {}).kind;
-  if (!["cloak", "voicenorm", "voicenorm+cloak", "split", "voicenorm+split"].includes(kind) &&
-      !$("allow-unprotected").checked) {
-    refuse(`the bundle states no protection (${kind}): nothing would protect what is sent`);
+  if (!$("allow-unprotected").checked) {
+    if (!(kind in PROTECTION_DESIGN)) {
+      refuse(`the bundle states no protection (${kind}): nothing would protect what is sent`);
+    }
+    if (manifest.design !== PROTECTION_DESIGN[kind]) {
+      refuse(`its protection ${kind} is not one its design ${manifest.design} runs`);
+    }
   }
   if ((kind || "").includes("split") || (kind || "").startsWith("voicenorm")) {
     const why = kind.includes("split") ? "a split network's device part" : "voice normalisation";
@@ -219,6 +251,9 @@ async function loadClient() {
   cloak.offset_sigma = npz.offset_sigma ? rows(npz.offset_sigma) :
     cloak.sigma.map((r) => (Array.isArray(r) ? r.map(() => 0) : 0));
   const strength = cloakStrength(cloak);
+  if (!strength.finite && !$("allow-unprotected").checked) {
+    refuse("the bundle's cloak has values that are not finite");
+  }
   if (strength.noise < MIN_NOISE && !strength.suppresses && !$("allow-unprotected").checked) {
     refuse(`the bundle's cloak adds no noise (σ below ${MIN_NOISE} everywhere) and ` +
       "suppresses nothing: it would send clean features");
@@ -380,6 +415,15 @@ async function analyse(arrayBuffer) {
   let feats = padToSegment(demo.logMel);
   if (c.features.normalise === "user") feats = normalise(feats);
   demo.cloaked = applyCloak(feats);
+  const share = noisyShare(feats);
+  const finite = demo.cloaked.every((r) => r.every(Number.isFinite));
+  if ((!finite || share < MIN_NOISY_SHARE) && !$("allow-unprotected").checked) {
+    stop(finite ? `only ${Math.round(100 * share)}% of what would be sent is under noise of ` +
+      `a tenth of its spread or suppressed (at least ${100 * MIN_NOISY_SHARE}% needed): it ` +
+      "would send nearly clean features; nothing sent" :
+      "the cloaked features are not finite; nothing sent");
+    return;
+  }
   draw($("clean"), feats);
   draw($("cloaked"), demo.cloaked);
   $("status").textContent = `Sending ${demo.cloaked.length} cloaked frames (no audio)…`;
