@@ -9,8 +9,8 @@
 # every attacker and the wall time. Last line: key=value figures (speaker-
 # balanced UAR): the clean models, and at SR = 60% with adversarial training the
 # emotion UAR and its paired drop with its 95% interval, the
-# paper's ignorant and informed cnn attackers, the worst case over all
-# attackers (and which), and the speaker EER. Extra options go to
+# paper's ignorant and informed cnn attackers, the privacy figure (the
+# attacker chosen on validation, and which), and the speaker EER. Extra options go to
 # `sercloak experiment` (e.g. --seeds 0,1,2). PROTOCOL=shared trains everything on
 # every non-test speaker (default: paper); NORMALISE=none prepares dB features
 # instead of the default per-user normalisation.
@@ -29,9 +29,11 @@ protocol="${PROTOCOL:-paper}"
 "$python" -m sercloak experiment --workdir "$work" --folds 0-4 --protocol "$protocol" "$@"
 wall=$(( $(date +%s) - start ))
 
-"$python" - "$work/$protocol/results.json" "$wall" <<'EOF'
-import json, sys
-r = json.load(open(sys.argv[1]))
+"$python" - "$work" "$protocol" "$wall" <<'EOF'
+import sys
+from sercloak.layout import Layout
+from sercloak.results import comparison_file, read_results
+r = read_results(comparison_file(Layout(sys.argv[1]), sys.argv[2]))
 adv60 = next(e for e in r["cloak"] if e["method"] == "cloak_adversarial"
              and e["points"][0]["suppression_ratio"] == 60)
 figures = {
@@ -48,7 +50,7 @@ figures = {
     "speaker_eer_clean": r["baseline"].get("speaker_eer", {}).get("mean"),
     "speaker_eer_adv_sr60": adv60.get("speaker_eer", {}).get("mean"),
     "experiment_s": r["wall_time_s"],
-    "wall_s": int(sys.argv[2]),
+    "wall_s": int(sys.argv[3]),
 }
 print(" ".join(f"{k}={v}" for k, v in figures.items()))
 EOF

@@ -8,13 +8,14 @@
 # not already; finished baselines, cloaks and attackers found there are reused, so
 # an interrupted run resumes. Each method is one `sercloak experiment` call
 # (options below) with --select-on-valid: every setting (SR 0 and 60 for cloaks)
-# is scored on the primary pool's validation speakers of the folds in SELECT
-# (default 0-4: every fold), each method's operating point is chosen there, and
-# only it is scored on test speakers (FOLDS, default 0-4) by the attackers that
-# were fitted for the choice.
+# is scored on the primary pool's validation speakers of every fold, each fold's
+# operating point is chosen on its own, and only it is scored on the fold's test
+# speakers (FOLDS, default 0-4) by the attackers that were fitted for the choice.
+# The methods' figures go to one comparison, WORKDIR/PROTOCOL/folds<F>-seeds<S>/
+# (results.json, report.md, pareto.png): other folds or seeds make another.
 #
 # Settings (environment): PROTOCOL (default shared: everything trains on every
-# non-test speaker; paper: the paper's pools), SEEDS (default 0), FOLDS, SELECT,
+# non-test speaker; paper: the paper's pools), SEEDS (default 0,1,2), FOLDS,
 # METHODS (a comma-separated subset of the names below, all, or headline: the designs
 # of the README's headline table; default: `order`),
 # EXECUTOR (default local; ray: each method's units as Ray tasks, docs/cluster.md; with
@@ -123,5 +124,9 @@ for run in ${methods//,/ }; do
          "${options[$name]//$'\n'/ }"
 done
 wall=$(( $(date +%s) - start ))
-"$python" "$here/bench/privacy_lines.py" "$work/$protocol/results.json" --wall "$wall"
+results=$("$python" -c 'import sys; from sercloak.cli.options import parse_folds as span
+from sercloak.layout import Layout
+print(Layout(sys.argv[1]).results(sys.argv[2], span(sys.argv[3]), span(sys.argv[4])))' \
+    "$work" "$protocol" "$folds" "$seeds")
+"$python" "$here/bench/privacy_lines.py" "$results" --wall "$wall"
 [ -z "$failed" ] || { echo "failed methods:$failed" >&2; exit 1; }

@@ -1,6 +1,8 @@
 """The lines of bench/privacy.sh from a results.json: one per method, then a summary.
 
-    python bench/privacy_lines.py WORKDIR/PROTOCOL/results.json [--wall SECONDS] [--markdown]
+    python bench/privacy_lines.py RESULTS [--wall SECONDS] [--markdown]
+
+RESULTS: a comparison's results.json (WORKDIR/PROTOCOL/folds<F>-seeds<S>/results.json).
 
 Per method whose operating points were chosen on each fold's validation
 speakers (entries with a `validation` part), its test figures, means over
@@ -33,10 +35,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sercloak.methods import FLOOR
 from sercloak.results import read_results
-from sercloak.targets import DEPLOYABLE_DROP, DEPLOYABLE_GENDER
-
-FLOOR = "posteriors"
+from sercloak.targets import DEPLOYABLE_DROP, DEPLOYABLE_GENDER, USER_LEVEL_REQUESTS
 
 
 def interval(stat: dict) -> str:
@@ -44,17 +45,20 @@ def interval(stat: dict) -> str:
     return f"{lo:.2f}..{hi:.2f}"
 
 
+USER = f"user_level_{USER_LEVEL_REQUESTS}"
+
+
 def privacy_fields(entry: dict) -> str:
     figures = entry["gender_privacy"]
-    figure, users = figures["uar_speaker"], figures["user_level"]["20"]
+    figure, users = figures["uar_speaker"], figures["user_level"][str(USER_LEVEL_REQUESTS)]
     return (f"worst_gender_uar={figure['mean']:.2f} worst_gender_uar_ci95={interval(figure)} "
             f"chance_mean={figure['chance']['mean']:.2f} chance_95={figure['chance']['p95']:.2f} "
             f"p_vs_chance={figure['chance']['p']:.4f} "
             f"chance={'yes' if figure['indistinguishable_from_chance'] else 'no'} "
             f"upper_bound={figures['upper_bound']['uar_speaker']['mean']:.2f} "
             f"upper_bound_ci95={interval(figures['upper_bound']['uar_speaker'])} "
-            f"user_level_20={users['mean']:.2f} user_level_20_ci95={interval(users)} "
-            f"user_level_20_p={users['chance']['p']:.4f} "
+            f"{USER}={users['mean']:.2f} {USER}_ci95={interval(users)} "
+            f"{USER}_p={users['chance']['p']:.4f} "
             f"chosen_attacker={figures['attacker']}")
 
 
@@ -88,7 +92,7 @@ def markdown(results: dict) -> None:
         print(f"| {name} | {point} | {emotion:.1f} | {drop} | {cell(figure, True)}{verdict} | "
               f"{chance['mean']:.1f} / {chance['p95']:.1f}, p = {chance['p']:.3g} | "
               f"{cell(figures['upper_bound']['uar_speaker'])} | "
-              f"{cell(figures['user_level']['20'])} |")
+              f"{cell(figures['user_level'][str(USER_LEVEL_REQUESTS)])} |")
 
 
 def main() -> None:
@@ -121,8 +125,8 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"{args.results}: no operating points chosen on validation speakers")
     widest = max(rows, key=lambda r: r[3])
-    floor = next((r for r in rows if r[0] == FLOOR), None)
-    deployable = [r for r in rows if r[0] != FLOOR and r[1] <= DEPLOYABLE_DROP]
+    floor = next((r for r in rows if r[0] == FLOOR.name), None)
+    deployable = [r for r in rows if r[0] != FLOOR.name and r[1] <= DEPLOYABLE_DROP]
     best = min(deployable, key=lambda r: r[2]["mean"]) if deployable else None
     met = best is not None and (best[2]["mean"] <= DEPLOYABLE_GENDER
                                 or best[2]["indistinguishable_from_chance"])

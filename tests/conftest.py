@@ -88,6 +88,12 @@ def bundle(tiny_experiment, tmp_path_factory) -> Path:
     return out
 
 
+def comparison_of(wd, results: dict) -> Path:
+    """The results.json a run's `results` went to (its comparison's)."""
+    config = results["config"]
+    return wd.layout.results(config["protocol"], config["folds"], config["seeds"])
+
+
 def key_file(path: Path, text: str) -> Path:
     """An API key file as `sercloak serve` wants it: readable by its owner only."""
     path.touch(mode=0o600)

@@ -31,7 +31,7 @@ def test_export_writes_a_checked_bundle_the_client_can_read(tiny_experiment, tmp
     assert manifest["labels"] == ["neutral", "happy", "sad", "angry"]
     assert manifest["onnx_check"]["max_abs_logit_difference"] < 1e-3
     assert manifest["setting"]["protocol"] == "paper" and manifest["setting"]["seed"] == 0
-    results = json.loads(tiny_experiment.layout.results("paper").read_text())
+    results = json.loads(tiny_experiment.layout.results("paper", [0, 1], [0]).read_text())
     entry = next(e for e in results["cloak"] if e["method"] == "cloak_adversarial"
                  and round(e["points"][1]["suppression_ratio"]) == 40)
     assert manifest["measured"]["emotion_uar"]["mean"] == entry["emotion"]["uar"]["mean"]

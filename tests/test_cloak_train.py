@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import comparison_of
 from sercloak.anonymise import TRANSFORMS
 from sercloak.attacks import cnn as cnn_module
 from sercloak.attacks.suite import AttackConfig
@@ -179,8 +180,8 @@ def setting_files(workdir, results: dict, name: str, fold: int, seed: int = 0):
 
 def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     results = run_experiment(workdir, [0, 1], tiny_configs(), TINY, show_progress=False)
-    layout = workdir.layout
-    saved = json.loads(layout.results("paper").read_text())
+    layout, file = workdir.layout, comparison_of(workdir, results)
+    saved = json.loads(file.read_text())
     assert saved["cloak"] == json.loads(json.dumps(results["cloak"]))
     assert {(e["points"][0]["suppression_ratio"], e["points"][0]["adversarial"])
             for e in saved["cloak"]} == {(0, False), (60, False), (0, True), (60, True)}
@@ -212,7 +213,7 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     assert {"model", "recipe", "emotion_model", "normalise", "folds", "cloak_dir", "cloak",
             "cloak_train", "attacks", "ratios", "variants"} <= set(saved["config"])
     check_attacker_results(workdir, saved)
-    report = layout.report("paper").read_text()
+    report = layout.report(file).read_text()
     assert "d-vector (ign. / inf.)" in report and "chosen on validation" in report
     assert "tradeoff.png" in report and "pareto.png" in report and "speaker-balanced" in report
     # one training row per fold and setting; ψ's cross-entropy and accuracy for adversarial ones
@@ -220,7 +221,7 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     assert len(rows) == 4 and all(r.endswith("| – | – |") != ("adversarial" in r) for r in rows)
     assert all(re.search(r"cnn \d+% \|$", r) for r in rows if "adversarial" in r)
     for png in ("tradeoff", "noise_map", "pareto"):
-        assert layout.figure("paper", png).read_bytes()[:4] == b"\x89PNG"
+        assert layout.figure(file, png).read_bytes()[:4] == b"\x89PNG"
     folder = setting_files(workdir, saved, "cloak_sr0", 1).folder
     cloak_files = sorted(folder.glob("*.npz"))
     assert [f.name for f in cloak_files] == ["adversarial_sr0.npz", "adversarial_sr60.npz",
@@ -252,10 +253,10 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
         s for k in (0, 1) for s in workdir.folds[k]["primary_valid"]}
 
     # `sercloak report` rewrites the report from results.json alone
-    before = layout.report("paper").read_text()
-    layout.report("paper").unlink()
-    cli_main(["report", "--workdir", str(workdir.root)])
-    assert layout.report("paper").read_text() == before
+    before = layout.report(file).read_text()
+    layout.report(file).unlink()
+    cli_main(["report", "--workdir", str(workdir.root), "--results", str(file)])
+    assert layout.report(file).read_text() == before
 
 
 def check_attacker_results(workdir, saved: dict) -> None:
@@ -300,7 +301,7 @@ def check_attacker_results(workdir, saved: dict) -> None:
 
 def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, monkeypatch):
     run_experiment(workdir, [0], tiny_configs(), TINY, show_progress=False)
-    saved = json.loads(workdir.layout.results("paper").read_text())
+    saved = json.loads(workdir.layout.results("paper", [0], [0]).read_text())
     files = setting_files(workdir, saved, "adversarial_sr60", 0)
     files.scores().unlink()  # as if interrupted before scoring it
     files.result().unlink()  # (the scoring unit's output)
@@ -327,21 +328,23 @@ def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, m
     # results.json keeps the methods run before (the cell cloak replaced the mel one's entries)
     assert {e["method"] for e in results["cloak"]} == {
         "cloak", "cloak_adversarial", "cloak_temporal", "cloak_temporal_adversarial"}
-    assert json.loads(workdir.layout.results("paper").read_text())["cloak"] == results["cloak"]
+    assert json.loads(comparison_of(workdir, results).read_text())["cloak"] == results["cloak"]
     trained = Cloak.load(setting_files(workdir, results, "cloak_sr0", 0).cloak, workdir.cfg)
     assert trained.cfg.kind == "temporal"
     assert not torch.allclose(trained.rho_offset, torch.full_like(trained.rho_offset, -1.0))
-    assert "| Cloak (temporal) + adversarial | SR 0 |" in workdir.layout.report("paper").read_text()
+    report = workdir.layout.report(comparison_of(workdir, results)).read_text()
+    assert "| Cloak (temporal) + adversarial | SR 0 |" in report
 
 
 def test_shared_protocol_with_seeds_never_trains_or_selects_on_test_speakers(workdir):
     cfg = replace(TINY, protocol="shared", seeds=(0, 1), ratios=(0, 60), variants=("plain",),
                   attacks=AttackConfig(families=("cnn", "stats"), informed_epochs=1),
                   adapt_epochs=1, select=True)
-    paper = workdir.layout.results("paper")
-    paper_before = paper.read_bytes() if paper.is_file() else None
+    paper = workdir.layout.comparisons("paper")
+    paper_before = [f.read_bytes() for f in paper]
     results = run_experiment(workdir, [0, 1], tiny_configs(), cfg, show_progress=False)
-    assert workdir.layout.results("shared").is_file() and workdir.layout.report("shared").is_file()
+    shared = comparison_of(workdir, results)
+    assert shared.parent.name == "folds0-1-seeds0-1" and workdir.layout.report(shared).is_file()
     assert results["config"]["protocol"] == "shared" and results["config"]["seeds"] == [0, 1]
     (entry,) = results["cloak"]  # one operating point per fold, chosen on validation
     for key in ("emotion", "emotion_drop"):
@@ -384,7 +387,7 @@ def test_shared_protocol_with_seeds_never_trains_or_selects_on_test_speakers(wor
                 assert 0 <= fitted["overall"]["uar"] <= 100
         assert not torch.equal(*cloaks)  # every seed trains its own cloak
     # the paper's results file (if an earlier test wrote one) is untouched by a shared run
-    assert (paper.read_bytes() if paper.is_file() else None) == paper_before
+    assert [f.read_bytes() for f in paper] == paper_before
 
 
 # -- issue 10's methods, each through the whole experiment on the fixture -----------------
@@ -442,7 +445,7 @@ def test_waveform_baseline_runs_through_the_same_harness(workdir):
     utt = workdir.utterances[0]
     clean, moved = workdir.raw_features([utt])[0], anonymised.raw_features([utt])[0]
     assert clean.shape == moved.shape and not np.allclose(clean, moved)
-    assert "McAdams (VPC B2)" in workdir.layout.report("paper").read_text()
+    assert "McAdams (VPC B2)" in workdir.layout.report(comparison_of(workdir, results)).read_text()
 
 
 def test_server_adaptation_and_selection_on_validation_speakers(workdir):
@@ -458,7 +461,7 @@ def test_server_adaptation_and_selection_on_validation_speakers(workdir):
     name = setting_name(round(point["suppression_ratio"]), False)
     assert setting_files(workdir, results, name, 0).adapted(1).is_file()
     assert entry["validation"]["emotion_drop"]["mean"] is not None
-    report = workdir.layout.report("paper").read_text()
+    report = workdir.layout.report(comparison_of(workdir, results)).read_text()
     assert "Operating points chosen on validation speakers" in report
     assert "| Cloak (temporal), adapted |" in report
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import comparison_of
 from sercloak.attacks.base import View, fit_and_score
 from sercloak.attacks.dvector_tuned import TunedEncoderAttacker, split_encoder
 from sercloak.attacks.suite import AttackConfig
@@ -163,7 +164,7 @@ def test_voice_normalisation_alone_and_under_a_cloak(workdir):
     # its informed attacker read voice-normalised features, not the clean ones
     scores = json.loads(files.scores().read_text())
     assert "informed" in scores["attackers"]["stats"]
-    report = workdir.layout.report("paper").read_text()
+    report = workdir.layout.report(comparison_of(workdir, results)).read_text()
     assert "Voice normalisation + Cloak (temporal)" in report
 
 

@@ -64,7 +64,7 @@ def test_the_split_networks_onnx_parts_equal_torch(embedding_bundle, tiny_experi
     assert manifest["onnx_check"]["max_abs_embedding_difference"] < 1e-4
     # the device part, run here by onnxruntime, against the saved torch network
     wd = tiny_experiment
-    entry = next(e for e in json.loads(wd.layout.results("paper").read_text())["cloak"]
+    entry = next(e for e in json.loads(wd.layout.results("paper", [0, 1], [0]).read_text())["cloak"]
                  if e["method"] == "embedding")
     files = wd.layout.setting(wd.root / entry["cloak_dir"], 0, 1, entry["setting"])
     f_theta, _ = load_checkpoint(wd.layout.model("paper", entry["emotion_model"], 0, 1,

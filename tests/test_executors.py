@@ -193,7 +193,7 @@ def test_ray_gives_the_local_results_and_every_file_is_the_layouts(prepared, tmp
     strays = [p for p in wd.root.rglob("*") if p.is_file() and wd.layout.kind_of(p) is None]
     assert strays == []
     kinds = {wd.layout.kind_of(p) for p in wd.root.rglob("*") if p.is_file()}
-    assert {"model", "setting", "clean scores", "protocol files"} <= kinds
+    assert {"model", "setting", "clean scores", "comparison", "unit log"} <= kinds
     assert not wd.layout.storage_check().exists() or not any(wd.layout.storage_check().iterdir())
 
     # resumed under the other executor: nothing to do, the same results
@@ -202,7 +202,8 @@ def test_ray_gives_the_local_results_and_every_file_is_the_layouts(prepared, tmp
     assert {r.status for r in again.records} == {"skipped"}
     assert len(wd.layout.unit_log("paper").read_text().splitlines()) == len(costs)  # none ran
     assert figures(rerun) == figures(distributed)
-    assert json.loads(wd.layout.results("paper").read_text())["cloak"] == rerun["cloak"]
+    assert json.loads(wd.layout.results("paper", [0, 1], [0]).read_text())["cloak"] == rerun[
+        "cloak"]
 
 
 def test_the_cli_refuses_ray_without_the_extra_or_a_cuda_it_lacks(tmp_path, monkeypatch,

@@ -50,3 +50,27 @@ def test_a_method_record_round_trips_through_results_json():
                     "game": "adversarial", "adapted": False, "output": None,
                     "debiased": False}
     assert Method.from_dict(json.loads(json.dumps(spec))) == method
+
+
+def test_every_key_of_the_privacy_benchmark_is_the_name_its_options_make():
+    """bench/privacy.sh names each method as results.json does: its options, parsed as the
+    command parses them, make a method of exactly that name at every operating point."""
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    from sercloak.cli import build_parser, experiment_config
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "privacy.sh"
+    listing = subprocess.run(
+        ["bash", "-c", 'eval "$(sed -n "/^minmax=/,/^)/p" "$0")"; '
+                       'for k in "${!options[@]}"; do printf "%s|%s\\0" "$k" "${options[$k]}"; '
+                       'done', str(script)],
+        capture_output=True, text=True, check=True).stdout
+    keys = dict(item.split("|", 1) for item in listing.split("\0") if item)
+    assert len(keys) > 20 and "cloak_adversarial" in keys
+    for key, options in keys.items():
+        args = build_parser().parse_args(["experiment", "--workdir", "w", "--select-on-valid",
+                                          *shlex.split(options)])
+        cfg = experiment_config(args)
+        assert {method_of(cfg, p).name for p in cfg.points()} == {key}, (key, options)

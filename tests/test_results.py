@@ -1,5 +1,7 @@
 """Speaker-balanced UAR, the speaker-level bootstrap, seeds, choice and merging of results."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -167,7 +169,7 @@ def test_choose_per_fold_takes_the_most_private_point_within_the_budget_on_each_
         "sr60", "sr60"]
 
 
-def test_merge_keeps_other_methods_only_when_comparable():
+def test_merge_keeps_other_methods_and_refuses_an_incomparable_run():
     def results(protocol, methods, seeds=(0,)):
         return {"format": RESULTS_FORMAT,
                 "config": {"protocol": protocol, "folds": [0, 1], "seeds": list(seeds),
@@ -182,14 +184,14 @@ def test_merge_keeps_other_methods_only_when_comparable():
     merged = merge_results(merged, rechosen)
     assert [(e["method"], e["setting"]) for e in merged["cloak"]] == [
         ("a", "sr0"), ("c", "sr0"), ("b", "sr60")]
-    assert merge_results(results("paper", ["a"]), results("shared", ["c"]))["cloak"] == [
-        {"method": "c", "setting": "sr0"}]
-    assert len(merge_results(results("paper", ["a"]), results("paper", ["c"], (0, 1)))[
-        "cloak"]) == 1
+    # runs that could not stand in one table are refused, never merged or dropped (runs on
+    # other folds or seeds go to comparisons of their own: `Layout.comparison`)
+    for other in (results("shared", ["c"]), results("paper", ["c"], (0, 1))):
+        with pytest.raises(ValueError, match="run it in another workdir"):
+            merge_results(results("paper", ["a"]), other, Path("results.json"))
     # a results.json of another format is refused where every reader reads it
     import json
     import tempfile
-    from pathlib import Path
 
     old = results("paper", ["a"])
     del old["format"]
@@ -198,3 +200,29 @@ def test_merge_keeps_other_methods_only_when_comparable():
         file.write_text(json.dumps(old))
         with pytest.raises(ValueError, match="another version of sercloak"):
             read_results(file)
+
+
+def test_a_comparison_is_found_by_its_folds_and_seeds_or_as_the_only_one(tmp_path):
+    from sercloak.layout import Layout
+    from sercloak.results import comparison_file
+
+    layout = Layout(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run `sercloak experiment` first"):
+        comparison_file(layout, "paper")
+    old = layout.unfoldered_results("paper")  # where results.json lay before
+    old.parent.mkdir(parents=True)
+    old.write_text("{}")
+    with pytest.raises(ValueError, match="before each comparison had a folder"):
+        comparison_file(layout, "paper")
+    first = layout.results("paper", [0, 1, 2, 3, 4], [0])
+    assert first.parent.name == "folds0-4-seeds0"
+    first.parent.mkdir()
+    first.write_text("{}")
+    assert comparison_file(layout, "paper") == first
+    second = layout.results("paper", [0, 1], [0, 1, 2])
+    second.parent.mkdir()
+    second.write_text("{}")
+    with pytest.raises(ValueError, match="2 comparisons .*folds0-1-seeds0-2, folds0-4-seeds0"):
+        comparison_file(layout, "paper")
+    assert comparison_file(layout, "paper", [0, 1], [0, 1, 2]) == second
+    assert layout.kind_of(second) == "comparison"

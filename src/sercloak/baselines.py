@@ -26,11 +26,11 @@ from .device import pick_device
 from .evaluate import evaluate
 from .files import write_json, write_text
 from .folds import PARTS, POOLS, SELECTION_PART, training_parts
+from .points import digest, unseeded
 from .results import LEAD_METRIC, aggregate, spread, with_interval
-from .train import DEFAULT_RECIPE, TrainConfig, recipe_config, train
+from .train import TrainConfig, recipe_config, train
 
 TASKS = ("emotion", "gender")
-DEFAULT_TAG = f"light-{DEFAULT_RECIPE}"
 
 
 # settings that make a different model family when they differ from the recipe's own:
@@ -48,10 +48,6 @@ def model_tag(cfg: TrainConfig) -> str:
     return f"{cfg.model}-{cfg.recipe}{changed}"
 
 
-def model_tags(configs: dict[str, TrainConfig]) -> dict[str, str]:
-    return {task: model_tag(cfg) for task, cfg in configs.items()}
-
-
 def with_seed(configs: dict[str, TrainConfig], seed: int) -> dict[str, TrainConfig]:
     return {task: replace(cfg, seed=seed) for task, cfg in configs.items()}
 
@@ -64,6 +60,12 @@ def reference_configs(configs: dict[str, TrainConfig]) -> dict[str, TrainConfig]
         return replace(cfg, **{name: getattr(recipe, name) for name in TAGGED_SETTINGS})
 
     return {task: plain(cfg) for task, cfg in configs.items()}
+
+
+def attack_tag(gender_config: TrainConfig) -> str:
+    """Names the clean attackers' scores: they depend on the gender model alone (and the
+    attack settings, checked inside each file)."""
+    return f"{model_tag(gender_config)}-{digest(unseeded(gender_config.to_dict()))}"
 
 
 def model_file(wd: Workdir, cfg: TrainConfig, protocol: str, fold: int) -> Path:
@@ -219,7 +221,7 @@ def baseline_fold(wd: Workdir, fold: int, configs: dict[str, TrainConfig], proto
 def run_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig],
                   protocol: str, seeds: list[int] = (0,), show_progress: bool = True) -> dict:
     """Train and evaluate both models on `folds` for every seed; writes the protocol's
-    baselines-<family>.json and .md."""
+    baselines-<family>-folds<F>-seeds<S>.json and .md."""
     from .report import baselines_md  # the report draws figures: import it only here
 
     started = time.perf_counter()

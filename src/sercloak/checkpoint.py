@@ -64,8 +64,13 @@ def load_checkpoint(path: Path | str, feature_cfg: FeatureConfig | None = None,
             f"{feature_cfg.describe_mismatch(ckpt['feature_config'])}); "
             f"retrain it or prepare the workdir with its feature settings"
         )
-    saved = FeatureConfig.from_dict(ckpt["feature_config"])
-    model = CnnRnn(len(ckpt["labels"]), ModelConfig.from_dict(ckpt["model_config"]),
-                   n_mels=saved.n_mels, n_frames=saved.segment_frames)
+    try:
+        saved = FeatureConfig.from_dict(ckpt["feature_config"])
+        model_config = ModelConfig.from_dict(ckpt["model_config"])
+    except ValueError as err:
+        raise CheckpointMismatch(f"{path}: {err}: delete it and run again (it is trained "
+                                 f"anew)") from err
+    model = CnnRnn(len(ckpt["labels"]), model_config, n_mels=saved.n_mels,
+                   n_frames=saved.segment_frames)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt

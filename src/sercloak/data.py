@@ -96,7 +96,11 @@ class Workdir:
             raise FileNotFoundError(f"{layout.root} is not a prepared workdir (no summary.json): "
                                     f"run `sercloak prepare` first")
         layout.check_current()
-        cfg = FeatureConfig.from_dict(json.loads(layout.summary.read_text())["feature_config"])
+        try:
+            cfg = FeatureConfig.from_dict(json.loads(layout.summary.read_text())["feature_config"])
+        except ValueError as err:
+            raise ValueError(f"{layout.summary}: {err}: prepare the workdir again with this "
+                             f"version (`sercloak prepare`)") from err
         utts = read_manifest(layout.manifest)
         folds = json.loads(layout.folds.read_text())
         cache = FeatureCache(layout.root, cfg).open(sorted({u.corpus for u in utts}))

@@ -15,7 +15,8 @@
                                                            attackers, scores and the
                                                            scoring units' results (`Setting`)
         attacks/clean-<tag>/seed<S>/fold<K>/clean*.json    the attackers on clean speech
-        results.json report.md pareto.png tradeoff.png noise_map.png
+        folds<F>-seeds<S>/results.json|report.md|<figure>.png   one comparison: the runs
+                                                           on those folds and seeds
         units.jsonl                                        what each unit of work cost
 
 A model *family* is a network preset and recipe (`baselines.model_tag`, e.g.
@@ -47,8 +48,13 @@ def setting_name(ratio: int, adversarial: bool) -> str:
     return f"{'adversarial' if adversarial else 'cloak'}_sr{ratio}"
 
 
-PROTOCOL_FILES = ("results.json", "report.md", "pareto.png", "tradeoff.png", "noise_map.png",
-                  "units.jsonl")
+def split_setting_name(dims: int) -> str:
+    """The file stem of a split network's setting: embedding_k16, ..."""
+    return f"embedding_k{dims}"
+
+
+COMPARISON_FILES = ("results.json", "report.md", "pareto.png", "tradeoff.png",
+                    "noise_map.png")
 
 # every file a workdir may hold, as a pattern of its path relative to the workdir: what the
 # builders below make (checked by walking a workdir a test grid wrote: tests/test_executors.py)
@@ -66,7 +72,9 @@ _KNOWN = {
     "method config": rf"\w+/cloaks/{_NAME}/{_NAME}/config\.json",
     "setting": rf"\w+/cloaks/{_NAME}/{_NAME}/seed\d+/fold\d+/\w+?{_SETTING_FILE}",
     "clean scores": rf"\w+/attacks/clean-{_NAME}/seed\d+/fold\d+/clean(\.on-\w+)?\.json",
-    "protocol files": rf"\w+/({'|'.join(map(re.escape, PROTOCOL_FILES))})",
+    "comparison": rf"\w+/folds[\d,-]+-seeds[\d,-]+/"
+                  rf"({'|'.join(map(re.escape, COMPARISON_FILES))})",
+    "unit log": r"\w+/units\.jsonl",
     "training state": r".+\.pt\.state",  # beside a model while it trains (`train.train`)
     "logs": r"logs/[\w.-]+\.log",  # bench/privacy.sh's, one per method
 }
@@ -249,7 +257,22 @@ class Layout:
         name = "clean.json" if part == "test" else f"clean.on-{part}.json"
         return folder / f"fold{fold}" / name
 
-    def results(self, protocol: str) -> Path:
+    def comparison(self, protocol: str, folds: list[int], seeds: list[int]) -> Path:
+        """The folder of the comparison on these folds and seeds (its results.json,
+        report.md and figures): a run on other folds or seeds has a folder of its own and
+        never replaces this one's."""
+        return self.protocol(protocol) / f"{_span('folds', folds)}-{_span('seeds', seeds)}"
+
+    def results(self, protocol: str, folds: list[int], seeds: list[int]) -> Path:
+        return self.comparison(protocol, folds, seeds) / "results.json"
+
+    def comparisons(self, protocol: str) -> list[Path]:
+        """Every comparison's results.json under the protocol."""
+        return sorted(self.protocol(protocol).glob("folds*-seeds*/results.json"))
+
+    def unfoldered_results(self, protocol: str) -> Path:
+        """Where results.json lay before comparisons had folders (refused, saying where it
+        goes: `results.read_results`)."""
         return self.protocol(protocol) / "results.json"
 
     def unit_log(self, protocol: str) -> Path:
@@ -257,12 +280,15 @@ class Layout:
         every run: unit-hours add up over interrupted and resumed runs."""
         return self.protocol(protocol) / "units.jsonl"
 
-    def report(self, protocol: str) -> Path:
-        return self.protocol(protocol) / "report.md"
+    @staticmethod
+    def report(results_file: Path) -> Path:
+        """The report of a comparison (beside its results.json)."""
+        return results_file.with_name("report.md")
 
-    def figure(self, protocol: str, name: str) -> Path:
-        """A report figure: pareto, tradeoff or noise_map."""
-        return self.protocol(protocol) / f"{name}.png"
+    @staticmethod
+    def figure(results_file: Path, name: str) -> Path:
+        """A figure of a comparison's report: pareto, tradeoff or noise_map."""
+        return results_file.with_name(f"{name}.png")
 
     def storage_check(self) -> Path:
         """Where a distributed run's nodes leave marker files to show they all see the

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .settings import from_fields
+
 TRANSFORM_LABELS = {"mcadams": "McAdams (VPC B2)", "pitch_shift": "Pitch shift",
                     "voicenorm": "Voice normalisation"}
 DESIGN_LABELS = {"posteriors": "Posteriors only",
@@ -45,11 +47,17 @@ class Method:
                 + ("_debiased" if self.debiased else ""))
 
     @property
+    def is_floor(self) -> bool:
+        """The plain f_θ's window posteriors: what any emotion service's output leaks, drawn
+        as the floor rather than as a design."""
+        return self == FLOOR
+
+    @property
     def label(self) -> str:
         """How it reads in tables and legends: "Voice normalisation + Cloak (temporal) +
         min–max, adapted"."""
         if self.design != "spectrogram":
-            floor = self.design == "posteriors" and self.output is None
+            floor = self.is_floor
             return " + ".join([*([TRANSFORM_LABELS[self.transform]] if self.transform else []),
                                DESIGN_LABELS[self.design] + (" (floor)" if floor else "")
                                + (f", {self.game} game" if self.game else "")
@@ -70,5 +78,11 @@ class Method:
     @classmethod
     def from_dict(cls, spec: dict) -> Method:
         """The method of a results.json entry's `spec`."""
-        cloak = spec["cloak"]
-        return cls(**{**spec, "cloak": None if cloak is None else tuple(cloak)})
+        cloak = spec.get("cloak")
+        return from_fields(cls, {**spec, "cloak": None if cloak is None else tuple(cloak)},
+                           "a results.json entry's method")
+
+
+FLOOR = Method("posteriors")
+# the paper's two methods (its Figure 4 draws them against the suppression ratio)
+PAPER_METHODS = (Method(cloak=()).name, Method(cloak=(), game="adversarial").name)

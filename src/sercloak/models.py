@@ -114,3 +114,9 @@ def conv_steps(conv: nn.Module, mean: torch.Tensor, std: torch.Tensor,
     h = conv(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))
     b, c, t, f = h.shape
     return h.permute(0, 2, 1, 3).reshape(b, t, c * f)
+
+
+def to_chance(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a gender adversary's output against the uniform distribution: least
+    at chance (what every privacy game here pushes its adversaries' outputs to)."""
+    return -torch.log_softmax(logits, dim=-1).mean()

@@ -12,9 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .baselines import model_tag
-from .train import TrainConfig
-
 
 @dataclass(frozen=True)
 class Point:
@@ -34,12 +31,6 @@ def digest(thing) -> str:
 def unseeded(settings: dict) -> dict:
     """Settings without their seed: seeds are folders of their own."""
     return {k: v for k, v in settings.items() if k != "seed"}
-
-
-def attack_tag(gender_config: TrainConfig) -> str:
-    """Names the clean attackers' scores: they depend on the gender model alone (and the
-    attack settings, checked inside each file)."""
-    return f"{model_tag(gender_config)}-{digest(unseeded(gender_config.to_dict()))}"
 
 
 def made_by(file: Path, attack_config: dict) -> dict | None:

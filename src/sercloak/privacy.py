@@ -45,12 +45,12 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-from .targets import CHANCE_ALPHA
+from .targets import CHANCE_ALPHA, USER_LEVEL_REQUESTS
 
 ROUNDS = 2000  # bootstrap and permutation rounds
 SEED = 0
 VERSIONS = ("ignorant", "informed")
-USER_REQUESTS = (1, 5, 20, None)  # None: all of a user's requests
+USER_REQUESTS = (1, 5, USER_LEVEL_REQUESTS, None)  # None: all of a user's requests
 USER_DRAWS = 200  # random sets of n requests per user
 
 

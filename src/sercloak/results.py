@@ -36,7 +36,8 @@ BOOTSTRAP_SEED = 0
 METRICS = ("acc", "uar", "uar_speaker")
 LEAD_METRIC = "uar_speaker"  # what tables lead with and operating points are chosen by
 CNN_KEYS = {"gender_ignorant": "ignorant", "gender_informed": "informed"}  # the paper's attacker
-RESULTS_FORMAT = "sercloak.results/3"  # the attacker chosen on validation, points per fold
+RESULTS_FORMAT = "sercloak.results/4"  # the attacker chosen on validation, points per fold,
+# the service's answer (`output`) and a debiased f_θ in each method
 
 
 def _round(values) -> list[float]:
@@ -283,13 +284,41 @@ def read_results(file: Path) -> dict:
     return results
 
 
-def merge_results(old: dict | None, new: dict) -> dict:
-    """results.json after a run: its entries replace every entry of the same methods (a
-    method's figures are its latest run's: a new choice of operating point never sits
-    beside an old one); every other method's stay, as long as both runs share protocol,
-    folds, seeds, model, recipe and features (otherwise the old entries are dropped)."""
-    if old is None or comparable(old) != comparable(new):
+def comparison_file(layout, protocol: str, folds: list[int] | None = None,
+                    seeds: list[int] | None = None) -> Path:
+    """The results.json of the comparison on `folds` and `seeds` (`Layout.comparison`), or,
+    without them, the protocol's only comparison; FileNotFoundError or ValueError saying
+    what there is when that is not one."""
+    if folds is not None and seeds is not None:
+        return layout.results(protocol, folds, seeds)
+    found = layout.comparisons(protocol)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(f"{len(found)} comparisons under {layout.protocol(protocol)} "
+                         f"({', '.join(f.parent.name for f in found)}): name one with --folds "
+                         f"and --seeds")
+    old = layout.unfoldered_results(protocol)
+    if old.is_file():
+        raise ValueError(f"{old} was written by an older sercloak (before each comparison "
+                         f"had a folder): move it away and run the methods again (finished "
+                         f"models and cloaks are kept)")
+    raise FileNotFoundError(f"no comparison under {layout.protocol(protocol)}: run `sercloak "
+                            f"experiment` first")
+
+
+def merge_results(old: dict | None, new: dict, file: Path | None = None) -> dict:
+    """A comparison's results.json after a run on its folds and seeds: the run's entries
+    replace every entry of the same methods (a method's figures are its latest run's: a new
+    choice of operating point never sits beside an old one); every other method's stay. A
+    run with another model, recipe or features is refused (its entries could not stand in
+    one table with the old ones)."""
+    if old is None:
         return new
+    if comparable(old) != comparable(new):
+        raise ValueError(f"{file}: its runs used {comparable(old)} (protocol, folds, seeds, "
+                         f"model, recipe, normalisation), this run {comparable(new)}: run it "
+                         f"in another workdir, or move {file} away")
     methods = {e["method"] for e in new["cloak"]}
     kept = [e for e in old.get("cloak", []) if e["method"] not in methods]
     return {**new, "cloak": kept + new["cloak"],

@@ -20,7 +20,7 @@ import torch
 
 from .attacks.speaker_encoder import SpeakerEncoder
 from .attacks.suite import FoldAttacks, clean_scores_complete, scoring_seed
-from .baselines import clean_emotion, model_file
+from .baselines import attack_tag, clean_emotion, model_file
 from .checkpoint import load_checkpoint
 from .data import Workdir
 from .device import pick_device
@@ -29,7 +29,7 @@ from .files import write_json
 from .folds import training_parts
 from .layout import Setting
 from .models import CnnRnn
-from .points import Point, attack_tag, made_by
+from .points import Point, made_by
 from .train import TrainConfig
 
 if TYPE_CHECKING:

@@ -20,6 +20,5 @@ def from_fields(cls, d: dict, what: str):
             f"{what} settings from another version of sercloak ("
             + ", ".join(part for part in (f"missing {missing}" if missing else "",
                                           f"unknown {unknown}" if unknown else "") if part)
-            + "): make the file again with this version (delete it and re-run; finished "
-              "work of this version is kept)")
+            + ")")  # the reader names the file and how to make it again
     return cls(**d)

@@ -10,3 +10,6 @@ MAX_EMOTION_DROP = 2.0
 DEPLOYABLE_GENDER, DEPLOYABLE_DROP = 60.0, 1.0
 # a p-value at least this: the privacy figure is indistinguishable from chance
 CHANCE_ALPHA = 0.05
+# the user-level figure reported beside the privacy figure: an attacker pooling this many of
+# a user's requests (issue 30's target: at most 70% after 20)
+USER_LEVEL_REQUESTS = 20

@@ -43,7 +43,7 @@ from .device import pick_device
 from .evaluate import Transform, evaluate
 from .features import FeatureConfig
 from .layout import training_state
-from .models import PRESETS, CnnRnn
+from .models import PRESETS, CnnRnn, to_chance
 from .settings import from_fields
 
 
@@ -244,7 +244,7 @@ class OutputAdversary(nn.Module):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return -F.log_softmax(self.net(probs), dim=-1).mean()  # cross-entropy to uniform
+        return to_chance(self.net(probs))
 
 
 def train(train: SegmentSet, valid: SegmentSet, cfg: TrainConfig, feature_cfg: FeatureConfig,

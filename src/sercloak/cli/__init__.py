@@ -20,7 +20,6 @@ from .options import parse_folds
 from .serving import add_commands as add_serving
 
 __all__ = ["build_parser", "experiment_config", "main", "parse_folds"]
-_experiment_config = experiment_config  # the name tests use
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,8 +45,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     result = prepare(corpora, args.workdir, seed=args.seed, loader_options=options,
                      cfg=FeatureConfig(normalise=args.normalise), show_progress=not args.quiet)
     print(format_summary(result.summary["corpus_summary"]))
+    layout = Layout(args.workdir)
+    written = [layout.manifest(), layout.folds(), layout.summary_md(), layout.features()]
     print(f"prepared {len(result.utterances)} utterances in {result.summary['wall_time_s']} s; "
-          f"wrote manifest.csv, folds.json, summary.md and features/ to {args.workdir}")
+          f"wrote {', '.join(str(f) for f in written)}")
 
 
 def train_configs(args: argparse.Namespace, seed: int = 0) -> dict[str, TrainConfig]:

@@ -16,13 +16,14 @@ from ..experiment import DESIGNS, TRANSFORM_NAMES, VARIANTS, ExperimentConfig, r
 from ..experiment.config import OUTPUTS
 from ..experiment.executors import make_executor
 from ..report import privacy_table, selection_table, table2, write_report
-from ..results import read_results
+from ..results import comparison_file, read_results
 from .data import cmd_prepare, corpus_options, train_configs, training_options
 from .options import (
     compute_options,
     names,
     parse_folds,
     protocol_options,
+    results_option,
     seed_option,
     workdir_options,
 )
@@ -69,14 +70,17 @@ def cmd_experiment(args: argparse.Namespace) -> None:
                              experiment_config(args), not args.quiet, executor)
     print(table2(results["baseline"]))
     print(selection_table(results) or privacy_table(results))
-    print(f"wall time {results['wall_time_s']} s; wrote {wd.layout.results(args.protocol)}, "
-          f"{wd.layout.report(args.protocol)} and its figures")
+    config = results["config"]
+    file = wd.layout.results(args.protocol, config["folds"], config["seeds"])
+    print(f"wall time {results['wall_time_s']} s; wrote {file}, {wd.layout.report(file)} and "
+          f"its figures")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     """report.md and figures again from results.json and the cloak files, training nothing."""
     wd = Workdir.open(args.workdir)
-    print(f"wrote {write_report(wd, read_results(wd.layout.results(args.protocol)))}")
+    file = args.results or comparison_file(wd.layout, args.protocol)
+    print(f"wrote {write_report(wd, read_results(file), file)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -220,6 +224,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("report", help="rewrite report.md and its figures from results.json")
     workdir_options(p)
     protocol_options(p, seeds=False)
+    results_option(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the whole experiment on the built-in synthetic corpus, "

@@ -50,6 +50,12 @@ def protocol_options(p: argparse.ArgumentParser, seeds: bool) -> None:
                             "(default 0); figures are means over seeds and folds")
 
 
+def results_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", type=Path, metavar="FILE",
+                   help="a comparison's results.json (default: the protocol's only one, "
+                        "WORKDIR/PROTOCOL/folds<F>-seeds<S>/results.json)")
+
+
 def compute_options(p: argparse.ArgumentParser, executor: bool) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where torch runs: auto (default: CUDA when present), cpu or cuda")

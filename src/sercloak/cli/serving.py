@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..serving.bundle import PROTECTION_FILES
 from ..serving.limits import Limits
-from .options import protocol_options, workdir_options
+from .options import protocol_options, results_option, workdir_options
 
 
 def cmd_keygen(args: argparse.Namespace) -> None:
@@ -31,7 +31,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from ..serving.export import export_bundle  # torch.onnx loads only when exporting
 
     manifest = export_bundle(Workdir.open(args.workdir), args.fold, args.setting, args.out,
-                             args.protocol, args.seed, args.sign_key)
+                             args.protocol, args.seed, args.sign_key, args.results)
     measured = manifest["measured"]
     figure = measured["gender_uar_speaker"]
     print(f"wrote {args.out} (bundle_id {manifest['bundle_id']}, "
@@ -67,16 +67,10 @@ def _trust_key(args: argparse.Namespace) -> bytes | None:
 
 def cmd_client(args: argparse.Namespace) -> None:
     """The page and the bundle's client part from this machine; features to `--server`."""
-    import uvicorn
+    from ..serving.page import serve_page
 
-    from ..serving.page import page_app
-
-    app = page_app(args.bundle, args.server, _trust_key(args), args.allow_unprotected,
-                   args.require_protection)
-    print(f"the page for {args.bundle} at http://{args.host}:{args.port}/ posts protected "
-          f"features to {args.server} (start it with `--allow-origin "
-          f"http://{args.host}:{args.port}`)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve_page(args.bundle, args.server, args.host, args.port, _trust_key(args),
+               args.allow_unprotected, args.require_protection)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -136,6 +130,7 @@ def _export_parser(sub) -> None:
                    help="sign the manifest with this private key (`sercloak keygen`)")
     workdir_options(p)
     protocol_options(p, seeds=False)
+    results_option(p)
     p.set_defaults(func=cmd_export)
 
 

@@ -218,11 +218,12 @@ class Cloak(nn.Module):
                 f"{path} was made for other features (ours != its: "
                 f"{feature_cfg.describe_mismatch(meta['feature_config'])})"
             )
-        saved = FeatureConfig.from_dict(meta["feature_config"])
         try:
+            saved = FeatureConfig.from_dict(meta["feature_config"])
             cfg = CloakConfig.from_dict(meta["cloak_config"])
         except (ValueError, TypeError) as err:  # e.g. a kind this version does not know
-            raise ValueError(f"{path}: {err}") from err
+            raise ValueError(f"{path}: {err}: delete it and run the method again (it is "
+                             f"trained anew)") from err
         cloak = cls(cfg,
                     torch.from_numpy(arrays["feat_mean"]), torch.from_numpy(arrays["feat_std"]),
                     n_frames=saved.segment_frames)

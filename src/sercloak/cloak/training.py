@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..data import SegmentSet
 from ..device import through_frozen_rnns
-from ..models import CnnRnn
+from ..models import CnnRnn, to_chance
 from .adversaries import ADVERSARIES, reverse_gradient
 from .noise import Cloak
 
@@ -88,11 +88,6 @@ def freeze(model: CnnRnn) -> CnnRnn:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def to_chance(logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of ψ's output against the uniform distribution: least at chance."""
-    return -F.log_softmax(logits, dim=-1).mean()
 
 
 @dataclass

@@ -14,7 +14,7 @@ operating points (`Point`):
   of its own training speakers);
 - ``posteriors`` (`designs/posteriors.py`): only f_θ's emotion probabilities
   of each window: the floor any design whose server outputs emotion leaks;
-- ``embedding`` (`designs/split.py`): a split network whose device part sends
+- ``embedding`` (`designs/split/`): a split network whose device part sends
   a noisy k-dimensional sequence, at k in `split.dims`.
 
 For every seed and fold: the clean baselines (f_θ, f_g) of the protocol, then
@@ -178,7 +178,8 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
                    cfg: ExperimentConfig = ExperimentConfig(), show_progress: bool = True,
                    executor: Executor | None = None) -> dict:
     """Baselines, then the grid (or the operating points chosen on validation speakers);
-    merges into the protocol's results.json, writes report.md and figures. Every unit
+    merges into the results.json of the comparison on these folds and seeds, writes its
+    report.md and figures. Every unit
     `executor` (default local) runs is logged to the protocol's unit log."""
     started, executor, folds = time.perf_counter(), executor or LocalExecutor(), sorted(folds)
     baseline_configs = cfg.emotion_models(baseline_configs)
@@ -194,10 +195,10 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
     entries = [entry(method, picks, _fold_runs(runs, picks), clean, validation.get(name))
                for name, picks in chosen.items()]
     results = assemble(wd, method, folds, baselines, entries, summarise_clean(clean), started)
-    file = wd.layout.results(method.cfg.protocol)
-    results = merge_results(read_results(file) if file.is_file() else None, results)
+    file = wd.layout.results(method.cfg.protocol, folds, list(method.cfg.seeds))
+    results = merge_results(read_results(file) if file.is_file() else None, results, file)
     write_json(file, results)
-    write_report(wd, results)
+    write_report(wd, results, file)
     forget_runners()
     return results
 

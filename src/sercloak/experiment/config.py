@@ -14,7 +14,7 @@ from ..cloak.training import CloakTrainConfig
 from ..data import Workdir
 from ..designs.split.training import SplitConfig
 from ..folds import DEFAULT_PROTOCOL, PROTOCOLS
-from ..layout import setting_name
+from ..layout import setting_name, split_setting_name
 from ..methods import Method
 from ..points import Point, digest, unseeded
 from ..train import TrainConfig
@@ -91,7 +91,7 @@ class ExperimentConfig:
         if self.design == "posteriors":
             return [Point(method_of(self, Point("")).name)]
         if self.design == "embedding":
-            return [Point(f"embedding_k{k}", dims=k) for k in self.split.dims]
+            return [Point(split_setting_name(k), dims=k) for k in self.split.dims]
         if self.transform is not None and not self.cloak_after:
             return [Point(self.transform)]
         return [Point(setting_name(ratio, variant == "adversarial"), ratio,

@@ -34,6 +34,7 @@ from pathlib import Path
 from ..attacks.speaker_encoder import SpeakerEncoder
 from ..attacks.suite import NEEDS_ENCODER, clean_scores_complete
 from ..baselines import (
+    attack_tag,
     baseline_fold,
     clean_emotion,
     is_evaluated,
@@ -51,7 +52,7 @@ from ..designs.split.runner import SplitRunner
 from ..files import write_json
 from ..folds import crossfit_pools
 from ..layout import Layout, Setting
-from ..points import Point, attack_tag, digest, made_by
+from ..points import Point, digest, made_by
 from ..runner import FoldRunner, Models
 from ..train import TrainConfig
 from .config import DESIGNS, ExperimentConfig, protected_workdir
@@ -148,6 +149,10 @@ class PoolModelUnit:
                          self.pool, self.show_progress)
 
 
+def train_name(seed: int, fold: int, group: str) -> str:
+    return f"train/seed{seed}/fold{fold}/{group}"
+
+
 def pool_name(config: TrainConfig, fold: int, pool: str) -> str:
     return f"pool/{model_tag(config)}/seed{config.seed}/fold{fold}/{pool}"
 
@@ -182,7 +187,7 @@ class TrainUnit(_MethodUnit):
 
     @property
     def name(self) -> str:
-        return f"train/seed{self.seed}/fold{self.fold}/{self.group}"
+        return train_name(self.seed, self.fold, self.group)
 
     def outputs(self) -> list[Path]:
         design = RUNNERS[self.method.cfg.design]
@@ -245,7 +250,7 @@ class ScoreUnit(_MethodUnit):
     @property
     def needs(self) -> tuple[str, ...]:
         group = RUNNERS[self.method.cfg.design].training_group(self.method.cfg, self.point)
-        trained = () if group is None else (f"train/seed{self.seed}/fold{self.fold}/{group}",)
+        trained = () if group is None else (train_name(self.seed, self.fold, group),)
         return super().needs + trained
 
     def outputs(self) -> list[Path]:

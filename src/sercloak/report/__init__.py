@@ -16,13 +16,14 @@ from pathlib import Path
 from ..data import Workdir
 from ..files import write_text
 from ..layout import setting_name
+from ..targets import CHANCE_ALPHA, MAX_EMOTION_DROP, USER_LEVEL_REQUESTS
 from .figures import noise_map_figure, pareto_figure, tradeoff_figure
 from .format import WHY_SPEAKER_BALANCED, lead
 from .tables import (
-    _per_corpus_table,
     baselines_md,
     clean_attackers_table,
     confusion_md,
+    per_corpus_table,
     privacy_table,
     seeds_line,
     selection_table,
@@ -42,9 +43,10 @@ ATTACKERS_TEXT = (
     "d-vectors of a pretrained speaker encoder. All are scored on protected test utterances. "
     "The *privacy figure* is, per seed and fold, the gender UAR of the attacker that does "
     "best on its own validation speakers; its *chance band* is the same figure after "
-    "permuting the test speakers' genders (p >= 0.05: indistinguishable from chance); the "
-    "*upper bound* is the best attacker on the test speakers, chosen with their labels; the "
-    "*user level* is the chosen attacker pooling 20 utterances per user. Speaker "
+    f"permuting the test speakers' genders (p >= {CHANCE_ALPHA}: indistinguishable from "
+    "chance); the *upper bound* is the best attacker on the test speakers, chosen with their "
+    f"labels; the *user level* is the chosen attacker pooling {USER_LEVEL_REQUESTS} "
+    "utterances per user. Speaker "
     "EER: speaker verification among the test utterances from d-vector cosines (50% = nothing "
     "links). Protocol {protocol}: {speakers}")
 PROTOCOL_TEXT = {
@@ -55,18 +57,20 @@ PROTOCOL_TEXT = {
 }
 
 
-def write_report(wd: Workdir, results: dict) -> Path:
-    """report.md and its figures, from results.json's content and the cloak files it names."""
+def write_report(wd: Workdir, results: dict, file: Path) -> Path:
+    """report.md and its figures beside `file`, from its content (`results`) and the cloak
+    files it names."""
     cfg = results["config"]
     protocol, layout = cfg["protocol"], wd.layout
-    has_tradeoff = tradeoff_figure(results, layout.figure(protocol, "tradeoff"))
-    pareto_figure(results, layout.figure(protocol, "pareto"))
+    figure = {k: layout.figure(file, k) for k in ("pareto", "tradeoff", "noise_map")}
+    has_tradeoff = tradeoff_figure(results, figure["tradeoff"])
+    pareto_figure(results, figure["pareto"])
     sr60 = [layout.entry_setting(cfg["cloak_dir"], cfg["seeds"][0], cfg["folds"][0],
                                  setting_name(60, adversarial)).cloak
             for adversarial in (False, True)]
-    has_map = noise_map_figure(wd, sr60, layout.figure(protocol, "noise_map"))
+    has_map = noise_map_figure(wd, sr60, figure["noise_map"])
     attacks = cfg["attacks"]
-    name = {k: layout.figure(protocol, k).name for k in ("pareto", "tradeoff", "noise_map")}
+    name = {k: f.name for k, f in figure.items()}
     text = [
         f"# sercloak experiment: {', '.join(wd.corpora)} ({cfg['model']} model, protocol "
         f"{protocol}, folds {cfg['folds']}, seeds {cfg['seeds']})", "",
@@ -80,9 +84,9 @@ def write_report(wd: Workdir, results: dict) -> Path:
     if selection_table(results):
         text += ["## Operating points chosen on validation speakers", "",
                  "Per method and fold, the setting with the lowest privacy figure among those "
-                 "whose emotion drop is at most 2 points on that fold's own validation "
-                 "speakers of the primary pool (else the one costing least); then its test "
-                 "figures.", "",
+                 f"whose emotion drop is at most {MAX_EMOTION_DROP:g} points on that fold's "
+                 "own validation speakers of the primary pool (else the one costing least); "
+                 "then its test figures.", "",
                  selection_table(results), ""]
     text += [
         "## Privacy and utility (UAR)", "",
@@ -96,11 +100,11 @@ def write_report(wd: Workdir, results: dict) -> Path:
         text += [f"![noise maps]({name['noise_map']})", ""]
     text += ["## Cloak training (SR 0, last epoch, first seed)", "",
              training_table(wd, results), "",
-             "## Per corpus (speaker-balanced UAR)", "", _per_corpus_table(results), "",
+             "## Per corpus (speaker-balanced UAR)", "", per_corpus_table(results), "",
              confusion_md(results["baseline"]["emotion"], "Clean emotion confusion"), "",
              f"Cloak settings: {cfg['cloak']}; training: {cfg['cloak_train']}; attackers: "
              f"{attacks}; cloak files in `{cfg['cloak_dir']}`.", "",
              f"Wall time: {results['wall_time_s']} s.", ""]
-    out = layout.report(protocol)
+    out = layout.report(file)
     write_text(out, "\n".join(text))
     return out

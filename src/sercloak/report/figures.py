@@ -3,9 +3,9 @@
 - ``pareto.png``: the paired emotion drop against the privacy figure (the
   gender attacker chosen on validation speakers, `privacy.py`), one point per
   method (every setting when none was chosen), 95% interval whiskers on both
-  axes, the clean point, the chance band of the privacy figure, the
-  deployable target as one rectangle, and the floor (`posteriors`: what the
-  emotion output alone leaks) as a vertical band.
+  axes, each point's chance band (a grey bar at its height), the clean point,
+  the deployable target as one rectangle, and the floor (`methods.FLOOR`: what
+  the emotion output alone leaks) as a point with a dashed line.
 - ``tradeoff.png`` (the paper's Figure 4): UAR against suppression ratio for
   the emotion model, the paper's ignorant and informed gender attackers and
   the privacy figure, Cloak vs Cloak + adversarial, with the clean baselines
@@ -29,12 +29,12 @@ from ..cloak import Cloak  # noqa: E402
 from ..data import Workdir  # noqa: E402
 from ..features import mel_centres_hz  # noqa: E402
 from ..files import atomic_write  # noqa: E402
+from ..methods import FLOOR, PAPER_METHODS  # noqa: E402
 from ..targets import DEPLOYABLE_DROP, DEPLOYABLE_GENDER  # noqa: E402
 from .format import (  # noqa: E402
-    FLOOR,
-    _point,
     lead,
     method_label,
+    point_words,
     privacy,
     shown_entries,
     the_point,
@@ -44,7 +44,6 @@ STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
          "gender_ignorant": ("gender, ignorant cnn (paper)", "tab:orange"),
          "gender_informed": ("gender, informed cnn", "tab:red"),
          "gender_privacy": ("gender, attacker chosen on validation", "tab:purple")}
-PAPER_METHODS = ("cloak", "cloak_adversarial")
 
 
 def _whisker(stat: dict) -> tuple[float, float]:
@@ -56,8 +55,8 @@ def pareto_figure(results: dict, out: Path) -> None:
     """Paired emotion drop against the privacy figure, with 95% intervals on both and the
     privacy figure's chance band."""
     base = results["baseline"]
-    floor = next((e for e in shown_entries(results) if e["method"] == FLOOR), None)
-    entries = [e for e in shown_entries(results) if e["method"] != FLOOR]
+    floor = next((e for e in shown_entries(results) if e["method"] == FLOOR.name), None)
+    entries = [e for e in shown_entries(results) if e["method"] != FLOOR.name]
     points = [(privacy(e), e["emotion_drop"]) for e in entries]
     if floor is not None:
         points.append((privacy(floor), {"mean": 0.0, "std": 0.0}))
@@ -86,7 +85,8 @@ def pareto_figure(results: dict, out: Path) -> None:
         ax.errorbar(x["mean"], y["mean"], xerr=np.array([_whisker(x)]).T,
                     yerr=np.array([_whisker(y)]).T, fmt=markers[i % len(markers)],
                     color=colours[i], capsize=2, elinewidth=0.8,
-                    label=method_label(e) + (f", {_point(e)}" if _point(e) != "–" else ""))
+                    label=method_label(e) + ("" if point_words(e) == "–" else
+                                             f", {point_words(e)}"))
     clean = privacy(base)
     ax.errorbar(clean["mean"], 0, xerr=np.array([_whisker(clean)]).T, fmt="k*", ms=14,
                 capsize=2, label="clean (no protection)")

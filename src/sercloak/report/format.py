@@ -8,7 +8,6 @@ from ..results import LEAD_METRIC
 
 FAMILY_NAMES = {"cnn": "CNN+RNN", "cnn_scratch": "CNN+RNN from scratch", "stats": "stats",
                 "dvector": "d-vector", "dvector_ft": "retrained encoder"}
-FLOOR = "posteriors"  # drawn as the floor, not as a design
 WHY_SPEAKER_BALANCED = (
     "UAR is speaker-balanced (every test speaker weighs the same; the pooled UAR, "
     "dominated by the few speakers with the most utterances, is given beside it).")
@@ -61,17 +60,17 @@ def shown_entries(results: dict) -> list[dict]:
     return chosen or results["cloak"]
 
 
-def _point_words(point: dict, cloaked: bool) -> str:
+def _words_of(point: dict, cloaked: bool) -> str:
     if point["dims"] is not None:
         return f"k {point['dims']}"
     return f"SR {point['suppression_ratio']:g}" if cloaked else "–"
 
 
-def _point(entry: dict) -> str:
+def point_words(entry: dict) -> str:
     """The operating point in words: SR 60 (a cloak's), k 16 (a split network's), – (a
     method with one point: a transform, the posteriors), or each fold's when they differ
     ("SR 0 ×3, SR 60 ×2": chosen per fold on its validation speakers)."""
-    words = [_point_words(p, entry["spec"]["cloak"] is not None) for p in entry["points"]]
+    words = [_words_of(p, entry["spec"]["cloak"] is not None) for p in entry["points"]]
     if len(set(words)) == 1:
         return words[0]
     return ", ".join(f"{w} ×{words.count(w)}" for w in dict.fromkeys(words))

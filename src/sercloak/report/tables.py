@@ -9,16 +9,17 @@ from ..cloak import Cloak
 from ..cloak.training import adversary_accuracies
 from ..data import Workdir
 from ..layout import setting_name
+from ..targets import USER_LEVEL_REQUESTS
 from .format import (
     FAMILY_NAMES,
     WHY_SPEAKER_BALANCED,
-    _point,
     fmt,
     fmt_chance,
     fmt_ci,
     fmt_privacy,
     lead,
     method_label,
+    point_words,
     privacy,
 )
 
@@ -28,7 +29,7 @@ def table2(results: dict) -> str:
     emo, gen = results["emotion"], results["gender"]
 
     def cells(e: dict, g: dict) -> str:
-        return " | ".join(fmt_ci(lead(x)) if "ci95" in lead(x) else fmt(lead(x)) for x in (e, g)) \
+        return " | ".join(fmt_ci(lead(x)) for x in (e, g)) \
             + " | " + " | ".join(f"{fmt(x['uar'])} | {fmt(x['acc'])}" for x in (e, g))
 
     lines = ["| test set | emotion UAR (speaker-bal.) | gender UAR (speaker-bal.) | "
@@ -59,7 +60,8 @@ def seeds_line(stat: dict, what: str) -> str:
 
 
 def baselines_md(results: dict) -> str:
-    """baselines-<family>.md: Table 2 with intervals, the spread across seeds, confusions."""
+    """baselines-<family>-folds<F>-seeds<S>.md: Table 2 with intervals, the spread across
+    seeds, confusions."""
     emotion = results["emotion"]
     return (f"# Clean-input baselines ({results['family']} models, protocol "
             f"{results['protocol']}, {results['normalise']} normalisation, folds "
@@ -76,7 +78,7 @@ def baselines_md(results: dict) -> str:
             + f"\nWall time: {results['wall_time_s']} s\n")
 
 
-def _per_corpus_table(results: dict) -> str:
+def per_corpus_table(results: dict) -> str:
     """Markdown: per setting and corpus, emotion UAR and every attacker's gender UAR."""
     corpora = sorted(results["baseline"]["emotion"]["per_corpus"])
     families = list(results["baseline"].get("attackers", {}))
@@ -91,7 +93,7 @@ def _per_corpus_table(results: dict) -> str:
         for c in corpora:
             cells = [_cell(e[k] if v is None else e["attackers"].get(k, {}).get(v), c)
                      for k, v in columns]
-            lines.append(f"| {name} | {_point(e)} | {c} | " + " | ".join(cells)
+            lines.append(f"| {name} | {point_words(e)} | {c} | " + " | ".join(cells)
                          + " |")
     return "\n".join(lines) + "\n"
 
@@ -140,16 +142,17 @@ def _eer(entry: dict) -> str:
 
 def _privacy_cells(entry: dict) -> list[str]:
     """The privacy figure [CI], its chance band and p, the upper bound, the chosen attacker,
-    the user-level figure after 20 requests."""
+    the user-level figure after `USER_LEVEL_REQUESTS` requests."""
     figures = entry["gender_privacy"]
     return [fmt_privacy(privacy(entry)), fmt_chance(privacy(entry)),
             fmt_ci(figures["upper_bound"]["uar_speaker"]), figures["attacker"],
-            fmt_privacy(figures["user_level"]["20"])]
+            fmt_privacy(figures["user_level"][str(USER_LEVEL_REQUESTS)])]
 
 
 PRIVACY_HEAD = ["gender UAR, attacker chosen on validation [95% CI]",
                 "chance: mean / 95th pct., p", "upper bound: best attacker on test [95% CI]",
-                "chosen attacker (most often)", "user level, 20 requests [95% CI]"]
+                "chosen attacker (most often)",
+                f"user level, {USER_LEVEL_REQUESTS} requests [95% CI]"]
 
 
 def privacy_table(results: dict) -> str:
@@ -176,7 +179,7 @@ def privacy_table(results: dict) -> str:
     for entry in results["cloak"]:
         cells = [_versions(entry, f) for f in families] + [_others(entry, families)]
         cells += [*_privacy_cells(entry), _eer(entry)]
-        lines.append(f"| {method_label(entry)} | {_point(entry)} | "
+        lines.append(f"| {method_label(entry)} | {point_words(entry)} | "
                      f"{fmt(lead(entry['emotion']))} | {fmt_ci(entry['emotion_drop'])} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -201,7 +204,7 @@ def selection_table(results: dict) -> str:
         accuracy = ", ".join(f"{k} {a['mean']:.0f}%" for k, a in
                              e.get("adversary_accuracy", {}).items()) or "–"
         lines.append(
-            f"| {method_label(e)} | {_point(e)} | "
+            f"| {method_label(e)} | {point_words(e)} | "
             f"{v['emotion_drop']['mean']:.1f} | {privacy(v)['mean']:.1f} | "
             f"{fmt(lead(e['emotion']))} | {fmt_ci(e['emotion_drop'])} | "
             + " | ".join(_privacy_cells(e)) + f" | {_eer(e)} | {accuracy} |")

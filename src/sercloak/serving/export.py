@@ -24,7 +24,7 @@ from ..data import Workdir
 from ..designs.split.network import load_split
 from ..features import mel_filterbank
 from ..folds import DEFAULT_PROTOCOL
-from ..results import read_results
+from ..results import comparison_file, read_results
 from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
 from .bundle import (
     BACK,
@@ -152,14 +152,15 @@ def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, po
 
 def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
                   protocol: str = DEFAULT_PROTOCOL, seed: int | None = None,
-                  sign_key: Path | None = None) -> dict:
-    """Write the bundle of `setting` (METHOD, METHOD:SR or METHOD:K of the protocol's
-    results.json) for `fold` and `seed` (default: the run's first seed), signed with the
-    Ed25519 private key file `sign_key` when given."""
+                  sign_key: Path | None = None, results_file: Path | None = None) -> dict:
+    """Write the bundle of `setting` (METHOD, METHOD:SR or METHOD:K of a comparison's
+    results.json: `results_file`, default the protocol's only one) for `fold` and `seed`
+    (default: the run's first seed), signed with the Ed25519 private key file `sign_key`
+    when given."""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: choose another --out or remove it")
-    results = read_results(wd.layout.results(protocol))
+    results = read_results(results_file or comparison_file(wd.layout, protocol))
     config = results["config"]
     seed = config["seeds"][0] if seed is None else seed
     if fold not in config["folds"] or seed not in config["seeds"]:

@@ -79,3 +79,15 @@ def page_app(bundle: Path | str, server: str, trust_key: bytes | None = None,
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def serve_page(bundle: Path | str, server: str, host: str, port: int,
+               trust_key: bytes | None = None, allow_unprotected: bool = False,
+               require: str | None = None) -> None:
+    """`page_app` on uvicorn at host:port until stopped (`sercloak client`)."""
+    import uvicorn
+
+    app = page_app(bundle, server, trust_key, allow_unprotected, require)
+    print(f"the page for {bundle} at http://{host}:{port}/ posts protected features to "
+          f"{server} (start it with `--allow-origin http://{host}:{port}`)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -10,10 +10,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from ...cloak.training import to_chance
 from ...corpora import GENDERS
 from ...data import SegmentSet, balanced_index
-from ...models import CnnRnn
+from ...models import CnnRnn, to_chance
 from .network import (
     ADVERSARIES,
     WINDOW_ADVERSARIES,
