@@ -15,7 +15,9 @@ seeds and folds, speaker-balanced:
   within each fold) and `p_vs_chance`; `chance=yes` when it cannot be told
   from chance (p >= 0.05);
 - `upper_bound`: the best attacker on the test speakers, chosen with their
-  labels (an upper bound, not a figure an attacker reaches);
+  labels (an upper bound, not a figure an attacker reaches); `below_upper_bound`,
+  the figure's distance below it, and `chosen_best_share`, the share of seeds and
+  folds whose chosen attacker was the best on test (what the choice gives up);
 - `user_level_20`: the chosen attacker pooling 20 utterances of each test
   user into one guess (balanced accuracy over users), with its interval;
 - `emotion_drop` and its `_ci95` (paired: the clean emotion model minus the
@@ -51,12 +53,15 @@ USER = f"user_level_{USER_LEVEL_REQUESTS}"
 def privacy_fields(entry: dict) -> str:
     figures = entry["gender_privacy"]
     figure, users = figures["uar_speaker"], figures["user_level"][str(USER_LEVEL_REQUESTS)]
+    upper = figures["upper_bound"]
     return (f"worst_gender_uar={figure['mean']:.2f} worst_gender_uar_ci95={interval(figure)} "
             f"chance_mean={figure['chance']['mean']:.2f} chance_95={figure['chance']['p95']:.2f} "
             f"p_vs_chance={figure['chance']['p']:.4f} "
             f"chance={'yes' if figure['indistinguishable_from_chance'] else 'no'} "
-            f"upper_bound={figures['upper_bound']['uar_speaker']['mean']:.2f} "
-            f"upper_bound_ci95={interval(figures['upper_bound']['uar_speaker'])} "
+            f"upper_bound={upper['uar_speaker']['mean']:.2f} "
+            f"upper_bound_ci95={interval(upper['uar_speaker'])} "
+            f"below_upper_bound={upper['uar_speaker']['mean'] - figure['mean']:.2f} "
+            f"chosen_best_share={upper['chosen_best_share']:.2f} "
             f"{USER}={users['mean']:.2f} {USER}_ci95={interval(users)} "
             f"{USER}_p={users['chance']['p']:.4f} "
             f"chosen_attacker={figures['attacker']}")

@@ -23,7 +23,9 @@ slowly (a few bytes at a time over a second). Meanwhile a probe asks
 `/healthz` every 50 ms. Targets: no 500 (an answer the service did not
 mean: every refusal is a 4xx, a 429 or a 503 with its reason counted in
 /metrics), `/healthz` p99 <= 100 ms throughout, resident memory at the end
-within 10% of after warm-up. Last line: key=value figures.
+within 10% of after warm-up (whose last step is one request of each largest
+body the service reads, 60 s of .npy features and 8 MiB of JSON, so what is
+sized by the largest legitimate request is in the baseline). Last line: key=value figures.
 """
 
 from __future__ import annotations
@@ -230,6 +232,14 @@ def refusals_counted(port: int) -> int:
 def soak(process: subprocess.Popen, port: int, feats: np.ndarray, bundle_id: str,
          seconds: float) -> dict:
     hostile = hostile_bodies(feats)
+    # the warm-up's last step: one of each largest body the service reads, so buffers sized
+    # by the largest legitimate request are in the baseline; what grows after it is what
+    # the abuse leaves behind
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for kind in ("max_npy", "max_json"):
+        body, content_type = hostile[kind]
+        send(connection, body, headers_for(0, bundle_id, content_type), False)
+    connection.close()
     counted_before = refusals_counted(port)
     before = resident_mb(process.pid)
     deadline = time.perf_counter() + seconds

@@ -194,7 +194,7 @@ def test_temporal_kind_needs_the_mel_shape_and_unknown_kinds_are_refused():
     assert torch.equal(make().offset_sigma(), torch.zeros(128))
 
 
-def test_cloak_files_from_before_the_temporal_kind_still_load(tmp_path):
+def test_cloak_files_from_before_the_temporal_kind_are_refused_with_what_to_do(tmp_path):
     cloak = make(rho_init=0.3)
     cloak.save(tmp_path / "c.npz", FeatureConfig())
     with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
@@ -203,8 +203,9 @@ def test_cloak_files_from_before_the_temporal_kind_still_load(tmp_path):
     del meta["cloak_config"]["kind"]
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "old.npz", **arrays)
-    old = Cloak.load(tmp_path / "old.npz", FeatureConfig())
-    assert old.cfg.kind == "noise" and torch.equal(old.sigma(), cloak.sigma().detach())
+    with pytest.raises(ValueError, match=r"old\.npz: cloak settings from another version of "
+                                         r"sercloak \(missing \['kind'\]\): delete it"):
+        Cloak.load(tmp_path / "old.npz", FeatureConfig())
 
 
 # -- issue 10: warping, the saliency mask, the file format of every kind -------------------

@@ -2,7 +2,10 @@
 
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +40,7 @@ from sercloak.train import TrainConfig, train
 
 FAST = dict(max_epochs=3, patience=10, batch_size=16, lr=1e-3)
 QUICK = CloakTrainConfig(perturbation_epochs=2, suppression_epochs=1, batch_size=16)
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +356,12 @@ def test_shared_protocol_with_seeds_never_trains_or_selects_on_test_speakers(wor
         assert len(stat["seeds"]) == 2 and len(stat["folds"]) == 2
     assert len(entry["gender_privacy"]["uar_speaker"]["seeds"]) == 2
     assert "speaker_eer" not in results["baseline"]
+    # bench/privacy.sh's lines read it: the clean model, each chosen method, a summary
+    lines = subprocess.run([sys.executable, str(BENCH / "privacy_lines.py"), str(shared)],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[0].startswith("method=clean ") and lines[-1].startswith("methods=1 ")
+    assert lines[1].startswith(f"method={entry['method']} setting={entry['setting']} ")
+    assert "below_upper_bound=" in lines[1] and "chosen_best_share=" in lines[1]
     # each fold's point was chosen from that fold's own validation scores, on speakers that
     # are not its test speakers
     for fold, name in enumerate(entry["settings"]):

@@ -87,15 +87,17 @@ def test_fingerprint_tracks_settings():
     assert "n_mels: 128 != 64" in CFG.describe_mismatch(other)
     older = {k: v for k, v in CFG.to_dict().items() if k != "amin"}  # a file from an older version
     assert CFG.describe_mismatch(older) == "amin: 1e-10 != (unset)"
-    with pytest.raises(ValueError, match="unknown feature settings"):
+    with pytest.raises(ValueError, match=r"another version of sercloak \(unknown \['bogus'\]\)"):
         FeatureConfig.from_dict({**CFG.to_dict(), "bogus": 1})
 
 
-def test_cache_ignores_normalisation_and_old_settings_still_load():
+def test_cache_ignores_normalisation_and_settings_of_another_version_are_refused():
     user = FeatureConfig(normalise="user")
     assert user.extraction() == CFG  # the cache holds raw dB either way
     assert user.fingerprint() != CFG.fingerprint()  # but models and cloaks tell them apart
     legacy = {**CFG.to_dict(), "utterance_norm": "none"}  # saved before `normalise` existed
     del legacy["normalise"]
-    assert FeatureConfig.from_dict(legacy) == CFG and CFG.matches(legacy)
-    assert not user.matches(legacy)
+    # refused, not read with a default that may not be what made the file
+    with pytest.raises(ValueError, match=r"missing \['normalise'\], unknown \['utterance_norm'\]"):
+        FeatureConfig.from_dict(legacy)
+    assert not CFG.matches(legacy) and not user.matches(legacy)

@@ -135,6 +135,7 @@ def test_privacy_figure_and_setting_summary_over_seeds():
     assert privacy["attacker"].startswith("cnn") and privacy["uar_speaker"]["mean"] == 50
     assert privacy["upper_bound"]["uar_speaker"]["mean"] == 100
     assert privacy["upper_bound"]["attacker"].startswith("stats")
+    assert privacy["upper_bound"]["chosen_best_share"] == 0  # cnn never was the best on test
     # seed 0 loses one of four utterances, seed 1 none
     assert entry["emotion_drop"]["seeds"] == [25.0, 0.0]
     assert entry["emotion_drop"]["mean"] == 12.5

@@ -150,6 +150,29 @@ def test_a_slow_body_gets_408_and_a_longer_max_seconds_larger_bodies(bundle, tmp
         assert status == 200, answer
 
 
+def test_bodies_over_the_budget_are_refused_at_once(bundle, tmp_path):
+    """What the service holds in bodies at once is bounded: one that does not fit the budget
+    is refused before it is read (and counted), whatever it carries."""
+    from conftest import UNLIMITED, serving
+
+    for url in serving(bundle, "--body-budget", "1", *UNLIMITED, log=tmp_path / "service.log"):
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("POST", "/v1/emotion")
+        for name, value in (("Content-Type", "application/x-npy"), ("Content-Length", 2**21),
+                            ("X-Bundle-Id", open_bundle(bundle).manifest["bundle_id"])):
+            connection.putheader(name, str(value))
+        connection.endheaders()  # the 2 MiB never follow
+        response = connection.getresponse()
+        assert response.status == 503 and response.headers["Retry-After"] == "1"
+        assert "too many large bodies" in json.loads(response.read())["detail"]
+        connection.close()
+        assert metric(url, "sercloak_refused_total", reason="bodies_full") == 1
+        status, _ = post(url, npy(cloaked_features(bundle)), open_bundle(bundle).manifest[
+            "bundle_id"])
+        assert status == 200  # a small body still fits
+
+
 def test_wrong_bundle_and_audio_are_refused(server, bundle):
     feats = npy(cloaked_features(bundle))
     for bundle_id in (None, "0123456789abcdef"):

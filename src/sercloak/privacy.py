@@ -257,13 +257,17 @@ def gender_privacy(runs: list[list[dict]], rounds: int = ROUNDS) -> dict:
     uars = [{n: r["overall"]["uar_speaker"] for n, r in attacker_runs(res).items()}
             for seed_runs in runs for res in seed_runs]
     means = {n: float(np.mean([u[n] for u in uars])) for n in uars[0]}
+    # how often validation chose the attacker that was best on test: what the figure
+    # gives up against the upper bound, fold by fold
+    chosen_best = [u[n] >= max(u.values()) - 1e-9 for u, n in zip(uars, flat, strict=True)]
     return {
         "uar_speaker": summarise_figure(runs, chosen_tables, rounds),
         "uar": _spread(np.asarray(pooled, dtype=float)),
         "attacker": max(dict.fromkeys(flat), key=flat.count),
         "fold_attackers": names,
         "upper_bound": {"uar_speaker": summarise_figure(runs, every_table, rounds),
-                        "attacker": max(means, key=means.get)},
+                        "attacker": max(means, key=means.get),
+                        "chosen_best_share": round(float(np.mean(chosen_best)), 3)},
         "user_level": {"all" if n is None else str(n): summarise_figure(runs, user_tables(n),
                                                                         rounds)
                        for n in USER_REQUESTS},

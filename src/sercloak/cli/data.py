@@ -46,7 +46,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
                      cfg=FeatureConfig(normalise=args.normalise), show_progress=not args.quiet)
     print(format_summary(result.summary["corpus_summary"]))
     layout = Layout(args.workdir)
-    written = [layout.manifest(), layout.folds(), layout.summary_md(), layout.features()]
+    written = [layout.manifest, layout.folds, layout.summary_md, layout.features()]
     print(f"prepared {len(result.utterances)} utterances in {result.summary['wall_time_s']} s; "
           f"wrote {', '.join(str(f) for f in written)}")
 

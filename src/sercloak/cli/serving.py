@@ -47,7 +47,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 def _limits(args: argparse.Namespace) -> Limits:
     return Limits(max_seconds=args.max_seconds, workers=args.inference_threads,
                   queue=args.queue, timeout_s=args.timeout, body_timeout_s=args.body_timeout,
-                  rate=args.rate, burst=args.burst)
+                  body_budget_bytes=int(args.body_budget * 2**20), rate=args.rate,
+                  burst=args.burst)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -168,6 +169,9 @@ def _serve_parser(sub) -> None:
     p.add_argument("--body-timeout", type=float, default=d.body_timeout_s,
                    help=f"seconds a body may take to arrive before 408 (default "
                         f"{d.body_timeout_s:g})")
+    p.add_argument("--body-budget", type=float, default=d.body_budget_bytes / 2**20,
+                   metavar="MIB", help=f"MiB of request bodies held at once before 503 "
+                                       f"(default {d.body_budget_bytes / 2**20:g})")
     p.add_argument("--rate", type=float, default=d.rate,
                    help=f"requests per second per key, sustained (default {d.rate:g})")
     p.add_argument("--burst", type=int, default=d.burst,

@@ -70,15 +70,7 @@ def pareto_figure(results: dict, out: Path) -> None:
                                DEPLOYABLE_DROP - ylim[0], color="tab:green", alpha=0.12, lw=0,
                                label=f"deployable target: gender ≤ {DEPLOYABLE_GENDER:.0f}% (or "
                                      f"chance), emotion drop ≤ {DEPLOYABLE_DROP:.0f} point"))
-    # each figure has its own chance band (it depends on its attacker's predictions): a
-    # grey bar from the null's mean to its 95th percentile, at the figure's own height
-    # (not the clean point's: far from chance, its band would only hide the floor's)
-    height = (ylim[1] - ylim[0]) * 0.05
-    for i, (x, y) in enumerate(points[:-1]):
-        ax.barh(y["mean"], x["chance"]["p95"] - x["chance"]["mean"], left=x["chance"]["mean"],
-                height=height, color="grey", alpha=0.3, lw=0, zorder=0,
-                label=None if i else "chance band: the permutation null's mean to its 95th "
-                                     "percentile")
+    _chance_bars(ax, points[:-1], (ylim[1] - ylim[0]) * 0.05)
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(entries), 2)))
     markers = "osD^v<>phX*"
     for i, (e, (x, y)) in enumerate(zip(entries, points, strict=False)):
@@ -95,6 +87,25 @@ def pareto_figure(results: dict, out: Path) -> None:
         ax.errorbar(x["mean"], 0, xerr=np.array([_whisker(x)]).T, fmt="kx", ms=8, capsize=2,
                     label=f"floor: f_θ's window posteriors alone ({x['mean']:.1f}%)")
         ax.axvline(x["mean"], color="grey", ls="--", lw=1.2)
+    _pareto_axes(ax, results["config"], xlim, ylim)
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120))
+    plt.close(fig)
+
+
+def _chance_bars(ax, points: list[tuple[dict, dict]], height: float) -> None:
+    """Each figure's own chance band (it depends on its attacker's predictions): a grey bar
+    from the null's mean to its 95th percentile at the figure's own height (not the clean
+    point's: far from chance, its band would only hide the floor's)."""
+    for i, (x, y) in enumerate(points):
+        ax.barh(y["mean"], x["chance"]["p95"] - x["chance"]["mean"], left=x["chance"]["mean"],
+                height=height, color="grey", alpha=0.3, lw=0, zorder=0,
+                label=None if i else "chance band: the permutation null's mean to its 95th "
+                                     "percentile")
+
+
+def _pareto_axes(ax, config: dict, xlim: tuple, ylim: tuple) -> None:
+    """The Pareto figure's zero lines, limits, labels, title and legend."""
     ax.axhline(0, color="black", ls=":", lw=1)
     ax.axvline(50, color="grey", ls=":", lw=1)
     ax.annotate("gender chance", (50.3, ylim[1] - 0.5), fontsize=7, color="grey", va="top")
@@ -104,14 +115,10 @@ def pareto_figure(results: dict, out: Path) -> None:
                   "(speaker-balanced; lower is better)")
     ax.set_ylabel("emotion drop (points of speaker-balanced UAR,\nclean f_θ minus protected; "
                   "lower is better)")
-    config = results["config"]
-    ax.set_title(f"Privacy against utility on test speakers ({config.get('protocol')} protocol, "
+    ax.set_title(f"Privacy against utility on test speakers ({config['protocol']} protocol, "
                  f"folds {config['folds']}, seeds {config['seeds']})\nwhiskers: 95% "
                  f"intervals (speaker bootstrap)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120))
-    plt.close(fig)
 
 
 def tradeoff_figure(results: dict, out: Path) -> bool:

@@ -3,12 +3,14 @@ pool, a per-key rate limit, and bodies parsed with limits of their own.
 
 - `Limits`: the numbers, with defaults that hold on a 2-core machine (all of
   them `sercloak serve` options).
-- `InferencePool`: inference (and JSON parsing) on a pool of its own threads
-  with a bounded queue: a request that finds it full is refused at once (503
-  with Retry-After) instead of waiting, and one that runs past the time limit
-  is answered 503 (its thread finishes in the background and still counts
+- `InferencePool`: inference on a pool of its own threads with a bounded
+  queue: a request that finds it full is refused at once (503 with
+  Retry-After) instead of waiting, and one that runs past the time limit is
+  answered 503 (its thread finishes in the background and still counts
   against the queue until it does). `/healthz` and `/metrics` run on the event
   loop and never wait behind it.
+- `BodyBudget` and `read_within`: the bytes of bodies held at once, bounded
+  (503), and a body's time to arrive, bounded (408).
 - `RateLimits`: a moving-window limit per API key (per client address when
   the service has no keys), from the `limits` library; 429 with Retry-After.
   Per process: behind several workers, a reverse proxy's `limit_req` is the
@@ -35,6 +37,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 
@@ -71,7 +74,8 @@ class Limits:
     workers: int = 2  # inference threads
     queue: int = 64  # requests waiting for one of them before 503
     timeout_s: float = 10.0  # per request, from its body's arrival to the answer
-    body_timeout_s: float = 30.0  # for a body to arrive (it holds a place on the pool)
+    body_timeout_s: float = 30.0  # for a body to arrive
+    body_budget_bytes: int = 64 * 2**20  # bodies held at once (`BodyBudget`)
     rate: float = 20.0  # requests per second and key (or address)
     burst: int = 40  # requests one key may send at once (the moving window's size)
     json_depth: int = 4  # nesting of a JSON body: {"features": [[...]]} is 3
@@ -85,7 +89,8 @@ class Limits:
 
     def __post_init__(self):
         for name in ("max_seconds", "max_body_bytes", "max_json_bytes", "workers",
-                     "timeout_s", "body_timeout_s", "rate", "burst", "json_depth"):
+                     "timeout_s", "body_timeout_s", "body_budget_bytes", "rate", "burst",
+                     "json_depth"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"limit {name} must be positive, not {getattr(self, name)}")
         if self.queue < 0:
@@ -95,10 +100,9 @@ class Limits:
 class InferencePool:
     """A thread pool of `workers` threads with room for `queue` waiting jobs."""
 
-    def __init__(self, workers: int, queue: int, timeout_s: float, body_timeout_s: float):
+    def __init__(self, workers: int, queue: int, timeout_s: float):
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sercloak-inference")
         self._capacity, self._timeout = workers + queue, timeout_s
-        self._body_timeout = body_timeout_s
         self._busy, self._lock = 0, threading.Lock()
 
     @property
@@ -106,27 +110,14 @@ class InferencePool:
         """Jobs running or waiting."""
         return self._busy
 
-    async def run(self, read, job):
-        """`job(*await read())` on the pool: a place is taken first (Refused 503 when the
-        queue is full), then `read()` gets the job's input (the body; Refused 408 when it
-        takes over `body_timeout` seconds), then the job runs (Refused 503 when it takes
-        over the time limit)."""
+    async def run(self, job, *args):
+        """`job(*args)` on the pool, or Refused when the queue is full or it runs late."""
         with self._lock:
             if self._busy >= self._capacity:
                 raise Refused(503, "queue_full", "the service is busy: try again shortly",
                               {"Retry-After": "1"})
             self._busy += 1
-        try:
-            async with asyncio.timeout(self._body_timeout):
-                args = await read()
-            future = self._pool.submit(job, *args)
-        except TimeoutError as err:
-            self._done(None)
-            raise Refused(408, "slow_body", f"the body did not arrive within "
-                                            f"{self._body_timeout:g} s") from err
-        except BaseException:
-            self._done(None)
-            raise
+        future = self._pool.submit(job, *args)
         future.add_done_callback(self._done)  # the place is freed when the job ends
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
@@ -140,6 +131,38 @@ class InferencePool:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class BodyBudget:
+    """The bytes of request bodies the service holds at once (being read, parsed or waiting
+    for inference), at most `limit`: a body is counted at its declared length (the size
+    limit when it declares none) from before it is read until its answer, and one that
+    does not fit is refused at once (503). Slow or many large bodies then cost a bounded
+    amount of memory and take no place on the inference pool."""
+
+    def __init__(self, limit: int):
+        self._limit, self._held = limit, 0
+
+    @asynccontextmanager
+    async def hold(self, size: int):
+        if self._held + size > self._limit:
+            raise Refused(503, "bodies_full", "the service holds too many large bodies: try "
+                                              "again shortly, or send .npy", {"Retry-After": "1"})
+        self._held += size  # one event loop: no lock needed
+        try:
+            yield
+        finally:
+            self._held -= size
+
+
+async def read_within(read, seconds: float):
+    """`await read()`, or Refused 408 when it takes over `seconds` (a slow body)."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await read()
+    except TimeoutError as err:
+        raise Refused(408, "slow_body", f"the body did not arrive within {seconds:g} s") \
+            from err
 
 
 class RateLimits:
@@ -178,7 +201,9 @@ class JsonParser:
         self._pool = None
         self._lock = threading.Lock()
 
-    def parse(self, body: bytes, depth: int, timeout: float) -> np.ndarray:
+    async def parse(self, body: bytes, depth: int, timeout: float) -> np.ndarray:
+        """The features of a JSON body, parsed in the parser's process while this request
+        waits without holding a thread (the inference pool's are for inference)."""
         with self._lock:
             if self._pool is None:  # started on first use, a fresh interpreter (no fork)
                 self._pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"),
@@ -186,7 +211,8 @@ class JsonParser:
                                                  initargs=(os.getpid(),))
             pool = self._pool
         try:
-            return pool.submit(_json, body, depth).result(timeout)
+            return await asyncio.wait_for(asyncio.wrap_future(pool.submit(_json, body, depth)),
+                                          timeout)
         except BrokenProcessPool as err:  # the parser died (e.g. out of memory): start anew
             with self._lock:
                 self._pool = None
@@ -222,15 +248,11 @@ def check_type(content_type: str) -> str:
     return kind
 
 
-def parse_body(body: bytes, content_type: str, json_depth: int,
-               json_parser: JsonParser | None = None, timeout: float = 10.0) -> np.ndarray:
-    """A request body as the features it carries (not yet checked against the bundle);
-    JSON through `json_parser` when given (else here)."""
+def parse_body(body: bytes, content_type: str, json_depth: int) -> np.ndarray:
+    """A request body as the features it carries (not yet checked against the bundle),
+    parsed here (the service parses JSON in `JsonParser`'s process)."""
     kind = check_type(content_type)
-    if kind in NPY_TYPES:
-        return _npy(body)
-    return (json_parser.parse(body, json_depth, timeout) if json_parser is not None
-            else _json(body, json_depth))
+    return _npy(body) if kind in NPY_TYPES else _json(body, json_depth)
 
 
 def _npy(body: bytes) -> np.ndarray:

@@ -41,6 +41,7 @@ processes (``sercloak serve --workers N``).
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -49,6 +50,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -58,6 +60,7 @@ from pydantic import BaseModel, ConfigDict
 from .bundle import CLIENT_FILES, MANIFEST, SIGNATURE
 from .inference import BadFeatures, EmotionModel
 from .limits import (
+    BodyBudget,
     InferencePool,
     JsonParser,
     Limits,
@@ -66,6 +69,7 @@ from .limits import (
     body_limit,
     check_type,
     parse_body,
+    read_within,
 )
 from .operations import ApiKeys, Metrics, Operations, access_logger, bearer_key
 from .page import PAGE, STATIC
@@ -115,12 +119,20 @@ class Problem(BaseModel):
 PROBLEMS = {status: {"model": Problem} for status in (400, 401, 409, 413, 415, 422, 429, 503)}
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it grows past `limit` bytes."""
+def _declared(request: Request, limit: int) -> int:
+    """The body's declared length (Refused 413 over `limit`), or `limit` when it declares
+    none: what the body budget counts it as."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is None or not declared.isdigit():
+        return limit
+    if int(declared) > limit:
         raise Refused(413, "too_large", f"body of {declared} bytes is over the limit of "
                                         f"{limit} bytes")
+    return int(declared)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it grows past `limit` bytes."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -135,14 +147,31 @@ ENV_BUNDLE, ENV_KEYS, ENV_LOG = "SERCLOAK_BUNDLE", "SERCLOAK_API_KEY_FILE", "SER
 ENV_OPTIONS = "SERCLOAK_SERVE_OPTIONS"  # limits, docs, origins: JSON
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def give_back_large_buffers(threshold: int = 2**18) -> None:
+    """Have glibc map every allocation of `threshold` bytes or more on its own, so a freed
+    body-sized buffer goes back to the system. By default glibc raises that threshold to
+    the largest block it has freed (up to 32 MiB), after which 8 MiB bodies come from its
+    heap and leave it fragmented: the service's resident memory then only grows. Linux with
+    glibc only; elsewhere nothing changes."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold)
+    except (OSError, AttributeError):
+        pass
+
+
 def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
                access_log: Path | str | None = None, limits: Limits = Limits(),
                docs: bool = False, allow_origins: tuple[str, ...] = ()) -> FastAPI:
     """The service of `bundle`; with `api_keys`, only for their holders; its access log
     appended to `access_log` (default: stderr)."""
+    give_back_large_buffers()
     model = EmotionModel(bundle, max_seconds=limits.max_seconds)
     limits = limits.room_for(model.max_values)  # a longer --max-seconds, larger bodies
-    pool = InferencePool(limits.workers, limits.queue, limits.timeout_s, limits.body_timeout_s)
+    pool = InferencePool(limits.workers, limits.queue, limits.timeout_s)
+    budget = BodyBudget(limits.body_budget_bytes)
     json_parser = JsonParser()
 
     @asynccontextmanager
@@ -179,7 +208,7 @@ def create_app(bundle: Path | str, api_keys: ApiKeys | None = None,
 
     app.include_router(_operations(model, metrics, api_keys is not None))
     app.include_router(_bundle(model), dependencies=[Depends(rate_limit)])
-    app.include_router(_emotion(model, limits, pool, json_parser),
+    app.include_router(_emotion(model, limits, pool, json_parser, budget),
                        dependencies=[Depends(rate_limit)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
@@ -225,14 +254,14 @@ def _bundle(model: EmotionModel) -> APIRouter:
 
 
 def _emotion(model: EmotionModel, limits: Limits, pool: InferencePool,
-             json_parser: JsonParser) -> APIRouter:
-    """POST /v1/emotion: parsing and inference on a bounded pool of their own (JSON in a
-    process of its own)."""
+             json_parser: JsonParser, budget: BodyBudget) -> APIRouter:
+    """POST /v1/emotion: the body read within its own time and the body budget, JSON parsed
+    in a process of its own, inference (and .npy parsing) on the bounded pool."""
     router = APIRouter()
 
-    def answer(body: bytes, content_type: str) -> dict:
-        features = parse_body(body, content_type, limits.json_depth, json_parser,
-                              limits.timeout_s)
+    def answer(features: np.ndarray | bytes, content_type: str) -> dict:
+        if isinstance(features, bytes):
+            features = parse_body(features, content_type, limits.json_depth)
         try:
             return model.predict(features)
         except BadFeatures as err:
@@ -247,14 +276,13 @@ def _emotion(model: EmotionModel, limits: Limits, pool: InferencePool,
                                                f"bundle served ({model.bundle_id}): features "
                                                f"protected for another bundle cannot be read")
         content_type = request.headers.get("content-type", "")
-        check_type(content_type)  # before a byte of the body is read
-
-        async def read() -> tuple[bytes, str]:
-            return await _body(request, body_limit(limits, content_type)), content_type
-
-        # a place on the pool first (503 when full), then the body (408 when it is slow):
-        # slow or many bodies hold no more than the pool's places
-        return await pool.run(read, answer)
+        kind = check_type(content_type)  # before a byte of the body is read
+        limit = body_limit(limits, content_type)
+        async with budget.hold(_declared(request, limit)):
+            body = await read_within(lambda: _body(request, limit), limits.body_timeout_s)
+            if kind == "application/json":
+                body = await json_parser.parse(body, limits.json_depth, limits.timeout_s)
+            return await pool.run(answer, body, content_type)
 
     return router
 
