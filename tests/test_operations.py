@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import ssl
@@ -9,6 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -180,6 +182,23 @@ def test_keys_are_checked_whole_and_never_echoed(tmp_path):
         why = keys.check(header)
         assert why is not None and KEY[4:] not in why
     assert len(keys) == 1
+
+
+def test_a_refusal_before_the_body_reaches_a_client_still_sending_it(secured):
+    """Refused before its body is read (no key), a request's body is still read and dropped
+    before the answer (lingering). Without it, uvicorn closes a `Connection: close` request
+    (what urllib, and so `sercloak predict`, sends) as soon as the answer is written, under
+    a client still sending its body, which then gets a reset instead of its 401."""
+    url, context = secured[:2]
+    for _ in range(3):
+        connection = http.client.HTTPSConnection("127.0.0.1", urlsplit(url).port, timeout=30,
+                                                 context=context)
+        connection.request("POST", "/v1/emotion", body=b"\0" * 2**21,
+                           headers={"Content-Type": "application/x-npy",
+                                    "Connection": "close"})
+        answer = connection.getresponse()
+        assert answer.status == 401 and b"Authorization: Bearer" in answer.read()
+        connection.close()
 
 
 def test_predict_sends_its_key_over_https(secured, bundle, certificate, tmp_path):
