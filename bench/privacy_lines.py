@@ -38,6 +38,14 @@ import argparse
 from pathlib import Path
 
 from sercloak.methods import FLOOR
+from sercloak.report.format import (
+    fmt_chance,
+    fmt_ci,
+    fmt_privacy,
+    method_label,
+    point_words,
+    privacy,
+)
 from sercloak.results import read_results
 from sercloak.targets import DEPLOYABLE_DROP, DEPLOYABLE_GENDER, USER_LEVEL_REQUESTS
 
@@ -73,31 +81,22 @@ def eer_fields(entry: dict) -> str:
             f"speaker_eer_retrained={entry.get('speaker_eer_retrained', nan)['mean']}")
 
 
-def cell(stat: dict, bold: bool = False) -> str:
-    lo, hi = stat["ci95"]
-    text = f"{stat['mean']:.1f}"
-    return f"{'**' + text + '**' if bold else text} [{lo:.1f}, {hi:.1f}]"
-
-
 def markdown(results: dict) -> None:
-    """The README's headline table: one row per design chosen on validation speakers."""
+    """The README's headline table: the clean reference, then each method chosen on
+    validation speakers, in the report's formats."""
     print("| design | point | emotion UAR | emotion drop [95% CI] | gender UAR, attacker chosen "
           "on validation [95% CI] | chance: mean / 95th pct., p | upper bound [95% CI] | "
-          "user level, 20 requests [95% CI] |")
+          f"user level, {USER_LEVEL_REQUESTS} requests [95% CI] |")
     print("|---|---|---|---|---|---|---|---|")
-    entries = [("clean", "–", results["baseline"])] + [
-        (e["method"], e["setting"], e) for e in results["cloak"] if "validation" in e]
-    for name, point, e in entries:
+    rows = [("clean", "–", "0", results["baseline"])] + [
+        (method_label(e), point_words(e), fmt_ci(e["emotion_drop"]), e)
+        for e in results["cloak"] if "validation" in e]
+    for name, point, drop, e in rows:
         figures = e["gender_privacy"]
-        figure = figures["uar_speaker"]
-        chance = figure["chance"]
-        drop = "0" if name == "clean" else cell(e["emotion_drop"])
-        emotion = e["emotion"]["uar_speaker"]["mean"]
-        verdict = " (chance)" if figure["indistinguishable_from_chance"] else ""
-        print(f"| {name} | {point} | {emotion:.1f} | {drop} | {cell(figure, True)}{verdict} | "
-              f"{chance['mean']:.1f} / {chance['p95']:.1f}, p = {chance['p']:.3g} | "
-              f"{cell(figures['upper_bound']['uar_speaker'])} | "
-              f"{cell(figures['user_level'][str(USER_LEVEL_REQUESTS)])} |")
+        print(f"| {name} | {point} | {e['emotion']['uar_speaker']['mean']:.1f} | {drop} | "
+              f"{fmt_privacy(privacy(e))} | {fmt_chance(privacy(e))} | "
+              f"{fmt_ci(figures['upper_bound']['uar_speaker'])} | "
+              f"{fmt_ci(figures['user_level'][str(USER_LEVEL_REQUESTS)])} |")
 
 
 def main() -> None:

@@ -140,35 +140,37 @@ def server(bundle):
     yield from serving(bundle, *UNLIMITED)
 
 
+def start(args: list[str], ready_url: str, log: Path, ssl_context=None) -> subprocess.Popen:
+    """`sercloak ARGS` in a process of its own, its output appended to `log` (a file: a
+    pipe nobody reads would fill up and stall it), returned once `ready_url` answers;
+    RuntimeError with its log when it exits first or takes over 30 s."""
+    with open(log, "ab") as output:  # the process keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-m", "sercloak", *args], stdout=output,
+                                   stderr=subprocess.STDOUT)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(ready_url, timeout=1, context=ssl_context)
+            return process
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(log.read_text()) from None
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"`sercloak {args[0]}` did not start in 30 s: {log.read_text()}")
+
+
 def serving(bundle: Path, *options: str, scheme: str = "http", ssl_context=None,
             log: Path | None = None):
     """Start `sercloak serve BUNDLE [options]` on a free port, yield its URL, stop it
-    afterwards. Its output goes to `log` (a file: a pipe nobody reads would fill up with
-    the access log and stall the service; one made here is removed at the end)."""
+    afterwards. Its output goes to `log` (one made here is removed at the end)."""
     port = free_port()
     own_log = log is None
     log = log or Path(tempfile.mkstemp(prefix="sercloak-serve-", suffix=".log")[1])
-    output = open(log, "ab")  # noqa: SIM115 - closed when the service stops
-    process = subprocess.Popen([sys.executable, "-m", "sercloak", "serve", "--bundle",
-                                str(bundle), "--port", str(port), *options],
-                               stdout=output, stderr=subprocess.STDOUT)
     url = f"{scheme}://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1, context=ssl_context)
-            break
-        except OSError:
-            if process.poll() is not None:
-                output.close()
-                raise RuntimeError(log.read_text()) from None
-            time.sleep(0.1)
-    else:
-        process.kill()
-        output.close()
-        raise RuntimeError(f"the service did not start in 30 s: {log.read_text()}")
+    process = start(["serve", "--bundle", str(bundle), "--port", str(port), *options],
+                    url + "/healthz", log, ssl_context)
     yield url
     process.terminate()
     process.wait(timeout=10)
-    output.close()
     if own_log:
         log.unlink(missing_ok=True)

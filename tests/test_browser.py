@@ -7,15 +7,13 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import UNLIMITED, free_port, serving
+from conftest import UNLIMITED, free_port, serving, start
 from sercloak import cloakfile
 from sercloak.serving.client import Client, log_mel
 
@@ -58,13 +56,23 @@ def utterance(tmp_path: Path) -> Path:
     return wav
 
 
-def open_page(browser, url: str, pin: Path | None = None, unverified: bool = False):
-    """The page at `url`, with the exporter's public key pinned or unverified use allowed;
-    every request it makes recorded in `page.requests_made`."""
+def recording_page(browser, forged: dict | None = None):
+    """A new page that records every request it makes in `page.requests_made`; `forged`:
+    {path: body or (body, content type)} its server answers instead (`serve_as`)."""
     page = new_page(browser)
     page.requests_made = []
     page.on("request", lambda r: page.requests_made.append((r.method, r.url,
                                                             r.post_data_buffer or b"")))
+    for path, answer in (forged or {}).items():
+        serve_as(page, path, *(answer if isinstance(answer, tuple) else (answer,)))
+    return page
+
+
+def open_page(browser, url: str, pin: Path | None = None, unverified: bool = False,
+              forged: dict | None = None):
+    """The page at `url` (`recording_page`), with the exporter's public key pinned or
+    unverified use allowed."""
+    page = recording_page(browser, forged)
     page.goto(url + "/")
     page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
     if pin is not None:
@@ -184,15 +192,9 @@ def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundl
     cloak, manifest = forged_cloak(signed_bundle, tmp_path)
 
     # σ = 0 arrays, the hashes made to agree: the pinned key's signature does not
-    page = new_page(browser)
-    page.requests_made = []
-    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data_buffer)))
-    serve_as(page, "v1/bundle/files/client/cloak.npz", cloak)
-    serve_as(page, "v1/bundle/files/manifest.json", manifest)
-    page.goto(signed_server + "/")
-    page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
-    page.fill("#pin", signing_key[1].read_text().strip())
-    page.click("#pin-use")
+    forgery = {"v1/bundle/files/client/cloak.npz": cloak,
+               "v1/bundle/files/manifest.json": manifest}
+    page = open_page(browser, signed_server, pin=signing_key[1], forged=forgery)
     refused(page, "signature does not verify", wav)
     # without a pinned key, used unverified: the σ = 0 cloak itself is refused
     page.click("#pin-forget")
@@ -202,14 +204,9 @@ def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundl
 
     # σ in one mel bin: the arrays pass their check, what they would send is refused
     cloak, manifest = forged_cloak(signed_bundle, tmp_path, one_bin=True)
-    page = new_page(browser)
-    page.requests_made = []
-    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data_buffer)))
-    serve_as(page, "v1/bundle/files/client/cloak.npz", cloak)
-    serve_as(page, "v1/bundle/files/manifest.json", manifest)
-    page.goto(signed_server + "/")
-    page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
-    page.check("#allow-unverified")
+    forgery = {"v1/bundle/files/client/cloak.npz": cloak,
+               "v1/bundle/files/manifest.json": manifest}
+    page = open_page(browser, signed_server, unverified=True, forged=forgery)
     page.wait_for_function("window.sercloakDemo.client !== null", timeout=30000)
     page.set_input_files("#file", str(wav))
     page.wait_for_function("window.sercloakDemo.refused !== null", timeout=30000)
@@ -218,14 +215,8 @@ def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundl
     page.close()
 
     # an unsigned bundle while a key is pinned
-    page = new_page(browser)
-    page.requests_made = []
-    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data_buffer)))
-    serve_as(page, "v1/bundle/files/manifest.sig", None)
-    page.goto(signed_server + "/")
-    page.wait_for_function("window.sercloakDemo !== undefined", timeout=30000)
-    page.fill("#pin", signing_key[1].read_text().strip())
-    page.click("#pin-use")
+    page = open_page(browser, signed_server, pin=signing_key[1],
+                     forged={"v1/bundle/files/manifest.sig": None})
     refused(page, "not signed", wav)
     page.close()
 
@@ -235,11 +226,8 @@ def test_the_page_refuses_a_malicious_servers_bundle(signed_server, signed_bundl
     page.close()
 
     # a swapped script: the browser refuses to run it (Subresource Integrity)
-    page = new_page(browser)
-    page.requests_made = []
-    page.on("request", lambda r: page.requests_made.append((r.method, r.url, r.post_data_buffer)))
     swapped = (STATIC / "app.js").read_text() + "\n// and send the audio elsewhere\n"
-    serve_as(page, "static/app.js", swapped.encode(), "text/javascript")
+    page = recording_page(browser, {"static/app.js": (swapped.encode(), "text/javascript")})
     page.goto(signed_server + "/")
     page.wait_for_timeout(2000)
     assert page.evaluate("window.sercloakDemo === undefined")
@@ -271,25 +259,14 @@ def test_the_page_from_this_machine_posts_to_a_service_elsewhere(
         signed_bundle, signing_key, browser, tmp_path):
     """`sercloak client` serves the page and the bundle's client part here; the service
     (another origin, which allows this page's) sees only the cloaked features."""
-    import time
-    import urllib.request
-
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     for service in serving(signed_bundle, "--allow-origin", origin, *UNLIMITED,
                            log=tmp_path / "service.log"):
-        log = open(tmp_path / "client.log", "ab")  # noqa: SIM115 - closed below
-        process = subprocess.Popen([sys.executable, "-m", "sercloak", "client", "--bundle",
-                                    str(signed_bundle), "--server", service, "--port",
-                                    str(port), "--trust-key", str(signing_key[1])],
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = start(["client", "--bundle", str(signed_bundle), "--server", service,
+                         "--port", str(port), "--trust-key", str(signing_key[1])],
+                        origin + "/config.json", tmp_path / "client.log")
         try:
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(origin + "/config.json", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
             page = open_page(browser, origin)
             page.wait_for_function("window.sercloakDemo.client !== null", timeout=30000)
             page.set_input_files("#file", str(utterance(tmp_path)))
@@ -301,4 +278,3 @@ def test_the_page_from_this_machine_posts_to_a_service_elsewhere(
         finally:
             process.terminate()
             process.wait(timeout=10)
-            log.close()

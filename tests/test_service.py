@@ -36,6 +36,21 @@ def post(url: str, body: bytes, bundle_id: str | None, content_type="application
         return err.code, json.loads(err.read())
 
 
+def headers_only(url: str, headers: dict) -> tuple:
+    """POST /v1/emotion with `headers` and no body after them (status, headers, JSON): what
+    the service answers before reading a body."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("POST", "/v1/emotion")
+    for name, value in headers.items():
+        connection.putheader(name, str(value))
+    connection.endheaders()  # the body never follows
+    response = connection.getresponse()
+    answer = response.status, response.headers, json.loads(response.read())
+    connection.close()
+    return answer
+
+
 def cloaked_features(bundle, seconds=3.0) -> np.ndarray:
     client = Client.from_bundle(bundle, seed=0)
     t = np.arange(int(16000 * seconds)) / 16000
@@ -94,29 +109,17 @@ def test_bad_input_gets_a_4xx_naming_the_problem(server, bundle, make, status, m
 
 
 def test_a_body_over_the_size_limit_is_refused_before_it_is_read(server, bundle):
-    host, port = server.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.putrequest("POST", "/v1/emotion")
-    for name, value in (("Content-Type", "application/x-npy"), ("Content-Length", 9 * 2**20),
-                        ("X-Bundle-Id", open_bundle(bundle).manifest["bundle_id"])):
-        connection.putheader(name, str(value))
-    connection.endheaders()  # the 9 MiB never follow
-    response = connection.getresponse()
-    assert response.status == 413 and "over the limit" in json.loads(response.read())["detail"]
-    connection.close()
+    status, _, answer = headers_only(server, {
+        "Content-Type": "application/x-npy", "Content-Length": 9 * 2**20,
+        "X-Bundle-Id": open_bundle(bundle).manifest["bundle_id"]})  # the 9 MiB never follow
+    assert status == 413 and "over the limit" in answer["detail"]
 
 
 def test_a_body_that_is_not_features_is_refused_before_it_is_read(server, bundle):
-    host, port = server.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.putrequest("POST", "/v1/emotion")
-    for name, value in (("Content-Type", "audio/wav"), ("Content-Length", 2**20),
-                        ("X-Bundle-Id", open_bundle(bundle).manifest["bundle_id"])):
-        connection.putheader(name, str(value))
-    connection.endheaders()  # the audio never follows
-    response = connection.getresponse()
-    assert response.status == 415 and "never audio" in json.loads(response.read())["detail"]
-    connection.close()
+    status, _, answer = headers_only(server, {
+        "Content-Type": "audio/wav", "Content-Length": 2**20,
+        "X-Bundle-Id": open_bundle(bundle).manifest["bundle_id"]})  # the audio never follows
+    assert status == 415 and "never audio" in answer["detail"]
 
 
 def test_a_slow_body_gets_408_and_a_longer_max_seconds_larger_bodies(bundle, tmp_path):
@@ -156,17 +159,11 @@ def test_bodies_over_the_budget_are_refused_at_once(bundle, tmp_path):
     from conftest import UNLIMITED, serving
 
     for url in serving(bundle, "--body-budget", "1", *UNLIMITED, log=tmp_path / "service.log"):
-        host, port = url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        connection.putrequest("POST", "/v1/emotion")
-        for name, value in (("Content-Type", "application/x-npy"), ("Content-Length", 2**21),
-                            ("X-Bundle-Id", open_bundle(bundle).manifest["bundle_id"])):
-            connection.putheader(name, str(value))
-        connection.endheaders()  # the 2 MiB never follow
-        response = connection.getresponse()
-        assert response.status == 503 and response.headers["Retry-After"] == "1"
-        assert "too many large bodies" in json.loads(response.read())["detail"]
-        connection.close()
+        status, headers, answer = headers_only(url, {
+            "Content-Type": "application/x-npy", "Content-Length": 2**21,
+            "X-Bundle-Id": open_bundle(bundle).manifest["bundle_id"]})  # 2 MiB never follow
+        assert status == 503 and headers["Retry-After"] == "1"
+        assert "too many large bodies" in answer["detail"]
         assert metric(url, "sercloak_refused_total", reason="bodies_full") == 1
         status, _ = post(url, npy(cloaked_features(bundle)), open_bundle(bundle).manifest[
             "bundle_id"])
@@ -344,21 +341,13 @@ def test_the_json_parsers_process_ends_with_the_service(bundle, tmp_path, how):
     import signal
     import time
 
-    from conftest import free_port
+    from conftest import free_port, start
 
     port = free_port()
-    log = open(tmp_path / "service.log", "ab")  # noqa: SIM115 - closed below
-    service = subprocess.Popen([sys.executable, "-m", "sercloak", "serve", "--bundle",
-                                str(bundle), "--port", str(port)], stdout=log,
-                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    service = start(["serve", "--bundle", str(bundle), "--port", str(port)], url + "/healthz",
+                    tmp_path / "service.log")
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         feats = cloaked_features(bundle)
         status, _ = post(url, json.dumps({"features": feats.tolist()}).encode(),
                          open_bundle(bundle).manifest["bundle_id"], "application/json")
@@ -376,4 +365,3 @@ def test_the_json_parsers_process_ends_with_the_service(bundle, tmp_path, how):
     finally:
         if service.poll() is None:
             os.kill(service.pid, signal.SIGKILL)
-        log.close()

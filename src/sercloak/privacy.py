@@ -252,8 +252,9 @@ def gender_privacy(runs: list[list[dict]], rounds: int = ROUNDS) -> dict:
     `attackers`): the attacker chosen on validation, the upper bound, the user level."""
     names = [[choose_attacker(r) for r in seed_runs] for seed_runs in runs]
     flat = [n for seed_names in names for n in seed_names]
-    pooled = [[attacker_runs(r)[choose_attacker(r)]["overall"]["uar"] for r in seed_runs]
-              for seed_runs in runs]
+    pooled = [[attacker_runs(r)[n]["overall"]["uar"] for r, n in zip(seed_runs, seed_names,
+                                                                     strict=True)]
+              for seed_runs, seed_names in zip(runs, names, strict=True)]
     uars = [{n: r["overall"]["uar_speaker"] for n, r in attacker_runs(res).items()}
             for seed_runs in runs for res in seed_runs]
     means = {n: float(np.mean([u[n] for u in uars])) for n in uars[0]}

@@ -128,8 +128,8 @@ class EmotionModel:
         hop, length = f["test_hop_frames"], f["segment_frames"]
         if self.design == "embedding":
             x = check_embedding(sent, self.manifest["embedding"], self.max_windows)
-            return self._run("embedding", lambda chunk: x[chunk[0] : chunk[-1] + 1],
-                             list(range(len(x)))), (len(x) - 1) * hop + length
+            return self._run("embedding", len(x), lambda a, b: x[a:b]), \
+                (len(x) - 1) * hop + length
         x = check_features(sent, f, self.max_frames)
         if f.get("normalise", "none") != "none" and len(x) < length:
             # the floor in the user's units is known only on the device
@@ -137,17 +137,16 @@ class EmotionModel:
                               f"the client pads short utterances before normalising")
         pad_value = 10.0 * math.log10(f["amin"])  # dB features: as the training pipeline pads
         starts = segment_starts(len(x), hop, length)
-        return self._run("features", lambda chunk: cut(x, chunk, length, pad_value), starts), \
-            len(x)
+        return self._run("features", len(starts),
+                         lambda a, b: cut(x, starts[a:b], length, pad_value)), len(x)
 
-    def _run(self, name: str, batch, items: list) -> np.ndarray:
-        """The model on `batch(chunk)` for chunks of at most `CHUNK_WINDOWS` of `items`: a
-        long request's windows go through a few at a time, so what one request holds (its
-        windows and the model's activations, which onnxruntime's arena keeps at their
-        largest) stays small whatever its length."""
+    def _run(self, name: str, windows: int, batch) -> np.ndarray:
+        """The model on `batch(a, b)` (windows a to b) for at most `CHUNK_WINDOWS` windows
+        at a time: what one request holds (its windows and the model's activations, which
+        onnxruntime's arena keeps at their largest) stays small whatever its length."""
         return np.concatenate([
-            self.session.run(None, {name: batch(items[i : i + CHUNK_WINDOWS])})[0]
-            for i in range(0, len(items), CHUNK_WINDOWS)])
+            self.session.run(None, {name: batch(a, min(a + CHUNK_WINDOWS, windows))})[0]
+            for a in range(0, windows, CHUNK_WINDOWS)])
 
     def predict(self, sent: np.ndarray) -> dict:
         """Probabilities per 2 s window (every 0.5 s) and for the utterance (their mean)."""
