@@ -2,6 +2,7 @@
 voice normalisation, and the speaker encoder retrained on protected speech."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from sercloak.experiment import (
     score_points,
 )
 from sercloak.experiment.executors import LocalExecutor
+from sercloak.experiment.plan import PoolModelUnit, method_units
 from sercloak.models import PRESETS, CnnRnn
 from sercloak.points import Point
 from sercloak.prepare import prepare
@@ -255,10 +257,12 @@ def test_the_split_networks_new_adversaries_read_what_attackers_read_and_move_th
         SplitConfig.playing("chess")
 
 
-def test_a_debiased_emotion_model_learns_against_a_gender_adversary_on_its_outputs(workdir):
-    """Issue 30's debiased f_θ: its own model family, trained with a gender adversary on its
-    window outputs (which learns, and whose push reaches the model), measured against the
-    plain f_θ."""
+def test_a_debiased_emotion_model_learns_against_a_gender_adversary_on_its_outputs(
+        workdir, monkeypatch):
+    """Issue 30's debiased f_θ: its own model family, the plain f_θ fine-tuned for a third
+    of its epochs with a gender adversary on its window outputs (which learns, and whose
+    push reaches the model), measured against the plain f_θ."""
+    from sercloak import baselines
     from sercloak.train import OutputAdversary, train
 
     data = workdir.segments(0, "primary_train", "emotion", train=True)
@@ -276,8 +280,27 @@ def test_a_debiased_emotion_model_learns_against_a_gender_adversary_on_its_outpu
     metrics = train(data, valid, cfg, workdir.cfg, workdir.root / "debiased.pt",
                     show_progress=False)
     assert metrics["epochs"] == 1
-    run = ExperimentConfig(design="posteriors", attacks=STATS, debias=1.0)
+    trained = []  # every model the experiment trains: (file, settings, starting weights)
+
+    def recording(*args, init_state=None, **kwargs):
+        trained.append((args[4], args[2], init_state))
+        return train(*args, init_state=init_state, **kwargs)
+
+    monkeypatch.setattr(baselines, "train", recording)
+    run = ExperimentConfig(design="posteriors", attacks=STATS, debias=1.0, seeds=(0,))
     results = run_experiment(workdir, [0], configs(), run, show_progress=False)
+    [(_, cfg, init)] = [t for t in trained if t[1].output_adversary]
+    plain = baselines.model_file(workdir, configs()["emotion"], run.protocol, 0)
+    start = torch.load(plain, weights_only=True)["state_dict"]
+    assert cfg.max_epochs == 1 and all(torch.equal(init[k], start[k]) for k in start)
+    # cross-fitted (shared): its one-pool twins fine-tune the plain one-pool models, after them
+    shared = plan_method(workdir, configs(), replace(run, protocol="shared"), False)
+    pools = [u for u in method_units(shared, {0: shared.cfg.points()}, "test")
+             if isinstance(u, PoolModelUnit)]
+    names = [u.name for u in pools]
+    fine_tuned = [u for u in pools if u.config.output_adversary]
+    assert len(fine_tuned) == 2 and all(u.start_from == shared.start(0) for u in fine_tuned)
+    assert all(names.index(*u.needs) < names.index(u.name) for u in fine_tuned)
     entry = next(e for e in results["cloak"] if e["method"] == "posteriors_debiased")
     assert entry["emotion_model"].endswith("-output_adversary1")
     assert "emotion_drop" in entry  # against the plain f_θ on the same utterances

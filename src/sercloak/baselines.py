@@ -74,11 +74,12 @@ def model_file(wd: Workdir, cfg: TrainConfig, protocol: str, fold: int) -> Path:
 
 
 def train_fold(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str,
-               show_progress: bool = True) -> Path:
+               show_progress: bool = True, start_from: TrainConfig | None = None) -> Path:
     """Train (or reuse, or resume) the model of `cfg.task` of `fold` on the protocol's
-    speakers."""
+    speakers: from scratch, or fine-tuning the (trained) model of `start_from`."""
+    start = model_file(wd, start_from, protocol, fold) if start_from is not None else None
     return _train(wd, fold, cfg, model_file(wd, cfg, protocol, fold),
-                  *training_parts(protocol, cfg.task), show_progress)
+                  *training_parts(protocol, cfg.task), show_progress, start)
 
 
 def is_trained(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str) -> bool:
@@ -93,12 +94,15 @@ def pool_model_file(wd: Workdir, cfg: TrainConfig, protocol: str, fold: int, poo
 
 
 def train_pool_model(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str, pool: str,
-                     show_progress: bool = True) -> Path:
+                     show_progress: bool = True, start_from: TrainConfig | None = None) -> Path:
     """f_θ of `cfg` trained on one pool's training speakers only (validated like the
     protocol's): the model whose outputs the attackers of a model-output design read for
-    the other pool's speakers (`folds.crossfit_pools`)."""
+    the other pool's speakers (`folds.crossfit_pools`); fine-tuning the same pool's model
+    of `start_from` when given."""
+    start = (pool_model_file(wd, start_from, protocol, fold, pool) if start_from is not None
+             else None)
     return _train(wd, fold, cfg, pool_model_file(wd, cfg, protocol, fold, pool), POOLS[pool],
-                  training_parts(protocol, cfg.task)[1], show_progress)
+                  training_parts(protocol, cfg.task)[1], show_progress, start)
 
 
 def is_pool_model_trained(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str,
@@ -108,15 +112,21 @@ def is_pool_model_trained(wd: Workdir, fold: int, cfg: TrainConfig, protocol: st
 
 
 def _train(wd: Workdir, fold: int, cfg: TrainConfig, out: Path, train_parts: tuple[str, ...],
-           valid_parts: tuple[str, ...], show_progress: bool) -> Path:
-    """Train (or reuse, or resume) the model of `cfg` on `train_parts` of `fold`."""
+           valid_parts: tuple[str, ...], show_progress: bool, start: Path | None = None) -> Path:
+    """Train (or reuse, or resume) the model of `cfg` on `train_parts` of `fold`, from the
+    weights of the checkpoint `start` when given (fine-tuning)."""
     if _made_with(wd, fold, cfg, out, train_parts, valid_parts):
         return out
     if out.is_file():
         print(f"{out}: made with other settings or speakers, retraining")
+    init = None
+    if start is not None:
+        if not start.is_file():
+            raise FileNotFoundError(f"{out} fine-tunes {start}, which is not trained yet")
+        init = load_checkpoint(start, wd.cfg)[1]["state_dict"]
     train_set = wd.segments(fold, train_parts, cfg.task, train=True)
     valid_set = wd.segments(fold, valid_parts, cfg.task, train=False)
-    train(train_set, valid_set, cfg, wd.cfg, out, show_progress=show_progress)
+    train(train_set, valid_set, cfg, wd.cfg, out, show_progress=show_progress, init_state=init)
     return out
 
 
@@ -210,11 +220,15 @@ def evaluate_on(wd: Workdir, fold: int, cfg: TrainConfig, protocol: str, other: 
 
 
 def baseline_fold(wd: Workdir, fold: int, configs: dict[str, TrainConfig], protocol: str,
-                  show_progress: bool = True) -> dict:
+                  show_progress: bool = True,
+                  start_from: dict[str, TrainConfig] | None = None) -> dict:
     """Both models of one seed (`configs`) and fold, trained (or reused) and evaluated: one
-    unit of work of an experiment (`experiment.plan.BaselineUnit`)."""
+    unit of work of an experiment (`experiment.plan.BaselineUnit`). A model whose settings
+    differ from `start_from`'s fine-tunes that family's model (e.g. a debiased f_θ)."""
     for task in TASKS:
-        train_fold(wd, fold, configs[task], protocol, show_progress)
+        start = (start_from[task] if start_from is not None and start_from[task] != configs[task]
+                 else None)
+        train_fold(wd, fold, configs[task], protocol, show_progress, start)
     return evaluate_fold(wd, fold, configs, protocol)
 
 

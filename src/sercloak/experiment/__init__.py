@@ -104,16 +104,18 @@ def plan_method(wd: Workdir, baseline_configs: dict[str, TrainConfig], cfg: Expe
                 show_progress: bool = True) -> MethodRun:
     """The method's folder and config.json, its attackers (without the speaker encoder's
     when its weights are missing, saying so) and the transformed features it reads (built
-    here, once). The baselines must be trained."""
+    here, once). `baseline_configs` are the plain clean models (a debiased f_θ fine-tunes
+    them: `ExperimentConfig.emotion_models`); the baselines must be trained."""
     _, attacks = load_encoder(cfg.attacks)
     cfg = replace(cfg, attacks=attacks)
-    run_dir = wd.layout.cloak_run(cfg.protocol, model_tag(baseline_configs["emotion"]),
-                                  run_tag(cfg, baseline_configs))
+    configs = cfg.emotion_models(baseline_configs)
+    run_dir = wd.layout.cloak_run(cfg.protocol, model_tag(configs["emotion"]),
+                                  run_tag(cfg, configs))
     write_json(wd.layout.method_config(run_dir), cfg.to_dict())
     if cfg.transform:
         protected_workdir(wd, cfg.transform, show_progress)
-    return MethodRun(wd.root, baseline_configs, reference_configs(baseline_configs), cfg,
-                     run_dir, show_progress)
+    return MethodRun(wd.root, configs, reference_configs(baseline_configs), cfg, run_dir,
+                     show_progress, None if configs == baseline_configs else baseline_configs)
 
 
 def score_points(method: MethodRun, executor: Executor, points: dict[int, list[Point]],
@@ -182,7 +184,6 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
     report.md and figures. Every unit
     `executor` (default local) runs is logged to the protocol's unit log."""
     started, executor, folds = time.perf_counter(), executor or LocalExecutor(), sorted(folds)
-    baseline_configs = cfg.emotion_models(baseline_configs)
     baselines = train_baselines(wd, folds, baseline_configs, cfg, executor, show_progress)
     method = plan_method(wd, baseline_configs, cfg, show_progress)
     if method.cfg.select:  # each fold's point, chosen on its validation speakers
@@ -206,15 +207,18 @@ def run_experiment(wd: Workdir, folds: list[int], baseline_configs: dict[str, Tr
 def train_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfig],
                     cfg: ExperimentConfig, executor: Executor,
                     show_progress: bool) -> tuple[dict, dict]:
-    """The clean models of every seed and fold (the method's and the clean service's, when
-    they differ): (the clean service's Table 2, the method's)."""
-    reference = reference_configs(configs)
-    executor.run(baseline_units(wd.root, [reference, configs], cfg.protocol, cfg.seeds, folds,
-                                show_progress),
+    """The clean models of every seed and fold (the clean service's, the method's plain
+    ones `configs` and, when debiased, the method's, fine-tuned from them): (the clean
+    service's Table 2, the method's)."""
+    reference, own_configs = reference_configs(configs), cfg.emotion_models(configs)
+    start = None if own_configs == configs else configs
+    executor.run(baseline_units(wd.root, [(reference, None), (configs, None),
+                                          (own_configs, start)], cfg.protocol, cfg.seeds,
+                                folds, show_progress),
                  show_progress, desc="clean models", log=wd.layout.unit_log(cfg.protocol))
     baseline = run_baselines(wd, folds, reference, cfg.protocol, cfg.seeds, show_progress)
-    own = (baseline if reference == configs else
-           run_baselines(wd, folds, configs, cfg.protocol, cfg.seeds, show_progress))
+    own = (baseline if reference == own_configs else
+           run_baselines(wd, folds, own_configs, cfg.protocol, cfg.seeds, show_progress))
     return baseline, own
 
 

@@ -99,11 +99,14 @@ class ExperimentConfig:
                 for variant in self.variants for ratio in self.ratios]
 
     def emotion_models(self, configs: dict[str, TrainConfig]) -> dict[str, TrainConfig]:
-        """The method's clean models: `configs`, its emotion model debiased when asked."""
+        """The method's clean models: `configs`, or with its emotion model debiased: the
+        plain f_θ fine-tuned against a gender adversary on its outputs for a third of its
+        epochs (`plan.BaselineUnit.start_from`), which costs a third of training anew."""
         if not self.debias:
             return configs
-        return {**configs, "emotion": replace(configs["emotion"],
-                                              output_adversary=self.debias)}
+        emotion = configs["emotion"]
+        return {**configs, "emotion": replace(emotion, output_adversary=self.debias,
+                                              max_epochs=max(1, emotion.max_epochs // 3))}
 
     def seeded(self, seed: int) -> ExperimentConfig:
         """The configuration of one seed: its cloaks, networks and attackers drawn from it."""

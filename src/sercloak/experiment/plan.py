@@ -72,9 +72,15 @@ class MethodRun:
     cfg: ExperimentConfig
     run_dir: Path  # the method's folder (`layout.Layout.cloak_run`)
     show_progress: bool = False
+    # the plain models a debiased f_θ fine-tunes (`ExperimentConfig.emotion_models`), or None
+    start_from: dict[str, TrainConfig] | None = None
 
     def models(self, seed: int) -> Models:
         return Models(with_seed(self.configs, seed), with_seed(self.reference, seed))
+
+    def start(self, seed: int) -> TrainConfig | None:
+        """The seeded emotion model the method's f_θ fine-tunes, or None (trained anew)."""
+        return None if self.start_from is None else with_seed(self.start_from, seed)["emotion"]
 
     def setting(self, seed: int, fold: int, point: Point) -> Setting:
         return Layout(self.root).setting(self.run_dir, seed, fold, point.name)
@@ -94,8 +100,13 @@ class BaselineUnit:
     protocol: str
     fold: int
     show_progress: bool = False
+    start_from: dict[str, TrainConfig] | None = None  # the family it fine-tunes, seeded
 
-    needs = ()  # the prepared workdir only
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The prepared workdir, and the units of the family it fine-tunes."""
+        return () if self.start_from is None else (
+            baseline_name(self.start_from, self.start_from["emotion"].seed, self.fold),)
 
     @property
     def name(self) -> str:
@@ -114,7 +125,7 @@ class BaselineUnit:
 
     def run(self) -> None:
         baseline_fold(_Process.workdir(self.root), self.fold, self.configs, self.protocol,
-                      self.show_progress)
+                      self.show_progress, self.start_from)
 
 
 def baseline_name(configs: dict[str, TrainConfig], seed: int, fold: int) -> str:
@@ -129,8 +140,12 @@ class PoolModelUnit:
     fold: int
     pool: str
     show_progress: bool = False
+    start_from: TrainConfig | None = None  # the f_θ whose same-pool model it fine-tunes
 
-    needs = ()  # the prepared workdir only
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return () if self.start_from is None else (
+            pool_name(self.start_from, self.fold, self.pool),)
 
     @property
     def name(self) -> str:
@@ -146,7 +161,7 @@ class PoolModelUnit:
 
     def run(self) -> None:
         train_pool_model(_Process.workdir(self.root), self.fold, self.config, self.protocol,
-                         self.pool, self.show_progress)
+                         self.pool, self.show_progress, self.start_from)
 
 
 def train_name(seed: int, fold: int, group: str) -> str:
@@ -277,14 +292,18 @@ class ScoreUnit(_MethodUnit):
 # -- plans --------------------------------------------------------------------------------
 
 
-def baseline_units(root: Path, families: list[dict[str, TrainConfig]], protocol: str,
+Family = dict[str, TrainConfig]  # both clean models (emotion, gender) of one family
+
+
+def baseline_units(root: Path, families: list[tuple[Family, Family | None]], protocol: str,
                    seeds: tuple[int, ...], folds: list[int],
                    show_progress: bool = False) -> list[BaselineUnit]:
-    """Every clean model of every family, seed and fold."""
-    return [BaselineUnit(root, with_seed(configs, seed), protocol, fold, show_progress)
-            for configs in {digest({t: c.to_dict() for t, c in f.items()}): f
-                            for f in families}.values()
-            for seed in seeds for fold in folds]
+    """Every clean model of every family (each with the family it fine-tunes, or None),
+    seed and fold."""
+    unique = {digest({t: c.to_dict() for t, c in f.items()}): (f, start) for f, start in families}
+    return [BaselineUnit(root, with_seed(configs, seed), protocol, fold, show_progress,
+                         None if start is None else with_seed(start, seed))
+            for configs, start in unique.values() for seed in seeds for fold in folds]
 
 
 def method_units(method: MethodRun, points: dict[int, list[Point]], part: str) -> list:
@@ -294,10 +313,14 @@ def method_units(method: MethodRun, points: dict[int, list[Point]], part: str) -
     design = RUNNERS[method.cfg.design]
     units = []
     for seed in method.cfg.seeds:
-        emotion = method.models(seed).configs["emotion"]
+        emotion, start = method.models(seed).configs["emotion"], method.start(seed)
         for fold, fold_points in points.items():
-            units += [PoolModelUnit(method.root, emotion, method.cfg.protocol, fold, pool,
-                                    method.show_progress) for pool in method.pools()]
+            for pool in method.pools():
+                if start is not None:  # the plain one-pool f_θ the debiased one fine-tunes
+                    units.append(PoolModelUnit(method.root, start, method.cfg.protocol, fold,
+                                               pool, method.show_progress))
+                units.append(PoolModelUnit(method.root, emotion, method.cfg.protocol, fold,
+                                           pool, method.show_progress, start))
             units.append(CleanUnit(method, seed, fold, part))
             groups: dict[str, list[Point]] = {}
             for point in fold_points:
