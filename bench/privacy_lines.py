@@ -22,7 +22,9 @@ seeds and folds, speaker-balanced:
   user into one guess (balanced accuracy over users), with its interval;
 - `emotion_drop` and its `_ci95` (paired: the clean emotion model minus the
   method on the same utterances), the validation drop of the chosen points
-  beside it, and `seeds`.
+  beside it, and `seeds`;
+- with several seeds, the spread across them: `worst_gender_uar_seeds` and
+  `emotion_drop_seeds` (each seed's mean over folds) and their `_seed_std`.
 
 With `--markdown`, the same figures as the README's headline table instead.
 
@@ -42,6 +44,7 @@ from sercloak.report.format import (
     fmt_chance,
     fmt_ci,
     fmt_privacy,
+    fmt_seeds,
     method_label,
     point_words,
     privacy,
@@ -58,13 +61,21 @@ def interval(stat: dict) -> str:
 USER = f"user_level_{USER_LEVEL_REQUESTS}"
 
 
+def seed_fields(name: str, stat: dict) -> str:
+    """`NAME_seeds` (each seed's mean over folds) and `NAME_seed_std`, with several seeds."""
+    if "seeds" not in stat:
+        return ""
+    return (f" {name}_seeds={','.join(f'{v:.2f}' for v in stat['seeds'])} "
+            f"{name}_seed_std={stat['seed_std']:.2f}")
+
+
 def privacy_fields(entry: dict) -> str:
     figures = entry["gender_privacy"]
     figure, users = figures["uar_speaker"], figures["user_level"][str(USER_LEVEL_REQUESTS)]
     upper = figures["upper_bound"]
     return (f"worst_gender_uar={figure['mean']:.2f} worst_gender_uar_ci95={interval(figure)} "
             f"chance_mean={figure['chance']['mean']:.2f} chance_95={figure['chance']['p95']:.2f} "
-            f"p_vs_chance={figure['chance']['p']:.4f} "
+            f"p_vs_chance={figure['chance']['p']:.4f}{seed_fields('worst_gender_uar', figure)} "
             f"chance={'yes' if figure['indistinguishable_from_chance'] else 'no'} "
             f"upper_bound={upper['uar_speaker']['mean']:.2f} "
             f"upper_bound_ci95={interval(upper['uar_speaker'])} "
@@ -84,11 +95,13 @@ def eer_fields(entry: dict) -> str:
 def markdown(results: dict) -> None:
     """The README's headline table: the clean reference, then each method chosen on
     validation speakers, in the report's formats."""
+    several = len(results["config"]["seeds"]) > 1
     print("| design | point | emotion UAR | emotion drop [95% CI] | gender UAR, attacker chosen "
           "on validation [95% CI] | chance: mean / 95th pct., p | upper bound [95% CI] | "
-          f"user level, {USER_LEVEL_REQUESTS} requests [95% CI] |")
-    print("|---|---|---|---|---|---|---|---|")
-    rows = [("clean", "–", "0", results["baseline"])] + [
+          f"user level, {USER_LEVEL_REQUESTS} requests [95% CI] |"
+          + (" per seed: gender UAR; emotion drop |" if several else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if several else ""))
+    rows = [("clean", "–", "0", {**results["baseline"], "emotion_drop": {}})] + [
         (method_label(e), point_words(e), fmt_ci(e["emotion_drop"]), e)
         for e in results["cloak"] if "validation" in e]
     for name, point, drop, e in rows:
@@ -96,7 +109,9 @@ def markdown(results: dict) -> None:
         print(f"| {name} | {point} | {e['emotion']['uar_speaker']['mean']:.1f} | {drop} | "
               f"{fmt_privacy(privacy(e))} | {fmt_chance(privacy(e))} | "
               f"{fmt_ci(figures['upper_bound']['uar_speaker'])} | "
-              f"{fmt_ci(figures['user_level'][str(USER_LEVEL_REQUESTS)])} |")
+              f"{fmt_ci(figures['user_level'][str(USER_LEVEL_REQUESTS)])} |"
+              + (f" {fmt_seeds(privacy(e))}; {fmt_seeds(e['emotion_drop'])} |"
+                 if several else ""))
 
 
 def main() -> None:
@@ -123,7 +138,8 @@ def main() -> None:
         rows.append((e["method"], drop["mean"], figure, half_width))
         print(f"method={e['method']} setting={e['setting']} "
               f"emotion_uar={e['emotion']['uar_speaker']['mean']:.2f} "
-              f"emotion_drop={drop['mean']:.2f} emotion_drop_ci95={interval(drop)} "
+              f"emotion_drop={drop['mean']:.2f} emotion_drop_ci95={interval(drop)}"
+              f"{seed_fields('emotion_drop', drop)} "
               f"valid_emotion_drop={e['validation']['emotion_drop']['mean']:.2f} "
               f"{privacy_fields(e)} {eer_fields(e)} seeds={seeds}")
     if not rows:

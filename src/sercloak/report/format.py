@@ -25,6 +25,13 @@ def fmt_ci(stat: dict) -> str:
     return f"{stat['mean']:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
+def fmt_seeds(stat: dict) -> str:
+    """The figure per seed (mean over folds) and the std across seeds; "–" with one seed."""
+    if "seeds" not in stat:
+        return "–"
+    return f"{', '.join(f'{v:.1f}' for v in stat['seeds'])} (std {stat['seed_std']:.1f})"
+
+
 def lead(agg: dict) -> dict:
     """The UAR tables lead with (speaker-balanced) of an aggregate."""
     return agg[LEAD_METRIC]
