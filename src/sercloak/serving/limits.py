@@ -183,6 +183,12 @@ class RateLimits:
                           {"Retry-After": str(wait)})
 
 
+def declared_length(header: str | bytes | None) -> int | None:
+    """A Content-Length header as a number of bytes; None when there is none or it is not
+    a number (the one reading of it: the body budget's and the metrics')."""
+    return int(header) if header is not None and header.isdigit() else None
+
+
 def media_type(content_type: str) -> str:
     return content_type.split(";")[0].strip().lower()
 

@@ -53,6 +53,8 @@ from prometheus_client import (
 )
 from starlette.responses import JSONResponse
 
+from .limits import declared_length
+
 OPEN_PATHS = ("/healthz", "/")  # and /static/...: never need a key
 # a refusal's reason when the handler named none (`limits.Refused` names its own)
 REASONS = {400: "unreadable_body", 401: "unauthorized", 404: "not_found",
@@ -244,8 +246,7 @@ class Operations:
         started, path = time.perf_counter(), scope["path"]
         scope.setdefault("state", {})  # where a handler names its refusal (shared by copies)
         headers = dict(scope["headers"])
-        declared = headers.get(b"content-length", b"")
-        size = int(declared) if declared.isdigit() else 0
+        size = declared_length(headers.get(b"content-length")) or 0
         status, answering = 500, False  # 500: what the client gets if the app raises first
         body_left = scope["method"] not in ("GET", "HEAD", "OPTIONS")
 

@@ -68,6 +68,7 @@ from .limits import (
     Refused,
     body_limit,
     check_type,
+    declared_length,
     parse_body,
     read_within,
 )
@@ -122,13 +123,13 @@ PROBLEMS = {status: {"model": Problem} for status in (400, 401, 409, 413, 415, 4
 def _declared(request: Request, limit: int) -> int:
     """The body's declared length (Refused 413 over `limit`), or `limit` when it declares
     none: what the body budget counts it as."""
-    declared = request.headers.get("content-length")
-    if declared is None or not declared.isdigit():
+    declared = declared_length(request.headers.get("content-length"))
+    if declared is None:
         return limit
-    if int(declared) > limit:
+    if declared > limit:
         raise Refused(413, "too_large", f"body of {declared} bytes is over the limit of "
                                         f"{limit} bytes")
-    return int(declared)
+    return declared
 
 
 async def _body(request: Request, limit: int) -> bytes:
