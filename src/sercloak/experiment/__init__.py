@@ -115,7 +115,7 @@ def plan_method(wd: Workdir, baseline_configs: dict[str, TrainConfig], cfg: Expe
     if cfg.transform:
         protected_workdir(wd, cfg.transform, show_progress)
     return MethodRun(wd.root, configs, reference_configs(baseline_configs), cfg, run_dir,
-                     show_progress, None if configs == baseline_configs else baseline_configs)
+                     show_progress, cfg.fine_tunes(baseline_configs))
 
 
 def score_points(method: MethodRun, executor: Executor, points: dict[int, list[Point]],
@@ -211,9 +211,9 @@ def train_baselines(wd: Workdir, folds: list[int], configs: dict[str, TrainConfi
     ones `configs` and, when debiased, the method's, fine-tuned from them): (the clean
     service's Table 2, the method's)."""
     reference, own_configs = reference_configs(configs), cfg.emotion_models(configs)
-    start = None if own_configs == configs else configs
     executor.run(baseline_units(wd.root, [(reference, None), (configs, None),
-                                          (own_configs, start)], cfg.protocol, cfg.seeds,
+                                          (own_configs, cfg.fine_tunes(configs))],
+                                cfg.protocol, cfg.seeds,
                                 folds, show_progress),
                  show_progress, desc="clean models", log=wd.layout.unit_log(cfg.protocol))
     baseline = run_baselines(wd, folds, reference, cfg.protocol, cfg.seeds, show_progress)

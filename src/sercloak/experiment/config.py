@@ -108,6 +108,10 @@ class ExperimentConfig:
         return {**configs, "emotion": replace(emotion, output_adversary=self.debias,
                                               max_epochs=max(1, emotion.max_epochs // 3))}
 
+    def fine_tunes(self, configs: dict[str, TrainConfig]) -> dict[str, TrainConfig] | None:
+        """The plain models the method's own (`emotion_models`) fine-tune, or None."""
+        return configs if self.emotion_models(configs) != configs else None
+
     def seeded(self, seed: int) -> ExperimentConfig:
         """The configuration of one seed: its cloaks, networks and attackers drawn from it."""
         return replace(self, cloak_train=replace(self.cloak_train, seed=seed),
