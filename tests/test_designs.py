@@ -304,3 +304,40 @@ def test_a_debiased_emotion_model_learns_against_a_gender_adversary_on_its_outpu
     entry = next(e for e in results["cloak"] if e["method"] == "posteriors_debiased")
     assert entry["emotion_model"].endswith("-output_adversary1")
     assert "emotion_drop" in entry  # against the plain f_θ on the same utterances
+
+
+def test_a_debiased_split_networks_server_part_plays_against_its_output_adversary(
+        workdir, monkeypatch):
+    """Issue 30 item 2 for the split network: with a debiased f_θ, the server part also
+    trains against a gender adversary on its own output, in the game and the adaptation."""
+    from sercloak.designs.split import runner as split_runner
+    from sercloak.train import OutputAdversary
+
+    data = workdir.segments(0, "primary_train", "emotion", train=True)
+    f_theta = CnnRnn(4, PRESETS["light"]).eval()
+    played = []
+    play = OutputAdversary.play
+
+    def counting(self, logits, genders):
+        played.append(logits.requires_grad)
+        return play(self, logits, genders)
+
+    monkeypatch.setattr(OutputAdversary, "play", counting)
+    cfg = SplitConfig(epochs=1, adapt_epochs=1)
+    train_split(f_theta, data, 8, cfg, "cpu")
+    assert not played  # the plain split network has no such adversary
+    train_split(f_theta, data, 8, cfg, "cpu", output_adversary=1.0)
+    batches = len(played) // 2
+    assert batches > 0 and len(played) == 2 * batches and all(played)  # both stages, every batch
+    weights = []
+
+    def recording(*args, output_adversary=0.0, **kwargs):
+        weights.append(output_adversary)
+        return train_split(*args, output_adversary=output_adversary, **kwargs)
+
+    monkeypatch.setattr(split_runner, "train_split", recording)
+    run = ExperimentConfig(design="embedding", attacks=STATS, debias=1.0, seeds=(0,),
+                           split=SplitConfig(dims=(4,), epochs=1, adapt_epochs=0))
+    results = run_experiment(workdir, [0], configs(), run, show_progress=False)
+    assert weights and set(weights) == {1.0}  # the debiased f_θ's weight reached the game
+    assert any(e["method"] == "embedding_debiased" for e in results["cloak"])

@@ -60,8 +60,10 @@ class SplitRunner(FoldRunner):
             net = load_split(file, f_theta, self.cfg.split, self.wd.speakers(self.fold, parts))
             if net is None:
                 data = self.segments(parts, "emotion", True, self.base_wd)
+                # a debiased f_θ's server part stays debiased (issue 30)
                 net, history = train_split(f_theta, data, point.dims, self.cfg.split,
-                                           self.device, self.show_progress)
+                                           self.device, self.show_progress,
+                                           output_adversary=self.emotion_config.output_adversary)
                 file.parent.mkdir(parents=True, exist_ok=True)
                 save_split(file, net, point.dims, self.cfg.split, history, data.speakers)
             self._nets[key] = net.to(self.device).eval()

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ...corpora import GENDERS
 from ...data import SegmentSet, balanced_index
 from ...models import CnnRnn, to_chance
+from ...train import OutputAdversary
 from .network import (
     ADVERSARIES,
     WINDOW_ADVERSARIES,
@@ -130,15 +131,22 @@ class _Game:
 
 
 def train_split(f_theta: CnnRnn, data: SegmentSet, dims: int, cfg: SplitConfig,
-                device, show_progress: bool = False) -> tuple[SplitNet, list[dict]]:
+                device, show_progress: bool = False,
+                output_adversary: float = 0.0) -> tuple[SplitNet, list[dict]]:
     """The min–max game on `data` (emotion training segments), then the server part's
-    adaptation; returns the network and each epoch's figures."""
+    adaptation; returns the network and each epoch's figures.
+
+    `output_adversary` > 0 (a debiased f_θ's weight, `TrainConfig.output_adversary`): the
+    server part also plays, in both stages, against a gender adversary on its own output,
+    as the debiased f_θ was trained, so that what the service answers stays debiased."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     net = SplitNet(f_theta, dims, len(data.labels), cfg.rnn_hidden).to(device)
     maps = conv_maps(net.front, data, device)
     genders = data.relabel("gender").y
     game = _Game(cfg, dims, data, device)
+    answer_adversary = (OutputAdversary(len(data.labels), genders).to(device)
+                        if output_adversary else None)
     trained = [net.front.project.weight, net.front.project.bias, net.log_sigma,
                *net.back.parameters()]
     opt = torch.optim.Adam(trained, lr=cfg.lr)
@@ -162,6 +170,8 @@ def train_split(f_theta: CnnRnn, data: SegmentSet, dims: int, cfg: SplitConfig,
                     z = net.noisy(net.front.embed(m))
                 logits = net.back(z)
                 loss = F.cross_entropy(logits, y)
+            if answer_adversary is not None:
+                loss = loss + output_adversary * answer_adversary.play(logits, g)
             step = opt if playing else back_opt
             step.zero_grad()
             loss.backward()
