@@ -58,17 +58,19 @@ declare -A options=(
     [posteriors]="--design posteriors"               # the floor: only f_θ's window posteriors
     [posteriors_calibrated]="--design posteriors --output calibrated"  # calibrated per user
     [posteriors_label]="--design posteriors --output label"  # the label alone
-    # the split network's game against what attackers read (issue 30), k from 4, 8, 16
-    [embedding_utterance]="--design embedding --split-game utterance --dims 4,8,16"
-    [embedding_gru]="--design embedding --split-game gru --dims 4,8,16"
-    [embedding_refresh]="--design embedding --split-game refresh --dims 4,8,16"
-    [embedding_attackers]="--design embedding --split-game attackers --dims 4,8,16"
-    [voicenorm_embedding]="--design embedding --transform voicenorm --dims 4,8,16"
-    [posteriors_debiased]="--design posteriors --debias 1"  # the floor of a debiased f_θ
-    [embedding_attackers_debiased]="--design embedding --split-game attackers --dims 4,8,16
-        --debias 1"
+    # the split network's game against what attackers read (issue 30), k from 8, 16, 32 as
+    # the plain game's (`embedding`), so each compares with it; then k from 4, 8, 16
+    [embedding_utterance]="--design embedding --split-game utterance"
+    [embedding_gru]="--design embedding --split-game gru"
+    [embedding_refresh]="--design embedding --split-game refresh"
+    [embedding_attackers]="--design embedding --split-game attackers"
+    [embedding_k4-8-16]="--design embedding --dims 4,8,16"
+    [embedding_attackers_k4-8-16]="--design embedding --split-game attackers --dims 4,8,16"
+    [voicenorm_embedding]="--design embedding --transform voicenorm"
     [voicenorm_embedding_attackers]="--design embedding --transform voicenorm
-        --split-game attackers --dims 4,8,16"
+        --split-game attackers"
+    [posteriors_debiased]="--design posteriors --debias 1"  # the floor of a debiased f_θ
+    [embedding_attackers_debiased]="--design embedding --split-game attackers --debias 1"
     [embedding]="--design embedding"                 # a split network, k chosen from 8, 16, 32
     [voicenorm]="--transform voicenorm"              # per-user voice normalisation (WORLD)
     [voicenorm_adapted]="--transform voicenorm --adapt-epochs 3"
@@ -86,8 +88,9 @@ order="$order voicenorm_cloak_temporal_minmax_adapted"
 extra="mcadams cloak_temporal cloak_temporal_minmax cloak_saliency"
 # issue 30's designs (METHODS=issue30)
 issue30="posteriors_calibrated posteriors_label embedding_utterance embedding_gru"
-issue30="$issue30 embedding_refresh embedding_attackers voicenorm_embedding"
-issue30="$issue30 voicenorm_embedding_attackers posteriors_debiased embedding_attackers_debiased"
+issue30="$issue30 embedding_refresh embedding_attackers embedding_k4-8-16"
+issue30="$issue30 embedding_attackers_k4-8-16 voicenorm_embedding voicenorm_embedding_attackers"
+issue30="$issue30 posteriors_debiased embedding_attackers_debiased"
 # issue 28's headline designs (with the clean reference every run scores): the paper's
 # cloak at SR 0 and with adversarial training at SR 60, as the paper reports them
 headline="posteriors embedding cloak:0 cloak_adversarial:60 voicenorm_cloak_temporal_adapted"

@@ -93,7 +93,7 @@ def test_embedding_design_chooses_k_on_validation_speakers(workdir):
     cfg = ExperimentConfig(design="embedding", attacks=STATS, select=True,
                            split=SplitConfig(dims=(4, 8), epochs=1, adapt_epochs=1))
     results = run_experiment(workdir, [0], configs(), cfg, show_progress=False)
-    (entry,) = [e for e in results["cloak"] if e["method"] == "embedding"]
+    (entry,) = [e for e in results["cloak"] if e["method"] == "embedding_k4-8"]
     (chosen,) = entry["points"]
     assert chosen["dims"] in (4, 8) and entry["setting"] == f"embedding_k{chosen['dims']}"
     assert "emotion_drop" in entry["validation"]
@@ -340,4 +340,4 @@ def test_a_debiased_split_networks_server_part_plays_against_its_output_adversar
                            split=SplitConfig(dims=(4,), epochs=1, adapt_epochs=0))
     results = run_experiment(workdir, [0], configs(), run, show_progress=False)
     assert weights and set(weights) == {1.0}  # the debiased f_θ's weight reached the game
-    assert any(e["method"] == "embedding_debiased" for e in results["cloak"])
+    assert any(e["method"] == "embedding_k4_debiased" for e in results["cloak"])

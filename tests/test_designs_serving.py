@@ -40,7 +40,7 @@ def embedding_bundle(tiny_experiment, tmp_path_factory):
     run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
     out = tmp_path_factory.mktemp("embedding") / "bundle"
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1", "--setting",
-              "embedding:4", "--out", str(out), "--quiet"])
+              "embedding_k4:4", "--out", str(out), "--quiet"])
     return out
 
 
@@ -65,7 +65,7 @@ def test_the_split_networks_onnx_parts_equal_torch(embedding_bundle, tiny_experi
     # the device part, run here by onnxruntime, against the saved torch network
     wd = tiny_experiment
     entry = next(e for e in json.loads(wd.layout.results("paper", [0, 1], [0]).read_text())["cloak"]
-                 if e["method"] == "embedding")
+                 if e["method"] == "embedding_k4")  # a grid of its own: k = 4 only
     files = wd.layout.setting(wd.root / entry["cloak_dir"], 0, 1, entry["setting"])
     f_theta, _ = load_checkpoint(wd.layout.model("paper", entry["emotion_model"], 0, 1,
                                                  "emotion"), wd.cfg)
@@ -153,10 +153,10 @@ def test_voice_normalisation_then_the_split_network_is_deployable(tiny_experimen
     cfg = ExperimentConfig(design="embedding", transform="voicenorm", attacks=STATS,
                            split=SplitConfig(dims=(4,), epochs=1, adapt_epochs=1))
     results = run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
-    assert "voicenorm_embedding" in {e["method"] for e in results["cloak"]}
+    assert "voicenorm_embedding_k4" in {e["method"] for e in results["cloak"]}
     out = tmp_path / "bundle"
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0", "--setting",
-              "voicenorm_embedding", "--out", str(out), "--quiet"])
+              "voicenorm_embedding_k4", "--out", str(out), "--quiet"])
     manifest = open_bundle(out).manifest
     assert manifest["protection"] == {"kind": "voicenorm+split"}
     assert {"client/voicenorm.json", "client/front.onnx"} <= set(manifest["files"])

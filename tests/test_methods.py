@@ -37,6 +37,12 @@ def test_names_and_labels_of_every_kind_of_method():
     from sercloak.designs.split.training import SplitConfig
     game = replace(split, transform="voicenorm", split=SplitConfig.playing("attackers"))
     assert {method_of(game, p).name for p in game.points()} == {"voicenorm_embedding_attackers"}
+    # another grid of k is another method (its own entry beside the default grid's)
+    small = replace(split, split=SplitConfig.playing("attackers", dims=(4, 8, 16)))
+    assert set(names(small)) == {("embedding_attackers_k4-8-16",
+                                  "Split network (embedding), attackers game, k ∈ {4, 8, 16}")}
+    assert {n for n, _ in names(replace(split, split=SplitConfig(dims=(8, 16, 32))))} == {
+        "embedding"}
     assert names(ExperimentConfig(design="posteriors", output="label")) == [
         ("posteriors_label", "Posteriors only, label only")]
 
@@ -48,8 +54,10 @@ def test_a_method_record_round_trips_through_results_json():
     spec = method.to_dict()
     assert spec == {"design": "spectrogram", "transform": "voicenorm", "cloak": ["temporal"],
                     "game": "adversarial", "adapted": False, "output": None,
-                    "debiased": False}
+                    "debiased": False, "dims": None}
     assert Method.from_dict(json.loads(json.dumps(spec))) == method
+    split = Method("embedding", dims=(4, 8, 16))
+    assert Method.from_dict(json.loads(json.dumps(split.to_dict()))) == split
 
 
 def test_every_key_of_the_privacy_benchmark_is_the_name_its_options_make():

@@ -31,6 +31,7 @@ class Method:
     adapted: bool = False  # the service's emotion model adapted to the protection
     output: str | None = None  # the posteriors service's answer, when not its probabilities
     debiased: bool = False  # the emotion model trained against a gender adversary on its output
+    dims: tuple[int, ...] | None = None  # the split network's k grid, when not the default
 
     @property
     def name(self) -> str:
@@ -39,6 +40,7 @@ class Method:
             return "_".join([*([self.transform] if self.transform else []), self.design,
                              *([self.game] if self.game else []),
                              *([self.output] if self.output else []),
+                             *([f"k{'-'.join(map(str, self.dims))}"] if self.dims else []),
                              *(["debiased"] if self.debiased else [])])
         parts = [self.transform] if self.transform else []
         if self.cloak is not None:
@@ -62,6 +64,8 @@ class Method:
                                DESIGN_LABELS[self.design] + (" (floor)" if floor else "")
                                + (f", {self.game} game" if self.game else "")
                                + OUTPUT_WORDS.get(self.output, "")
+                               + (f", k ∈ {{{', '.join(map(str, self.dims))}}}"
+                                  if self.dims else "")
                                + (", debiased f_θ" if self.debiased else "")])
         parts = [TRANSFORM_LABELS.get(self.transform, self.transform)] if self.transform else []
         if self.cloak is not None:
@@ -73,13 +77,15 @@ class Method:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        return {**d, "cloak": None if self.cloak is None else list(self.cloak)}
+        return {**d, "cloak": None if self.cloak is None else list(self.cloak),
+                "dims": None if self.dims is None else list(self.dims)}
 
     @classmethod
     def from_dict(cls, spec: dict) -> Method:
         """The method of a results.json entry's `spec`."""
-        cloak = spec.get("cloak")
-        return from_fields(cls, {**spec, "cloak": None if cloak is None else tuple(cloak)},
+        cloak, dims = spec.get("cloak"), spec.get("dims")
+        return from_fields(cls, {**spec, "cloak": None if cloak is None else tuple(cloak),
+                                 "dims": None if dims is None else tuple(dims)},
                            "a results.json entry's method")
 
 

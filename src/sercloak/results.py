@@ -36,8 +36,8 @@ BOOTSTRAP_SEED = 0
 METRICS = ("acc", "uar", "uar_speaker")
 LEAD_METRIC = "uar_speaker"  # what tables lead with and operating points are chosen by
 CNN_KEYS = {"gender_ignorant": "ignorant", "gender_informed": "informed"}  # the paper's attacker
-RESULTS_FORMAT = "sercloak.results/4"  # the attacker chosen on validation, points per fold,
-# the service's answer (`output`) and a debiased f_θ in each method
+RESULTS_FORMAT = "sercloak.results/5"  # the attacker chosen on validation, points per fold,
+# the service's answer (`output`), a debiased f_θ and the split network's k grid in each method
 
 
 def _round(values) -> list[float]:

@@ -12,7 +12,7 @@ from ..attacks.suite import AttackConfig
 from ..cloak import CloakConfig
 from ..cloak.training import CloakTrainConfig
 from ..data import Workdir
-from ..designs.split.training import SplitConfig
+from ..designs.split.training import DIMS, SplitConfig
 from ..folds import DEFAULT_PROTOCOL, PROTOCOLS
 from ..layout import setting_name, split_setting_name
 from ..methods import Method
@@ -162,7 +162,8 @@ def method_of(cfg: ExperimentConfig, point: Point) -> Method:
                       debiased=debiased)
     if cfg.design == "embedding":
         return Method(cfg.design, cfg.transform, debiased=debiased,
-                      game=None if cfg.split.game == "window" else cfg.split.game)
+                      game=None if cfg.split.game == "window" else cfg.split.game,
+                      dims=None if cfg.split.dims == DIMS else cfg.split.dims)
     cloak = None
     if cfg.transform is None or cfg.cloak_after:
         c = cfg.cloak

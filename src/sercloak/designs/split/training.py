@@ -30,9 +30,12 @@ GAMES = {"window": (("step", "stats"), 0),  # issue 18's: what one 2 s window sh
          "attackers": (("step", "stats", "gru", "utterance"), 2)}  # all of these
 
 
+DIMS = (8, 16, 32)  # the default grid of k (another grid is part of a method's name)
+
+
 @dataclass(frozen=True)
 class SplitConfig:
-    dims: tuple[int, ...] = (8, 16, 32)  # k, chosen on validation speakers
+    dims: tuple[int, ...] = DIMS  # k, chosen on validation speakers
     epochs: int = 8  # the min–max game
     adapt_epochs: int = 3  # the server part alone, on noisy embeddings
     lr: float = 1e-3
