@@ -88,6 +88,27 @@ def bundle(tiny_experiment, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def label_bundle(tiny_experiment, tmp_path_factory) -> Path:
+    """The tiny experiment's label-only design (`posteriors_label`: the emotion model on the
+    device, which sends the label alone) of fold 1, exported."""
+    from sercloak.attacks.suite import AttackConfig
+    from sercloak.cli import main as cli_main
+    from sercloak.experiment import ExperimentConfig, run_experiment
+    from sercloak.train import TrainConfig
+
+    configs = {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)
+               for t in ("emotion", "gender")}  # the tiny experiment's: its models reused
+    run_experiment(tiny_experiment, [0, 1], configs,
+                   ExperimentConfig(design="posteriors", output="label",
+                                    attacks=AttackConfig(families=("stats",))),
+                   show_progress=False)
+    out = tmp_path_factory.mktemp("bundles") / "label"
+    cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1",
+              "--setting", "posteriors_label", "--out", str(out), "--quiet"])
+    return out
+
+
 def comparison_of(wd, results: dict) -> Path:
     """The results.json a run's `results` went to (its comparison's)."""
     config = results["config"]

@@ -278,3 +278,16 @@ def test_the_page_from_this_machine_posts_to_a_service_elsewhere(
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_the_page_says_a_label_bundle_needs_the_python_client(label_bundle, browser,
+                                                               tmp_path):
+    """The label design runs the whole emotion model on the device, which the page does not:
+    it says so, loads no client and posts nothing."""
+    for url in serving(label_bundle, log=tmp_path / "service.log"):
+        page = open_page(browser, url, unverified=True)
+        page.wait_for_function("document.getElementById('status').textContent"
+                               ".includes('Python client')", timeout=30000)
+        assert "the emotion model itself" in page.inner_text("#status")
+        assert page.evaluate("window.sercloakDemo.client") is None and not posts(page)
+        page.close()

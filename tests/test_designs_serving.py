@@ -1,5 +1,6 @@
-"""Bundles of issue 18's designs: the split network's and voice normalisation's, exported,
-run by the client, and served by a real uvicorn process that refuses what it cannot read."""
+"""Bundles of issue 18's and 30's designs: the split network's, voice normalisation's and
+the label-only emotion model's, exported, run by the client, and served by a real uvicorn
+process that refuses what it cannot read."""
 
 import json
 
@@ -13,11 +14,13 @@ from sercloak.checkpoint import load_checkpoint
 from sercloak.cli import main as cli_main
 from sercloak.cloak import CloakConfig
 from sercloak.cloak.training import CloakTrainConfig
+from sercloak.designs.posteriors import labels_only
 from sercloak.designs.split.network import load_split
 from sercloak.designs.split.training import SplitConfig
 from sercloak.experiment import ExperimentConfig, run_experiment
+from sercloak.segments import windows
 from sercloak.serving.bundle import open_bundle
-from sercloak.serving.client import Client, EmbeddingClient
+from sercloak.serving.client import Client, EmbeddingClient, LabelClient
 from sercloak.serving.export import export_bundle
 from sercloak.serving.inference import EmotionModel
 from sercloak.train import TrainConfig
@@ -168,9 +171,110 @@ def test_voice_normalisation_then_the_split_network_is_deployable(tiny_experimen
     assert answer["utterance"]["label"] in answer["labels"]
 
 
-def test_the_floor_and_waveform_baselines_are_not_exported(tiny_experiment, tmp_path):
-    run_experiment(tiny_experiment, [0, 1], tiny_configs(),
-                   ExperimentConfig(design="posteriors", attacks=STATS), show_progress=False)
+@pytest.mark.parametrize("output, method", [("probabilities", "posteriors"),
+                                            ("calibrated", "posteriors_calibrated")])
+def test_the_floor_and_the_services_calibration_are_not_exported(tiny_experiment, tmp_path,
+                                                                  output, method):
+    cfg = ExperimentConfig(design="posteriors", output=output, attacks=STATS)
+    run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
     with pytest.raises(ValueError, match="a bundle carries"):
-        export_bundle(tiny_experiment, 0, "posteriors", tmp_path / "b")
+        export_bundle(tiny_experiment, 0, method, tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+# -- the label-only design (issue 30): the emotion model on the device, its label sent --
+
+
+def test_a_label_bundle_holds_the_emotion_model_for_the_device_and_nothing_for_the_server(
+        label_bundle):
+    manifest = open_bundle(label_bundle).manifest
+    assert manifest["design"] == "label" and manifest["protection"] == {"kind": "label"}
+    assert set(manifest["files"]) == {"client/mel_filterbank.npy", "client/emotion.onnx"}
+    assert manifest["setting"]["method"] == "posteriors_label"
+    assert manifest["measured"]["emotion_drop"]["mean"] == 0.0  # f_θ's own decision
+    assert manifest["onnx_check"]["max_abs_logit_difference"] < 1e-4
+
+
+def test_the_label_client_sends_the_label_the_measurement_scored(label_bundle,
+                                                                  tiny_experiment):
+    """What the device sends is one one-hot row, and it is the label the experiment's
+    label-only answer (`designs.posteriors.labels_only`) gives the torch f_θ on the same
+    windows: the deployed design is the measured one."""
+    client = Client.from_bundle(label_bundle, seed=0)
+    assert isinstance(client, LabelClient)
+    wave = speech(3.5)
+    sent = client(wave, remember=False)
+    assert sent.shape == (1, len(client.labels)) and sent.dtype == np.float32
+    assert sorted(sent.ravel().tolist()) == [0.0] * (len(client.labels) - 1) + [1.0]
+    wd = tiny_experiment
+    manifest = open_bundle(label_bundle).manifest
+    entry = next(e for e in json.loads(wd.layout.results("paper", [0, 1], [0]).read_text())["cloak"]
+                 if e["method"] == "posteriors_label")
+    f_theta, _ = load_checkpoint(wd.layout.model("paper", entry["emotion_model"], 0, 1,
+                                                 "emotion"), wd.cfg)
+    s = client.settings
+    cut = windows(client.features(wave), s.test_hop_frames, s.segment_frames, s.pad_value)
+    with torch.no_grad():
+        log_probs = torch.log_softmax(f_theta(torch.from_numpy(cut)), dim=-1).numpy()
+
+    class Answer:  # the view labels_only reads: each utterance's window log-probabilities
+        clean = [log_probs]
+
+    np.testing.assert_array_equal(sent, labels_only(Answer)[0])
+    assert manifest["labels"] == list(client.labels)
+    with pytest.raises(ValueError, match="streaming is for cloak bundles"):
+        client.stream()
+
+
+def test_a_label_bundle_whose_model_answers_other_classes_is_refused(label_bundle,
+                                                                     tmp_path):
+    import shutil
+
+    from sercloak.serving.bundle import BundleError, bundle_id, sha256
+
+    forged = tmp_path / "forged"
+    shutil.copytree(label_bundle, forged)
+    manifest = json.loads((forged / "manifest.json").read_text())
+    manifest["labels"] = manifest["labels"][:-1]  # one label fewer than the model answers
+    manifest["bundle_id"] = bundle_id(manifest["files"])
+    (forged / "manifest.json").write_text(json.dumps(manifest))
+    assert sha256(forged / "client" / "emotion.onnx") == manifest["files"]["client/emotion.onnx"]
+    with pytest.raises(BundleError, match="answers .* classes"):
+        Client.from_bundle(forged)
+
+
+@pytest.fixture(scope="module")
+def label_server(label_bundle):
+    yield from serving(label_bundle)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda x: x * 2, "not one-hot"),
+    (lambda x: np.full_like(x, 1.0 / x.shape[1]), "not one-hot"),  # probabilities: refused
+    (lambda x: np.where(x == 1, np.nan, x), "not one-hot"),
+    (lambda x: np.concatenate([x, x]), "1 × 4 one-hot row"),
+    (lambda x: x[:, :3], "1 × 4 one-hot row"),
+    (lambda x: x[0], "2 dimensions"),
+])
+def test_the_label_service_answers_one_label_and_refuses_anything_else(
+        label_server, label_bundle, change, message):
+    bundle_id = open_bundle(label_bundle).manifest["bundle_id"]
+    sent = Client.from_bundle(label_bundle, seed=0)(speech(), remember=False)
+    code, answer = post(label_server, npy(sent), bundle_id)
+    assert code == 200 and answer["windows"] == []
+    assert answer["utterance"]["label"] == answer["labels"][int(sent.argmax())]
+    assert answer["utterance"]["probabilities"][answer["utterance"]["label"]] == 1.0
+    code, answer = post(label_server, npy(np.asarray(change(sent), np.float32)), bundle_id)
+    assert code == 422 and message in answer["detail"], answer
+
+
+def test_predict_through_a_label_bundle_prints_the_devices_label(label_bundle, tmp_path,
+                                                                  capsys):
+    import soundfile as sf
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, speech(2.5), 16000)
+    cli_main(["predict", str(wav), "--bundle", str(label_bundle), "--json"])
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert answer["label"] in open_bundle(label_bundle).manifest["labels"]
+    assert answer["windows"] == [] and max(answer["probabilities"].values()) == 1.0

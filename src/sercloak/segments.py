@@ -1,7 +1,9 @@
-"""Where the 2 s windows of an utterance start, and padding short ones (NumPy only).
+"""Where the 2 s windows of an utterance start, padding short ones, and how the windows'
+answers make the utterance's (NumPy only).
 
-Shared by the training pipeline (`features`, `data`) and the torch-free
-service, so both cut utterances into windows the same way.
+Shared by the training pipeline (`features`, `data`), the experiments and the
+torch-free client and service, so all cut utterances into windows and read
+their emotion the same way.
 """
 
 from __future__ import annotations
@@ -36,3 +38,12 @@ def cut(feats: np.ndarray, starts: list[int], length: int, pad_value: float) -> 
 def windows(feats: np.ndarray, hop: int, length: int, pad_value: float) -> np.ndarray:
     """(frames, mels) -> (n_windows, length, mels): every window of `segment_starts`."""
     return cut(feats, segment_starts(feats.shape[0], hop, length), length, pad_value)
+
+
+def utterance_probabilities(window_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(windows, classes) logits (or log-probabilities) -> each window's probabilities and
+    the utterance's (their mean), whose argmax is the utterance's label."""
+    logits = np.asarray(window_logits, dtype=np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs, probs.mean(axis=0)

@@ -41,6 +41,7 @@ from ..evaluate import summarise, utterance_truth
 from ..folds import crossfit_pools, other_pool, training_parts
 from ..points import Point
 from ..runner import FoldRunner, check_unseen_by
+from ..segments import utterance_probabilities
 
 
 @torch.no_grad()
@@ -75,7 +76,7 @@ def labels_only(view: View) -> list[np.ndarray]:
     out = []
     for windows in view.clean:
         label = np.zeros((1, windows.shape[1]), dtype=np.float32)
-        label[0, int(np.exp(windows).mean(axis=0).argmax())] = 1.0
+        label[0, int(utterance_probabilities(windows)[1].argmax())] = 1.0
         out.append(label)
     return out
 
@@ -146,7 +147,7 @@ class PosteriorRunner(FoldRunner):
         if self.cfg.output != "calibrated":
             return self._emotion(self.f_theta, None, part, protected=False)
         data = self.segments(part, "emotion", False)
-        pred = [int(np.exp(w).mean(axis=0).argmax()) for w in answered.clean]
+        pred = [int(utterance_probabilities(w)[1].argmax()) for w in answered.clean]
         return summarise(utterance_truth(data), pred, data.labels,
                          [u.corpus for u in data.utterances],
                          [u.speaker for u in data.utterances])

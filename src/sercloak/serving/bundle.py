@@ -14,6 +14,8 @@ protection it states.
       client/front.onnx      the embedding design: the split network's device part,
       client/embedding.npz   its noise scales (the client adds the noise),
       server/back.onnx       and its server part
+      client/emotion.onnx    the label design: the whole emotion model, run on the device
+                             (it sends the utterance's label alone; the service has no model)
 
 `open_bundle` is the only way in: the manifest must list every file the
 bundle holds (anything unlisted is refused, since some part might load it),
@@ -24,8 +26,9 @@ carry a valid signature by its private key: a bundle that was not signed, or
 was changed after signing (its manifest, hence any file), is refused.
 
 The manifest states the protection the client applies (`protection`: a
-cloak, voice normalisation, both, or a split network's device part, with the
-files each needs: `PROTECTION_FILES`); the client checks that it is real
+cloak, voice normalisation, both, a split network's device part, or the
+emotion model on the device that sends only its label, with the files each
+needs: `PROTECTION_FILES`); the client checks that it is real
 (`client.check_protection`) and fails closed.
 """
 
@@ -39,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUNDLE_FORMAT = "sercloak.bundle/3"
-DESIGNS = ("spectrogram", "embedding")
 ONNX_TOLERANCE = 1e-3  # largest |logit difference| between ONNX and torch accepted
 
 # every file a bundle may hold: this module is their one owner
@@ -52,18 +54,21 @@ FRONT = "client/front.onnx"
 EMBEDDING = "client/embedding.npz"
 EMOTION_MODEL = "server/emotion.onnx"
 BACK = "server/back.onnx"
-CLIENT_FILES = (FILTERBANK, CLOAK, VOICENORM, FRONT, EMBEDDING)  # what a device reads
+DEVICE_MODEL = "client/emotion.onnx"
+CLIENT_FILES = (FILTERBANK, CLOAK, VOICENORM, FRONT, EMBEDDING, DEVICE_MODEL)  # what a device reads
+# the model each design's service runs (the label design's device sends its answer)
+SERVER_MODEL = {"spectrogram": EMOTION_MODEL, "embedding": BACK, "label": None}
 _NAME = re.compile(r"(client|server)/[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 # what each kind of protection needs; the manifest's `protection.kind`
 PROTECTION_FILES = {"cloak": (CLOAK,), "voicenorm": (VOICENORM,),
                     "voicenorm+cloak": (VOICENORM, CLOAK), "split": (FRONT, EMBEDDING),
-                    "voicenorm+split": (VOICENORM, FRONT, EMBEDDING)}
+                    "voicenorm+split": (VOICENORM, FRONT, EMBEDDING), "label": (DEVICE_MODEL,)}
 # the design each protection belongs to: the client runs what the protection names, and a
 # bundle whose design says otherwise is refused (it would run one thing and check another)
 PROTECTION_DESIGN = {"cloak": "spectrogram", "voicenorm": "spectrogram",
                      "voicenorm+cloak": "spectrogram", "split": "embedding",
-                     "voicenorm+split": "embedding"}
+                     "voicenorm+split": "embedding", "label": "label"}
 
 
 class BundleError(ValueError):
@@ -234,6 +239,8 @@ def verify(manifest: bytes, signature: bytes, public_key: bytes, folder: Path) -
 
 def protection_of(design: str, transform: str | None, cloaked: bool) -> str:
     """The protection kind an exported design applies."""
+    if design == "label" and transform is None and not cloaked:
+        return "label"
     if design == "embedding":
         return "voicenorm+split" if transform == "voicenorm" else "split"
     if transform == "voicenorm":

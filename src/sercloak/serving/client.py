@@ -20,7 +20,11 @@ with pyworld), and reproduces the training pipeline exactly:
   given the same random draws (tested against it);
 - an `embedding` bundle (`EmbeddingClient`): every 2 s window (every 0.5 s)
   through the split network's device part (client/front.onnx), plus noise
-  of the learned scales: (windows, steps, k) is what is sent.
+  of the learned scales: (windows, steps, k) is what is sent;
+- a `label` bundle (`LabelClient`): every window through the whole emotion
+  model (client/emotion.onnx), on the device; the utterance's label (the
+  argmax of the windows' mean probability) is all that is sent, as a
+  1 × classes one-hot row.
 
 `Stream.push(samples)` returns the cloaked frames completed so far, so a
 device can send features while the user is still speaking (cloak bundles
@@ -37,11 +41,12 @@ import numpy as np
 
 from .. import cloakfile
 from ..normalise import SpeechStats, standardise
-from ..segments import pad_frames, windows
+from ..segments import pad_frames, utterance_probabilities, windows
 from ..voicenorm import SETTINGS as VOICENORM_SETTINGS
 from ..voicenorm import VoiceFactors, VoiceProfile, normalise_voice
 from .bundle import (
     CLOAK,
+    DEVICE_MODEL,
     EMBEDDING,
     FILTERBANK,
     FRONT,
@@ -347,17 +352,20 @@ class Client:
                     trust_key: bytes | None = None, allow_unprotected: bool = False,
                     require: str | None = None) -> Client:
         """The client part of a bundle: settings, filterbank, and what its protection
-        names (a cloak, voice normalisation, the split network's device part), nothing
-        else. The bundle is checked (`bundle.open_bundle`: hashes, and with `trust_key`
-        its signature) and so is its protection (`check_protection`, and `check_sent` on
-        everything it sends): a bundle that would send unprotected features is refused
-        unless `allow_unprotected`."""
+        names (a cloak, voice normalisation, the split network's device part, the emotion
+        model of a label bundle), nothing else. The bundle is checked
+        (`bundle.open_bundle`: hashes, and with `trust_key` its signature) and so is its
+        protection (`check_protection`, and `check_sent` on everything a cloak or split
+        network sends; a label bundle sends one label by construction): a bundle that
+        would send unprotected features is refused unless `allow_unprotected`."""
         bundle = open_bundle(folder, trust_key)
         kind = check_protection(bundle, allow_unprotected, require)
         parts = (PROTECTION_FILES[kind] if kind in PROTECTION_FILES
-                 else tuple(n for n in (CLOAK, VOICENORM, FRONT) if bundle.has(n)))
+                 else tuple(n for n in (CLOAK, VOICENORM, FRONT, DEVICE_MODEL)
+                            if bundle.has(n)))
         filterbank = np.load(bundle.path(FILTERBANK), allow_pickle=False)
-        kind_of_client = EmbeddingClient if FRONT in parts else cls
+        kind_of_client = (EmbeddingClient if FRONT in parts else
+                          LabelClient if DEVICE_MODEL in parts else cls)
         client = kind_of_client(
             FeatureSettings.from_dict(bundle.manifest["features"]), filterbank,
             CloakArrays.load(bundle.path(CLOAK)) if CLOAK in parts else None,
@@ -415,7 +423,7 @@ class Client:
 
     def stream(self) -> Stream:
         """A stream for one utterance: push samples as they come, get cloaked frames."""
-        if self.cloak is None or self.voice is not None or isinstance(self, EmbeddingClient):
+        if self.cloak is None or self.voice is not None or type(self) is not Client:
             raise ValueError("streaming is for cloak bundles without voice normalisation "
                              "(which needs the whole utterance): send whole utterances")
         if self.settings.normalise == "user" and self.history.stats is None:
@@ -433,12 +441,7 @@ class EmbeddingClient(Client):
     sigma: np.ndarray | None = None
 
     def with_bundle(self, bundle: Bundle) -> EmbeddingClient:
-        import onnxruntime  # the device part runs here, without torch
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.front = onnxruntime.InferenceSession(str(bundle.path(FRONT)), options,
-                                                  providers=["CPUExecutionProvider"])
+        self.front = onnx_session(bundle.path(FRONT))
         with np.load(bundle.path(EMBEDDING), allow_pickle=False) as arrays:
             self.sigma = arrays["sigma"]
         return self
@@ -449,6 +452,45 @@ class EmbeddingClient(Client):
         clean = self.front.run(None, {"features": cut.astype(np.float32)})[0]
         noisy = clean + self.sigma * self.rng.standard_normal(clean.shape)
         return self.checked(clean, noisy.astype(np.float32), np.abs(self.sigma))
+
+
+@dataclass
+class LabelClient(Client):
+    """A `label` bundle's client: the whole emotion model on every 2 s window (every
+    0.5 s), on the device; it sends the utterance's label alone."""
+
+    model: object = None  # an onnxruntime session of the emotion model (`bundle.DEVICE_MODEL`)
+    labels: tuple[str, ...] = ()
+
+    def with_bundle(self, bundle: Bundle) -> LabelClient:
+        self.model = onnx_session(bundle.path(DEVICE_MODEL))
+        self.labels = tuple(bundle.manifest["labels"])
+        classes = self.model.get_outputs()[0].shape[-1]
+        if classes != len(self.labels):
+            raise BundleError(f"{bundle.folder}: its emotion model answers {classes} classes, "
+                              f"its manifest names {len(self.labels)} labels")
+        return self
+
+    def protect(self, feats: np.ndarray) -> np.ndarray:
+        s = self.settings
+        cut = windows(feats, s.test_hop_frames, s.segment_frames, s.pad_value)
+        logits = self.model.run(None, {"features": cut.astype(np.float32)})[0]
+        if not np.all(np.isfinite(logits)):
+            raise UnprotectedBundle(f"{self.source}: the emotion model's output is not "
+                                    f"finite: nothing sent")
+        sent = np.zeros((1, len(self.labels)), np.float32)
+        sent[0, int(utterance_probabilities(logits)[1].argmax())] = 1.0
+        return sent
+
+
+def onnx_session(path: Path):
+    """An onnxruntime session of a bundle's device model, on one thread (a device runs one
+    utterance at a time; imported here: a cloak bundle's client needs no onnxruntime)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class Stream:

@@ -1,10 +1,13 @@
 """Writing a bundle (`sercloak export`): the torch side of `bundle.py`.
 
-Two designs ship: ``spectrogram`` (a cloak, voice normalisation, or voice
-normalisation then a cloak; the service's emotion model, adapted or not) and
-``embedding`` (the split network's device and server parts). Waveform
-anonymisation baselines and `posteriors` (the floor) are measurements, not
-something to deploy: their export is refused, saying so.
+Three designs ship: ``spectrogram`` (a cloak, voice normalisation, or voice
+normalisation then a cloak; the service's emotion model, adapted or not),
+``embedding`` (the split network's device and server parts) and ``label``
+(`posteriors_label`: the whole emotion model on the device, which sends the
+utterance's label alone). Waveform anonymisation baselines and the other
+`posteriors` answers (the floor: every window's probabilities; calibrated per
+user, a service-side answer) are measurements, not something to deploy: their
+export is refused, saying so.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .bundle import (
     BACK,
     BUNDLE_FORMAT,
     CLOAK,
+    DEVICE_MODEL,
     EMBEDDING,
     EMOTION_MODEL,
     FILTERBANK,
@@ -51,6 +55,7 @@ CHECK_SEGMENTS = 64  # real protected test segments on which ONNX must agree wit
 
 def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path,
                  names: tuple[str, str]) -> None:
+    out.parent.mkdir(exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript-based exporter warns it is legacy
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(out), input_names=[names[0]],
@@ -150,6 +155,37 @@ def _embedding(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, po
                            "max_abs_logit_difference": _check_onnx(back, net.back, noisy)}}
 
 
+def _label(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, point: dict,
+           tmp: Path) -> dict:
+    """The emotion model itself, for the device: it answers each utterance's label (the
+    argmax of its windows' mean probability, as `designs.posteriors.labels_only`) and sends
+    that alone."""
+    model, _ = load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
+                                               "emotion"), wd.cfg)
+    segments = _test_segments(wd, fold, None)
+    onnx = tmp / DEVICE_MODEL
+    _export_onnx(model, segments[:1], onnx, ("features", "logits"))
+    return {"design": "label", "transform": None,
+            "protection": {"kind": protection_of("label", None, False)},
+            "onnx_check": {"segments": len(segments),
+                           "max_abs_logit_difference": _check_onnx(onnx, model, segments)}}
+
+
+def _maker(spec: dict, method: str):
+    """What writes the design part of `spec`'s bundle, or ValueError saying why it has none."""
+    if spec["design"] == "embedding":
+        return _embedding
+    if spec["design"] == "spectrogram" and spec["transform"] in (None, "voicenorm"):
+        return _spectrogram
+    if spec["design"] == "posteriors" and spec["output"] == "label":
+        return _label
+    raise ValueError(f"{method} is not exported: a bundle carries a cloak, voice "
+                     f"normalisation, a split network or the label-only emotion model "
+                     f"(posteriors_label); the floor's probabilities are what every design "
+                     f"leaks, calibration per user is the service's answer, and the waveform "
+                     f"baselines have no client here")
+
+
 def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
                   protocol: str = DEFAULT_PROTOCOL, seed: int | None = None,
                   sign_key: Path | None = None, results_file: Path | None = None) -> dict:
@@ -167,20 +203,10 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
         raise ValueError(f"fold {fold}, seed {seed} was not run (results.json has folds "
                          f"{config['folds']}, seeds {config['seeds']})")
     entry, point = find_entry(results, setting, config["folds"].index(fold))
-    method, spec = entry["method"], entry["spec"]
-    if spec["design"] == "embedding":
-        make = _embedding
-    elif spec["design"] == "spectrogram" and spec["transform"] in (None, "voicenorm"):
-        make = _spectrogram
-    else:
-        raise ValueError(f"{method} is not exported: a bundle carries a cloak, voice "
-                         f"normalisation or a split network (posteriors is the floor every "
-                         f"design leaks, and the waveform baselines have no client here)")
-
+    make = _maker(entry["spec"], entry["method"])
     tmp = staging(out)
     shutil.rmtree(tmp, ignore_errors=True)
-    for name in (FILTERBANK, EMOTION_MODEL):  # the two folders every design fills
-        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp / FILTERBANK).parent.mkdir(parents=True)
     np.save(tmp / FILTERBANK, mel_filterbank(wd.cfg).astype(np.float32))
     design = make(wd, protocol, seed, fold, entry, point, tmp)
     files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -189,7 +215,7 @@ def export_bundle(wd: Workdir, fold: int, setting: str, out: Path | str,
         "sercloak_version": __version__, "features": wd.cfg.to_dict(),
         "labels": load_checkpoint(wd.layout.model(protocol, entry["emotion_model"], seed, fold,
                                                   "emotion"))[1]["labels"],
-        "setting": {"method": method, "setting": point["name"],
+        "setting": {"method": entry["method"], "setting": point["name"],
                     "suppression_ratio": point["suppression_ratio"], "protocol": protocol,
                     "seed": seed, "fold": fold, "workdir": str(wd.root)},
         "measured": _measured(entry, config["folds"].index(fold)),

@@ -4,9 +4,13 @@
 windows of an utterance (every 0.5 s, as evaluation does) and averages their
 probabilities for the utterance: a ``spectrogram`` bundle's emotion model cuts
 the windows from the cloaked log-mel it receives; an ``embedding`` bundle's
-server part reads the (windows, steps, k) sequence the device sent.
-`check_features` and `check_embedding` are the gates every request passes:
-they name what is wrong with an array instead of letting it reach the model.
+server part reads the (windows, steps, k) sequence the device sent. A
+``label`` bundle's service has no model: the device recognised the emotion
+and sent its label alone (a one-hot row), which the service checks and
+answers as it is.
+`check_features`, `check_embedding` and `check_label` are the gates every
+request passes: they name what is wrong with an array instead of letting it
+reach the model.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..segments import cut, segment_starts
-from .bundle import BACK, EMOTION_MODEL, open_bundle
+from ..segments import cut, segment_starts, utterance_probabilities
+from .bundle import SERVER_MODEL, BundleError, open_bundle
 
 MIN_FRAMES = 10  # 0.1 s: fewer frames carry no emotion worth a guess
 CHUNK_WINDOWS = 32  # windows per model call: 13 s of speech, 3.3 MB of features
@@ -72,6 +76,18 @@ def check_embedding(x: np.ndarray, embedding: dict, max_windows: int) -> np.ndar
     return _finite_in(x, -bound, bound, "this embedding")
 
 
+def check_label(x: np.ndarray, n_labels: int) -> int:
+    """The one label a label bundle's device sends (a 1 × classes one-hot row), or
+    BadFeatures."""
+    x = _numbers(x, 2, f"one label as a one-hot row (1 × {n_labels})")
+    if x.shape != (1, n_labels):
+        raise BadFeatures(f"a label bundle's device sends one label as a 1 × {n_labels} "
+                          f"one-hot row, not shape {tuple(x.shape)}")
+    if not np.isin(x, (0, 1)).all() or x.sum() != 1:
+        raise BadFeatures("the label is not one-hot (one 1, the rest 0): refused")
+    return int(x.argmax())
+
+
 def check_features(x: np.ndarray, features: dict, max_frames: int) -> np.ndarray:
     """(frames, n_mels) float32, finite, in range, neither too short nor too long, or
     BadFeatures."""
@@ -105,9 +121,12 @@ class EmotionModel:
                                // f["test_hop_frames"] + 1)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # many small requests: one thread each
-        name = BACK if self.design == "embedding" else EMOTION_MODEL
-        self.session = onnxruntime.InferenceSession(str(self.bundle.path(name)), options,
-                                                    providers=["CPUExecutionProvider"])
+        if self.design not in SERVER_MODEL:
+            raise BundleError(f"{self.bundle.folder}: its design {self.design!r} is not one "
+                              f"this service runs ({', '.join(SERVER_MODEL)})")
+        name = SERVER_MODEL[self.design]
+        self.session = None if name is None else onnxruntime.InferenceSession(
+            str(self.bundle.path(name)), options, providers=["CPUExecutionProvider"])
 
     @property
     def bundle_id(self) -> str:
@@ -120,6 +139,8 @@ class EmotionModel:
         if self.design == "embedding":
             e = self.manifest["embedding"]
             return self.max_windows * e["steps"] * e["dims"]
+        if self.design == "label":
+            return len(self.labels)
         return self.max_frames * self.features["n_mels"]
 
     def _logits(self, sent: np.ndarray) -> tuple[np.ndarray, int]:
@@ -149,15 +170,20 @@ class EmotionModel:
             for a in range(0, windows, CHUNK_WINDOWS)])
 
     def predict(self, sent: np.ndarray) -> dict:
-        """Probabilities per 2 s window (every 0.5 s) and for the utterance (their mean)."""
+        """Probabilities per 2 s window (every 0.5 s) and for the utterance (their mean); a
+        label bundle's: the device's label, no windows."""
+        if self.design == "label":
+            label = check_label(sent, len(self.labels))
+            return {"bundle_id": self.bundle_id, "labels": self.labels, "windows": [],
+                    "utterance": {"label": self.labels[label],
+                                  "probabilities": {name: float(i == label) for i, name
+                                                    in enumerate(self.labels)}}}
         f = self.features
         hop, length = f["test_hop_frames"], f["segment_frames"]
         logits, n_frames = self._logits(sent)
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs, mean = utterance_probabilities(logits)
         seconds = f["hop_length"] / f["sample_rate"]
         starts = segment_starts(n_frames, hop, length)
-        mean = probs.mean(axis=0)
         return {
             "bundle_id": self.bundle_id,
             "labels": self.labels,

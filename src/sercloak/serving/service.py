@@ -3,9 +3,11 @@
     POST /v1/emotion   protected features, `application/x-npy` (float32, read without
                        pickle) or JSON {"features": [...]}: cloaked log-mel (frames × mel
                        bins) for a spectrogram bundle, the noisy sequence (windows × steps
-                       × k) for an embedding bundle; header X-Bundle-Id must name the
-                       bundle served. Returns probabilities per 2 s window and for the
-                       utterance. Audio is never accepted.
+                       × k) for an embedding bundle, the label the device recognised (a 1 ×
+                       classes one-hot row) for a label bundle; header X-Bundle-Id must name
+                       the bundle served. Returns probabilities per 2 s window and for the
+                       utterance (a label bundle: the label, no windows). Audio is never
+                       accepted.
     GET  /healthz      liveness, and whether the service wants an API key
     GET  /metrics      Prometheus metrics (`operations.Metrics`)
     GET  /v1/bundle    the bundle's manifest (settings, labels, measured privacy)

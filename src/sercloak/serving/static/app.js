@@ -190,7 +190,8 @@ function rows(array) { // a (rows, cols) array as a list of rows; a vector as it
 // least MIN_NOISY_SHARE of its cells suppressed or under noise of MIN_NOISE_TO_SPREAD of each
 // feature's spread.
 const PROTECTION_DESIGN = { cloak: "spectrogram", voicenorm: "spectrogram",
-  "voicenorm+cloak": "spectrogram", split: "embedding", "voicenorm+split": "embedding" };
+  "voicenorm+cloak": "spectrogram", split: "embedding", "voicenorm+split": "embedding",
+  label: "label" };
 const MIN_NOISE = 1e-2, MIN_NOISY_SHARE = 0.5, MIN_NOISE_TO_SPREAD = 0.1;
 function cloakStrength(k) {
   const flat = (a) => (Array.isArray(a[0]) ? a.flat() : a);
@@ -235,8 +236,11 @@ async function loadClient() {
       refuse(`its protection ${kind} is not one its design ${manifest.design} runs`);
     }
   }
-  if ((kind || "").includes("split") || (kind || "").startsWith("voicenorm")) {
-    const why = kind.includes("split") ? "a split network's device part" : "voice normalisation";
+  const needsPython = { split: "a split network's device part", voicenorm: "voice normalisation",
+    label: "the emotion model itself (it sends the label alone)" };
+  const part = Object.keys(needsPython).find((word) => (kind || "").includes(word));
+  if (part) {
+    const why = needsPython[part];
     $("status").textContent = `This bundle's client runs ${why}, which this page does not: ` +
       "use the Python client (`sercloak predict FILE --bundle BUNDLE --server URL`).";
     return;
