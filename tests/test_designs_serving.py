@@ -278,3 +278,6 @@ def test_predict_through_a_label_bundle_prints_the_devices_label(label_bundle, t
     answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert answer["label"] in open_bundle(label_bundle).manifest["labels"]
     assert answer["windows"] == [] and max(answer["probabilities"].values()) == 1.0
+    cli_main(["predict", str(wav), "--bundle", str(label_bundle)])
+    assert f"{answer['label']} (recognised on this device; the label is all it sends)" in \
+        capsys.readouterr().out

@@ -138,5 +138,9 @@ def _print(file: Path, result: dict, as_json: bool) -> None:
         print(json.dumps({"file": str(file), **utterance, "windows": result["windows"],
                           "bundle_id": result["bundle_id"]}))
         return
+    if not result["windows"]:  # a label bundle: the device decided, and sent only this
+        print(f"{file}: {utterance['label']} (recognised on this device; the label is all it "
+              f"sends)")
+        return
     probabilities = ", ".join(f"{k} {v:.2f}" for k, v in utterance["probabilities"].items())
     print(f"{file}: {utterance['label']} ({probabilities})")
