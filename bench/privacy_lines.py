@@ -29,9 +29,10 @@ seeds and folds, speaker-balanced:
 With `--markdown`, the same figures as the README's headline table instead.
 
 Last line: the floor (`posteriors`: what the emotion output alone leaks),
-the best deployable design within 1 point of emotion, and whether it meets
-the target (its privacy figure <= 60% or indistinguishable from chance), the
-widest emotion-drop interval.
+the best deployable design (one a bundle ships: `serving.export.exportable`)
+within 1 point of emotion, and whether it meets the target (its privacy
+figure <= 60% or indistinguishable from chance, its user-level figure after
+20 requests <= 70%), the widest emotion-drop interval.
 """
 
 from __future__ import annotations
@@ -50,7 +51,13 @@ from sercloak.report.format import (
     privacy,
 )
 from sercloak.results import read_results
-from sercloak.targets import DEPLOYABLE_DROP, DEPLOYABLE_GENDER, USER_LEVEL_REQUESTS
+from sercloak.serving.export import exportable
+from sercloak.targets import (
+    DEPLOYABLE_DROP,
+    DEPLOYABLE_GENDER,
+    DEPLOYABLE_USER_LEVEL,
+    USER_LEVEL_REQUESTS,
+)
 
 
 def interval(stat: dict) -> str:
@@ -135,7 +142,9 @@ def main() -> None:
             continue
         drop, figure = e["emotion_drop"], e["gender_privacy"]["uar_speaker"]
         half_width = (drop["ci95"][1] - drop["ci95"][0]) / 2
-        rows.append((e["method"], drop["mean"], figure, half_width))
+        user_level = e["gender_privacy"]["user_level"][str(USER_LEVEL_REQUESTS)]["mean"]
+        rows.append((e["method"], drop["mean"], figure, half_width,
+                     exportable(e["spec"]), user_level))
         print(f"method={e['method']} setting={e['setting']} "
               f"emotion_uar={e['emotion']['uar_speaker']['mean']:.2f} "
               f"emotion_drop={drop['mean']:.2f} emotion_drop_ci95={interval(drop)}"
@@ -146,10 +155,11 @@ def main() -> None:
         raise SystemExit(f"{args.results}: no operating points chosen on validation speakers")
     widest = max(rows, key=lambda r: r[3])
     floor = next((r for r in rows if r[0] == FLOOR.name), None)
-    deployable = [r for r in rows if r[0] != FLOOR.name and r[1] <= DEPLOYABLE_DROP]
+    deployable = [r for r in rows if r[4] and r[1] <= DEPLOYABLE_DROP]
     best = min(deployable, key=lambda r: r[2]["mean"]) if deployable else None
     met = best is not None and (best[2]["mean"] <= DEPLOYABLE_GENDER
-                                or best[2]["indistinguishable_from_chance"])
+                                or best[2]["indistinguishable_from_chance"]) \
+        and best[5] <= DEPLOYABLE_USER_LEVEL
     floor_figure = f"{floor[2]['mean']:.2f}" if floor else "nan"
     best_figure = f"{best[2]['mean']:.2f}" if best else "nan"
     print(f"methods={len(rows)} floor_worst_gender_uar={floor_figure} "

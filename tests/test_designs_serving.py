@@ -281,3 +281,15 @@ def test_predict_through_a_label_bundle_prints_the_devices_label(label_bundle, t
     cli_main(["predict", str(wav), "--bundle", str(label_bundle)])
     assert f"{answer['label']} (recognised on this device; the label is all it sends)" in \
         capsys.readouterr().out
+
+
+def test_what_a_bundle_ships_is_what_counts_as_deployable():
+    from sercloak.methods import Method
+    from sercloak.serving.export import exportable
+
+    ships = [Method(cloak=()), Method(transform="voicenorm", cloak=("temporal",)),
+             Method(design="embedding", game="attackers"), Method("posteriors", output="label")]
+    measured_only = [Method("posteriors"), Method("posteriors", output="calibrated"),
+                     Method(transform="mcadams")]
+    assert all(exportable(m.to_dict()) for m in ships)
+    assert not any(exportable(m.to_dict()) for m in measured_only)

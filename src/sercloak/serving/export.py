@@ -171,14 +171,28 @@ def _label(wd: Workdir, protocol: str, seed: int, fold: int, entry: dict, point:
                            "max_abs_logit_difference": _check_onnx(onnx, model, segments)}}
 
 
-def _maker(spec: dict, method: str):
-    """What writes the design part of `spec`'s bundle, or ValueError saying why it has none."""
+def _design_part(spec: dict):
+    """What writes the design part of a bundle of the method `spec`, or None: it ships none."""
     if spec["design"] == "embedding":
         return _embedding
     if spec["design"] == "spectrogram" and spec["transform"] in (None, "voicenorm"):
         return _spectrogram
     if spec["design"] == "posteriors" and spec["output"] == "label":
         return _label
+    return None
+
+
+def exportable(spec: dict) -> bool:
+    """Whether a bundle ships the method of results.json's `spec` (what a deployable design
+    is)."""
+    return _design_part(spec) is not None
+
+
+def _maker(spec: dict, method: str):
+    """What writes the design part of `spec`'s bundle, or ValueError saying why it has none."""
+    make = _design_part(spec)
+    if make is not None:
+        return make
     raise ValueError(f"{method} is not exported: a bundle carries a cloak, voice "
                      f"normalisation, a split network or the label-only emotion model "
                      f"(posteriors_label); the floor's probabilities are what every design "
