@@ -44,7 +44,7 @@ def test_names_and_labels_of_every_kind_of_method():
     assert {n for n, _ in names(replace(split, split=SplitConfig(dims=(8, 16, 32))))} == {
         "embedding"}
     assert names(ExperimentConfig(design="posteriors", output="label")) == [
-        ("posteriors_label", "Posteriors only, label only")]
+        ("posteriors_label", "Label only (f_θ on the device)")]
 
 
 def test_a_method_record_round_trips_through_results_json():

@@ -19,7 +19,9 @@ DESIGN_LABELS = {"posteriors": "Posteriors only",
                  "embedding": "Split network (embedding)"}
 KIND_WORDS = {"saliency": "saliency mask"}  # a cloak qualifier reads as itself otherwise
 GAME_WORDS = {"adversarial": "adversarial", "minmax": "min–max"}
-OUTPUT_WORDS = {"calibrated": ", calibrated per user", "label": ", label only"}
+# what the posteriors service answers, when not the floor's probabilities: its own name
+OUTPUT_LABELS = {"calibrated": "Posteriors calibrated per user",
+                 "label": "Label only (f_θ on the device)"}
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,9 @@ class Method:
         if self.design != "spectrogram":
             floor = self.is_floor
             return " + ".join([*([TRANSFORM_LABELS[self.transform]] if self.transform else []),
-                               DESIGN_LABELS[self.design] + (" (floor)" if floor else "")
+                               OUTPUT_LABELS.get(self.output, DESIGN_LABELS[self.design])
+                               + (" (floor)" if floor else "")
                                + (f", {self.game} game" if self.game else "")
-                               + OUTPUT_WORDS.get(self.output, "")
                                + (f", k ∈ {{{', '.join(map(str, self.dims))}}}"
                                   if self.dims else "")
                                + (", debiased f_θ" if self.debiased else "")])
