@@ -50,6 +50,14 @@ def encoder():
         pytest.skip(f"speaker encoder weights not installed: {err}")
 
 
+def tiny_train_configs() -> dict:
+    """The tiny experiment's training settings: a run with them reuses its models."""
+    from sercloak.train import TrainConfig
+
+    return {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)
+            for t in ("emotion", "gender")}
+
+
 @pytest.fixture(scope="session")
 def tiny_experiment(tmp_path_factory):
     """A prepared synthetic workdir with a tiny adversarial-cloak experiment on folds 0-1
@@ -60,15 +68,13 @@ def tiny_experiment(tmp_path_factory):
     from sercloak.data import Workdir
     from sercloak.experiment import ExperimentConfig, run_experiment
     from sercloak.prepare import prepare
-    from sercloak.train import TrainConfig
 
     root = tmp_path_factory.mktemp("tiny-experiment")
     spec = SyntheticSpec(n_speakers=10, utterances_per_emotion=2)
     prepare({"synthetic": root / "corpus"}, root, loader_options={"synthetic": {"spec": spec}},
             show_progress=False)
     wd = Workdir.open(root)
-    configs = {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)
-               for t in ("emotion", "gender")}
+    configs = tiny_train_configs()
     cfg = ExperimentConfig(cloak_train=CloakTrainConfig(perturbation_epochs=1,
                                                         suppression_epochs=1, batch_size=16),
                            attacks=AttackConfig(families=("stats",)), ratios=(0, 40),
@@ -95,11 +101,8 @@ def label_bundle(tiny_experiment, tmp_path_factory) -> Path:
     from sercloak.attacks.suite import AttackConfig
     from sercloak.cli import main as cli_main
     from sercloak.experiment import ExperimentConfig, run_experiment
-    from sercloak.train import TrainConfig
 
-    configs = {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)
-               for t in ("emotion", "gender")}  # the tiny experiment's: its models reused
-    run_experiment(tiny_experiment, [0, 1], configs,
+    run_experiment(tiny_experiment, [0, 1], tiny_train_configs(),
                    ExperimentConfig(design="posteriors", output="label",
                                     attacks=AttackConfig(families=("stats",))),
                    show_progress=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import serving
+from conftest import serving, tiny_train_configs
 from sercloak.attacks.suite import AttackConfig
 from sercloak.checkpoint import load_checkpoint
 from sercloak.cli import main as cli_main
@@ -23,16 +23,12 @@ from sercloak.serving.bundle import open_bundle
 from sercloak.serving.client import Client, EmbeddingClient, LabelClient
 from sercloak.serving.export import export_bundle
 from sercloak.serving.inference import EmotionModel
-from sercloak.train import TrainConfig
 from test_service import npy, post
 
 STATS = AttackConfig(families=("stats",))
 
 
-def tiny_configs() -> dict[str, TrainConfig]:
-    """The tiny experiment's training settings (conftest), so its models are reused."""
-    return {t: TrainConfig(task=t, max_epochs=1, batch_size=16, lr=1e-3)
-            for t in ("emotion", "gender")}
+tiny_configs = tiny_train_configs  # the tiny experiment's (conftest): its models reused
 
 
 @pytest.fixture(scope="module")
