@@ -1,5 +1,6 @@
 """Cloak training (both stages, adversarial variant), attacker protocols, the experiment."""
 
+import copy
 import json
 import re
 import subprocess
@@ -35,6 +36,8 @@ from sercloak.layout import setting_name
 from sercloak.models import CnnRnn
 from sercloak.prepare import prepare
 from sercloak.privacy import attacker_runs, choose_attacker, chosen_uar
+from sercloak.report.figures import pareto_figure
+from sercloak.report.format import privacy
 from sercloak.results import choose_per_fold
 from sercloak.train import TrainConfig, train
 
@@ -226,6 +229,8 @@ def test_experiment_writes_results_report_and_resumes(workdir, monkeypatch):
     assert all(re.search(r"cnn \d+% \|$", r) for r in rows if "adversarial" in r)
     for png in ("tradeoff", "noise_map", "pareto"):
         assert layout.figure(file, png).read_bytes()[:4] == b"\x89PNG"
+    # a second panel around the target only when some design lies far from the rest
+    assert _pareto_width(saved, 55.0, workdir.root) < _pareto_width(saved, 90.0, workdir.root)
     folder = setting_files(workdir, saved, "cloak_sr0", 1).folder
     cloak_files = sorted(folder.glob("*.npz"))
     assert [f.name for f in cloak_files] == ["adversarial_sr0.npz", "adversarial_sr60.npz",
@@ -301,6 +306,18 @@ def check_attacker_results(workdir, saved: dict) -> None:
             chosen = choose_attacker(r)
             valid = {n: a["valid"]["uar_speaker"] for n, a in attacker_runs(r).items()}
             assert valid[chosen] == max(valid.values())
+
+
+def _pareto_width(results: dict, clean_gender: float, folder: Path) -> int:
+    """The width in pixels of the Pareto figure of `results` with every design at 55%
+    gender UAR and the clean point at `clean_gender`."""
+    results = copy.deepcopy(results)
+    for entry in [results["baseline"], *results["cloak"]]:
+        x = 55.0 if entry is not results["baseline"] else clean_gender
+        privacy(entry).update(mean=x, ci95=(x - 2, x + 2))
+    png = folder / f"pareto-{clean_gender:g}.png"
+    pareto_figure(results, png)
+    return int.from_bytes(png.read_bytes()[16:20], "big")  # the PNG header's width
 
 
 def test_experiment_resumes_a_half_done_fold_and_never_mixes_settings(workdir, monkeypatch):

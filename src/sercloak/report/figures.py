@@ -5,7 +5,8 @@
   method (every setting when none was chosen), 95% interval whiskers on both
   axes, each point's chance band (a grey bar at its height), the clean point,
   the deployable target as one rectangle, and the floor (`methods.FLOOR`: what
-  the emotion output alone leaks) as a point with a dashed line.
+  the emotion output alone leaks) as a point with a dashed line; when some
+  design lies far out, a second panel draws the same around the target.
 - ``tradeoff.png`` (the paper's Figure 4): UAR against suppression ratio for
   the emotion model, the paper's ignorant and informed gender attackers and
   the privacy figure, Cloak vs Cloak + adversarial, with the clean baselines
@@ -40,6 +41,10 @@ from .format import (  # noqa: E402
     the_point,
 )
 
+# the zoomed panel reaches this many points of gender UAR past the target, and is drawn
+# only when some design lies further out than twice that
+ZOOM_MARGIN = 5.0
+
 STYLE = {"emotion": ("emotion (f_θ)", "tab:blue"),
          "gender_ignorant": ("gender, ignorant cnn (paper)", "tab:orange"),
          "gender_informed": ("gender, informed cnn", "tab:red"),
@@ -53,7 +58,8 @@ def _whisker(stat: dict) -> tuple[float, float]:
 
 def pareto_figure(results: dict, out: Path) -> None:
     """Paired emotion drop against the privacy figure, with 95% intervals on both and the
-    privacy figure's chance band."""
+    privacy figure's chance band; beside it, when some design lies far from the rest, the
+    same drawn again around chance and the target, where the designs crowd."""
     base = results["baseline"]
     floor = next((e for e in shown_entries(results) if e["method"] == FLOOR.name), None)
     entries = [e for e in shown_entries(results) if e["method"] != FLOOR.name]
@@ -65,7 +71,25 @@ def pareto_figure(results: dict, out: Path) -> None:
     ys = [v for _, y in points for v in (y["mean"] - _whisker(y)[0], y["mean"] + _whisker(y)[1])]
     xlim = (min(45.0, *xs) - 2, max(xs) + 2)
     ylim = (min(-3.0, *ys) - 1, max(DEPLOYABLE_DROP + 1, *ys) + 1)
-    fig, ax = plt.subplots(figsize=(10, 5.5))
+    near = (xlim[0], DEPLOYABLE_GENDER + ZOOM_MARGIN)
+    zoom = xlim[1] > near[1] + ZOOM_MARGIN
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(16 if zoom else 10, 5.5),
+                             squeeze=False)
+    for ax, limits in zip(axes[0], [xlim, near], strict=False):
+        _draw_pareto(ax, entries, points, base, floor, limits, ylim)
+        _pareto_axes(ax, results["config"], limits, ylim)
+    if zoom:  # one legend, beside the zoomed panel
+        axes[0][1].set_title(f"the same, gender UAR ≤ {near[1]:.0f}%", fontsize=9)
+        axes[0][0].get_legend().remove()
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120))
+    plt.close(fig)
+
+
+def _draw_pareto(ax, entries: list[dict], points: list[tuple[dict, dict]], base: dict,
+                 floor: dict | None, xlim: tuple, ylim: tuple) -> None:
+    """The target, chance bands, one marker with whiskers per design, the clean point and
+    the floor, on one pair of axes."""
     ax.add_patch(plt.Rectangle((xlim[0], ylim[0]), DEPLOYABLE_GENDER - xlim[0],
                                DEPLOYABLE_DROP - ylim[0], color="tab:green", alpha=0.12, lw=0,
                                label=f"deployable target: gender ≤ {DEPLOYABLE_GENDER:.0f}% (or "
@@ -87,10 +111,6 @@ def pareto_figure(results: dict, out: Path) -> None:
         ax.errorbar(x["mean"], 0, xerr=np.array([_whisker(x)]).T, fmt="kx", ms=8, capsize=2,
                     label=f"floor: f_θ's window posteriors alone ({x['mean']:.1f}%)")
         ax.axvline(x["mean"], color="grey", ls="--", lw=1.2)
-    _pareto_axes(ax, results["config"], xlim, ylim)
-    fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120))
-    plt.close(fig)
 
 
 def _chance_bars(ax, points: list[tuple[dict, dict]], height: float) -> None:
