@@ -312,8 +312,7 @@ def _pareto_width(results: dict, clean_gender: float, folder: Path) -> int:
     """The width in pixels of the Pareto figure of `results` with every design at 55%
     gender UAR and the clean point at `clean_gender`."""
     results = copy.deepcopy(results)
-    for entry in [results["baseline"], *results["cloak"]]:
-        x = 55.0 if entry is not results["baseline"] else clean_gender
+    for entry, x in [(results["baseline"], clean_gender), *((e, 55.0) for e in results["cloak"])]:
         privacy(entry).update(mean=x, ci95=(x - 2, x + 2))
     png = folder / f"pareto-{clean_gender:g}.png"
     pareto_figure(results, png)

@@ -28,15 +28,12 @@ from test_service import npy, post
 STATS = AttackConfig(families=("stats",))
 
 
-tiny_configs = tiny_train_configs  # the tiny experiment's (conftest): its models reused
-
-
 @pytest.fixture(scope="module")
 def embedding_bundle(tiny_experiment, tmp_path_factory):
     """The tiny experiment's workdir with the embedding design (k = 4), fold 1 exported."""
     cfg = ExperimentConfig(design="embedding", attacks=STATS,
                            split=SplitConfig(dims=(4,), epochs=1, adapt_epochs=1))
-    run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
+    run_experiment(tiny_experiment, [0, 1], tiny_train_configs(), cfg, show_progress=False)
     out = tmp_path_factory.mktemp("embedding") / "bundle"
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "1", "--setting",
               "embedding_k4:4", "--out", str(out), "--quiet"])
@@ -132,7 +129,7 @@ def test_a_voice_normalisation_bundle_runs_end_to_end(tiny_experiment, tmp_path)
     cfg = ExperimentConfig(transform="voicenorm", cloak_after=True, attacks=STATS, ratios=(0,),
                            variants=("plain",), cloak=CloakConfig(kind="temporal"),
                            cloak_train=CloakTrainConfig(perturbation_epochs=1))
-    run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
+    run_experiment(tiny_experiment, [0, 1], tiny_train_configs(), cfg, show_progress=False)
     out = tmp_path / "bundle"
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0", "--setting",
               "voicenorm_cloak_temporal", "--out", str(out), "--quiet"])
@@ -151,7 +148,8 @@ def test_voice_normalisation_then_the_split_network_is_deployable(tiny_experimen
     pytest.importorskip("pyworld", reason="voice normalisation needs pyworld")
     cfg = ExperimentConfig(design="embedding", transform="voicenorm", attacks=STATS,
                            split=SplitConfig(dims=(4,), epochs=1, adapt_epochs=1))
-    results = run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
+    results = run_experiment(tiny_experiment, [0, 1], tiny_train_configs(), cfg,
+                             show_progress=False)
     assert "voicenorm_embedding_k4" in {e["method"] for e in results["cloak"]}
     out = tmp_path / "bundle"
     cli_main(["export", "--workdir", str(tiny_experiment.root), "--fold", "0", "--setting",
@@ -172,7 +170,7 @@ def test_voice_normalisation_then_the_split_network_is_deployable(tiny_experimen
 def test_the_floor_and_the_services_calibration_are_not_exported(tiny_experiment, tmp_path,
                                                                   output, method):
     cfg = ExperimentConfig(design="posteriors", output=output, attacks=STATS)
-    run_experiment(tiny_experiment, [0, 1], tiny_configs(), cfg, show_progress=False)
+    run_experiment(tiny_experiment, [0, 1], tiny_train_configs(), cfg, show_progress=False)
     with pytest.raises(ValueError, match="a bundle carries"):
         export_bundle(tiny_experiment, 0, method, tmp_path / "b")
     assert not (tmp_path / "b").exists()
