@@ -21,7 +21,9 @@
 # EXECUTOR (default local; ray: each method's units as Ray tasks, docs/cluster.md; with
 # RAY_ADDRESS for a running cluster). Every unit's cost goes to WORKDIR/PROTOCOL/units.jsonl
 # (bench/units.py adds it up, over interrupted runs too).
-# Prints one line per method (bench/privacy_lines.py: the privacy figure chosen on
+# Shows each method's progress (its phases' units done / total and the time left from
+# the logged costs of units of the same kind; the rest goes to WORKDIR/logs), prints one
+# line per method (bench/privacy_lines.py: the privacy figure chosen on
 # validation with its interval, chance band and p, the upper bound, the user-level
 # figure, the emotion drop with its interval, the seeds) and, last, one key=value
 # line with the floor, the best deployable design, the widest 95% interval of an
@@ -109,15 +111,22 @@ start=$(date +%s)
     --corpus "ravdess=$corpora/ravdess" --corpus "nemo=$corpora/nemo" --quiet
 mkdir -p "$work/logs"
 failed=""
+total=$(wc -w <<< "${methods//,/ }")
+index=0
 for run in ${methods//,/ }; do
     name="${run%%:*}"
     ratios="0,60"
     [ "$run" = "$name" ] || ratios="${run#*:}"
+    index=$((index + 1))
+    log="$work/logs/privacy-$protocol-$name.log"
+    echo "method $index/$total: $name (progress: units done / total and the time left from" \
+         "logged unit costs, per phase; everything else in $log)" >&2
     t0=$(date +%s)
+    # the executor's bars on the terminal (stderr), the rest in the method's log
     # shellcheck disable=SC2086  # the options are words
     if "$python" -m sercloak experiment --workdir "$work" --protocol "$protocol" \
-        --folds "$folds" --seeds "$seeds" --select-on-valid --ratios "$ratios" --quiet \
-        "${executor[@]}" ${options[$name]} > "$work/logs/privacy-$protocol-$name.log" 2>&1; then
+        --folds "$folds" --seeds "$seeds" --select-on-valid --ratios "$ratios" \
+        "${executor[@]}" ${options[$name]} > "$log" 2> >(tee -a "$log" >&2); then
         status="done"
     else  # one method's failure never loses the others: its log says why
         status="FAILED (see $work/logs/privacy-$protocol-$name.log)"

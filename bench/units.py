@@ -17,9 +17,10 @@ Last line: key=value figures.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
+
+from sercloak.experiment.executors import read_log
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     if not args.log.is_file():
         parser.error(f"{args.log}: no such unit log (a `sercloak experiment` run writes "
                      "WORKDIR/PROTOCOL/units.jsonl once it has run a unit)")
-    units = [json.loads(line) for line in args.log.read_text().splitlines() if line.strip()]
+    units = read_log(args.log)
     done = [u for u in units if u["status"] == "done"]
     by_kind, by_phase, by_method = defaultdict(float), defaultdict(float), defaultdict(float)
     for u in done:

@@ -18,7 +18,14 @@ from sercloak.cloak.training import CloakTrainConfig
 from sercloak.corpora.synthetic import SyntheticSpec
 from sercloak.data import Workdir
 from sercloak.experiment import ExperimentConfig, run_experiment
-from sercloak.experiment.executors import LocalExecutor, RayExecutor, UnitsFailed
+from sercloak.experiment.executors import (
+    Forecast,
+    LocalExecutor,
+    RayExecutor,
+    Record,
+    UnitsFailed,
+    read_log,
+)
 from sercloak.prepare import prepare
 from sercloak.train import TrainConfig
 
@@ -230,3 +237,38 @@ def test_expected_wall_time_from_unit_costs():
     assert expected_wall(plan, 1) == 4 + 1 + 2 + 3 + 5  # one worker: the sum
     assert expected_wall(plan, 100) == (4 + 1 + 3) + 5  # the critical path, phase by phase
     assert expected_wall(plan, 2) == 8 + 5  # a, c side by side; b after a; d after b and c
+
+
+def test_time_left_comes_from_the_logged_costs_of_units_of_the_same_kind(tmp_path):
+    log = tmp_path / "units.jsonl"
+    history = [{"name": f"score/test/seed0/fold{f}/cloak_sr60", "phase": "cloak on test",
+                "status": "done", "seconds": 100.0} for f in (0, 1)]
+    history += [{"name": "score/test/seed0/fold0/cloak_sr60", "phase": "other on test",
+                 "status": "done", "seconds": 9000.0},  # another method's: not this one's
+                {"name": "score/test/seed0/fold0/cloak_sr0", "phase": "cloak on test",
+                 "status": "failed", "seconds": 9000.0}]  # failed: its cost says nothing
+    log.write_text("\n".join(json.dumps(r) for r in history) + "\n{cut short")
+    todo = [f"score/test/seed1/fold{f}/cloak_sr60" for f in (0, 1, 2)]
+    forecast = Forecast(todo, "cloak on test", read_log(log), workers=2)
+    assert forecast.seconds_left() == pytest.approx(150.0)  # 3 units of 100 s on 2 workers
+    assert forecast.words() == "≈ 2 min left (logged unit costs)"
+    # a kind never logged: unknown until a unit of the phase finishes, then the phase's mean
+    fresh = Forecast(["train/seed0/fold0/a", "train/seed0/fold1/a", "clean/test/seed0/fold0"],
+                     "cloak on test", [], workers=1)
+    assert fresh.seconds_left() is None and "after the first unit" in fresh.words()
+    fresh.finished(Record("train/seed0/fold0/a", (), seconds=40.0, status="done"))
+    assert fresh.seconds_left() == pytest.approx(80.0)
+    fresh.finished(Record("clean/test/seed0/fold0", (), seconds=10.0, status="done"))
+    assert fresh.seconds_left() == pytest.approx(40.0)  # train/a's own cost, not the mean
+    fresh.finished(Record("train/seed0/fold1/a", (), status="failed"))
+    assert fresh.words() == "done"
+
+
+def test_a_run_logs_what_its_forecast_reads(tmp_path):
+    """The executor's log feeds the next run's forecast (resumed runs estimate at once)."""
+    log = tmp_path / "units.jsonl"
+    LocalExecutor().run(steps(tmp_path), show_progress=False, desc="toy", log=log)
+    names = [r["name"] for r in read_log(log)]
+    assert names == ["a", "b", "c", "d"]
+    again = Forecast(names, "toy", read_log(log))
+    assert again.seconds_left() is not None

@@ -47,8 +47,8 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(format_summary(result.summary["corpus_summary"]))
     layout = Layout(args.workdir)
     written = [layout.manifest, layout.folds, layout.summary_md, layout.features()]
-    print(f"prepared {len(result.utterances)} utterances in {result.summary['wall_time_s']} s; "
-          f"wrote {', '.join(str(f) for f in written)}")
+    print(f"prepared {len(result.utterances)} utterances in {result.summary['wall_time_s']} s\n"
+          f"wrote in {args.workdir}: {', '.join(f.name for f in written)}")
 
 
 def train_configs(args: argparse.Namespace, seed: int = 0) -> dict[str, TrainConfig]:

@@ -1,12 +1,13 @@
 """Running units of work (`plan.py`): in this process, or as Ray tasks on a cluster.
 
-Both executors take the same list of units and keep the same promises: a
+Every executor takes the same list of units and keeps the same promises: a
 unit whose outputs exist is skipped; a unit starts only when the units it
-needs have finished; one progress bar over units; a unit that fails is
-retried (`retries` times, Ray's default 2) and, if it still fails, the units
-that need it are left out, every other unit still runs, and the run ends
-with `UnitsFailed` naming them. Finished units are files, so nothing finished
-is ever lost and the next run resumes.
+needs have finished; one progress bar over units, with the time left
+forecast from the logged costs of units of the same kind (`Forecast`); a
+unit that fails is retried (`retries` times, Ray's default 2) and, if it
+still fails, the units that need it are left out, every other unit still
+runs, and the run ends with `UnitsFailed` naming them. Finished units are
+files, so nothing finished is ever lost and the next run resumes.
 
 `RayExecutor` needs the optional extra (``pip install -e '.[ray]'``). Each
 unit is one task with `cpus_per_unit` CPUs (torch's thread count set to
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 import uuid
@@ -58,12 +60,87 @@ class Record:
     phase: str = ""  # the `run` call it belonged to (its `desc`): phases run one after another
 
 
+# tqdm's bar without its own estimate (which takes every unit to cost the same): the
+# postfix holds the forecast from logged costs instead
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+
+def unit_kind(name: str) -> str:
+    """What units of one kind share across seeds and folds: `score/test/seed1/fold3/cloak_sr60`
+    -> `score/test/cloak_sr60`."""
+    return re.sub(r"/(seed|fold)\d+", "", name)
+
+
+def read_log(log: Path | None) -> list[dict]:
+    """The records of a unit log (`Executor.run`'s `log`), [] when there is none yet; a
+    line cut short by a killed run is passed over."""
+    if log is None or not log.is_file():
+        return []
+    records = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class Forecast:
+    """The time left of one `run` call's units, from what each would cost: the mean logged
+    seconds of units of its kind in the same phase (earlier runs, interrupted ones too,
+    and this one as it goes), else the mean of this phase's units finished so far; unknown
+    until one of them is."""
+
+    def __init__(self, todo: list[str], phase: str, history: list[dict], workers: int = 1):
+        self.left, self.workers = list(todo), max(workers, 1)
+        self.seconds: dict[str, list[float]] = {}
+        for r in history:
+            if r.get("phase") == phase and r.get("status") == "done":
+                self.seconds.setdefault(unit_kind(r["name"]), []).append(r["seconds"])
+        self.phase_seconds: list[float] = []
+
+    def finished(self, record: Record) -> None:
+        if record.name in self.left:
+            self.left.remove(record.name)
+        if record.status == "done":
+            self.seconds.setdefault(unit_kind(record.name), []).append(record.seconds)
+            self.phase_seconds.append(record.seconds)
+
+    def _cost(self, name: str) -> float | None:
+        same = self.seconds.get(unit_kind(name)) or self.phase_seconds
+        return sum(same) / len(same) if same else None
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the units left finish, shared among the workers; None when some
+        unit's cost is not known yet."""
+        costs = [self._cost(n) for n in self.left]
+        if any(c is None for c in costs):
+            return None
+        return sum(costs) / self.workers
+
+    def words(self) -> str:
+        left = self.seconds_left()
+        if not self.left:
+            return "done"
+        if left is None:
+            return "time left: after the first unit"
+        return f"≈ {_duration(left)} left (logged unit costs)"
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{seconds:.0f} s"
+    return f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
 @dataclass
 class Executor:
     retries: int = 0
     records: list[Record] = field(default_factory=list)  # every unit ever run, in order
     _phase: str = field(default="", repr=False)  # the `desc` of the `run` call under way
     _log: Path | None = field(default=None, repr=False)  # the `log` of that call
+    _forecast: Forecast | None = field(default=None, repr=False)  # that call's time left
 
     def run(self, units: list[Unit], show_progress: bool = True, desc: str = "units",
             log: Path | None = None) -> None:
@@ -75,8 +152,11 @@ class Executor:
         done = {u.name for u in units} - {u.name for u in todo}
         skipped = [self._record(u, status="skipped") for u in units if u.name in done]
         done |= {n for u in todo for n in u.needs} - {u.name for u in units}
+        self._forecast = Forecast([u.name for u in todo], desc, read_log(log),
+                                  self.workers() if todo else 1)
         with tqdm(total=len(units), initial=len(skipped), desc=desc, unit="unit",
-                  disable=not show_progress) as bar:
+                  disable=not show_progress, bar_format=BAR_FORMAT) as bar:
+            bar.set_postfix_str(self._forecast.words(), refresh=False)
             failed = self._run(todo, done, bar)
         if failed:
             raise UnitsFailed("units failed (finished ones are kept; run again to resume): "
@@ -92,6 +172,8 @@ class Executor:
         """A unit finished (done, or failed for good): its line goes to the log at once, so
         a run killed midway keeps the costs of what it finished. The driver alone writes
         the log, under any executor."""
+        self._forecast.finished(record)
+        bar.set_postfix_str(self._forecast.words(), refresh=False)
         bar.update(1)
         if self._log is None:
             return
@@ -102,6 +184,10 @@ class Executor:
 
     def _run(self, todo: list[Unit], done: set[str], bar) -> dict[str, str]:
         raise NotImplementedError
+
+    def workers(self) -> int:
+        """How many units run at once (what divides the time left)."""
+        return 1
 
     @staticmethod
     def _blocked(unit: Unit, failed: dict[str, str]) -> str | None:
@@ -197,6 +283,11 @@ class RayExecutor(Executor):
             check_shared_storage(self.storage)
             self._checked = True
         return ray
+
+    def workers(self) -> int:
+        """The units the cluster runs at once: its CPUs over each unit's."""
+        cpus = self._ray().cluster_resources().get("CPU", self.cpus_per_unit)
+        return max(1, int(cpus // self.cpus_per_unit))
 
     def _run(self, todo, done, bar):
         ray = self._ray()

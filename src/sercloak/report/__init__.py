@@ -11,6 +11,7 @@ band (`privacy.py`).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..data import Workdir
@@ -63,12 +64,16 @@ def write_report(wd: Workdir, results: dict, file: Path) -> Path:
     cfg = results["config"]
     protocol, layout = cfg["protocol"], wd.layout
     figure = {k: layout.figure(file, k) for k in ("pareto", "tradeoff", "noise_map")}
-    has_tradeoff = tradeoff_figure(results, figure["tradeoff"])
-    pareto_figure(results, figure["pareto"])
     sr60 = [layout.entry_setting(cfg["cloak_dir"], cfg["seeds"][0], cfg["folds"][0],
                                  setting_name(60, adversarial)).cloak
             for adversarial in (False, True)]
-    has_map = noise_map_figure(wd, sr60, figure["noise_map"])
+    failed: list[tuple[str, str]] = []
+    has_tradeoff = _drawn("tradeoff", lambda: tradeoff_figure(results, figure["tradeoff"]),
+                          failed)
+    has_pareto = _drawn("pareto", lambda: pareto_figure(results, figure["pareto"]),
+                        failed)
+    has_map = _drawn("noise_map", lambda: noise_map_figure(wd, sr60, figure["noise_map"]),
+                     failed)
     attacks = cfg["attacks"]
     name = {k: f.name for k, f in figure.items()}
     text = [
@@ -92,8 +97,10 @@ def write_report(wd: Workdir, results: dict, file: Path) -> Path:
         "## Privacy and utility (UAR)", "",
         ATTACKERS_TEXT.format(draws=attacks.get("informed_draws", 1), protocol=protocol,
                               speakers=PROTOCOL_TEXT[protocol]), "",
-        privacy_table(results), "", f"![privacy against utility]({name['pareto']})", "",
+        privacy_table(results), "",
     ]
+    if has_pareto:
+        text += [f"![privacy against utility]({name['pareto']})", ""]
     if has_tradeoff:
         text += [f"![trade-off]({name['tradeoff']})", ""]
     if has_map:
@@ -105,6 +112,22 @@ def write_report(wd: Workdir, results: dict, file: Path) -> Path:
              f"Cloak settings: {cfg['cloak']}; training: {cfg['cloak_train']}; attackers: "
              f"{attacks}; cloak files in `{cfg['cloak_dir']}`.", "",
              f"Wall time: {results['wall_time_s']} s.", ""]
+    text += [f"*The {k} figure could not be drawn: {why}*" for k, why in failed]
     out = layout.report(file)
     write_text(out, "\n".join(text))
     return out
+
+
+def _drawn(name: str, draw, failed: list[tuple[str, str]]) -> bool:
+    """Whether `draw()` drew figure `name` (it returns False when there is nothing to
+    draw). A figure never fails the run that made the
+    results (hours of work are in results.json already): its error is printed and listed
+    in `failed`, and the report says so instead of showing it."""
+    try:
+        return draw() is not False
+    except Exception as err:  # noqa: BLE001 - any failure to draw is reported, not raised
+        why = f"{type(err).__name__}: {err}"
+        print(f"warning: the {name} figure could not be drawn ({why}); the tables are "
+              f"complete", file=sys.stderr)
+        failed.append((name, why))
+        return False

@@ -10,7 +10,8 @@
 - ``tradeoff.png`` (the paper's Figure 4): UAR against suppression ratio for
   the emotion model, the paper's ignorant and informed gender attackers and
   the privacy figure, Cloak vs Cloak + adversarial, with the clean baselines
-  as dotted lines.
+  as dotted lines; where each fold chose its own ratio on its validation
+  speakers, one marker per fold at the ratio it chose.
 - ``noise_map.png`` (the paper's Figure 5): σ and the suppression mask of the
   SR = 60% cloaks of the first seed and fold against time and frequency (Hz),
   with vs without adversarial training.
@@ -38,7 +39,6 @@ from .format import (  # noqa: E402
     point_words,
     privacy,
     shown_entries,
-    the_point,
 )
 
 # the zoomed panel reaches this many points of gender UAR past the target, and is drawn
@@ -141,27 +141,29 @@ def _pareto_axes(ax, config: dict, xlim: tuple, ylim: tuple) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
 
 
+def _ratios(entry: dict) -> list[int]:
+    """The suppression ratio each fold was scored at (one value when the entry is a grid
+    point; each fold's own when it was chosen on that fold's validation speakers)."""
+    return [p["suppression_ratio"] for p in entry["points"]]
+
+
 def tradeoff_figure(results: dict, out: Path) -> bool:
-    """The paper's Figure 4 for its two methods; False when results.json has neither."""
+    """The paper's Figure 4 for its two methods; False when results.json has neither. A
+    grid's points make a line per variant; an entry whose folds chose their own points
+    (`--select-on-valid`) is drawn as one marker per fold at the ratio it chose, with that
+    fold's test figure."""
     paper = [e for e in results["cloak"] if e["method"] in PAPER_METHODS]
     if not paper:
         return False
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for adversarial, line, shift in ((False, "--o", -0.7), (True, "-s", 0.7)):
-        entries = sorted((e for e in paper if the_point(e)["adversarial"] == adversarial),
-                         key=lambda e: the_point(e)["suppression_ratio"])
-        if not entries:
-            continue
-        # error bars side by side
-        ratios = [the_point(e)["suppression_ratio"] + shift for e in entries]
-        for key, (label, colour) in STYLE.items():
-            if key not in entries[0]:
-                continue
-            mean = [lead(e[key])["mean"] for e in entries]
-            std = [lead(e[key])["std"] for e in entries]
-            name = f"{label}, {method_label(entries[0])}"
-            ax.errorbar(ratios, mean, yerr=std, fmt=line, color=colour, capsize=3,
-                        alpha=1.0 if adversarial else 0.6, label=name)
+        variant = [e for e in paper if e["points"][0]["adversarial"] == adversarial]
+        grid = sorted((e for e in variant if len(set(_ratios(e))) == 1),
+                      key=lambda e: _ratios(e)[0])
+        if grid:
+            _draw_grid(ax, grid, line, shift, alpha=1.0 if adversarial else 0.6)
+        for e in (e for e in variant if len(set(_ratios(e))) > 1):
+            _draw_per_fold(ax, e, line[-1], shift, alpha=1.0 if adversarial else 0.6)
     base = results["baseline"]
     ax.axhline(lead(base["emotion"])["mean"], color="tab:blue", ls=":", lw=1)
     ax.axhline(lead(base["gender"])["mean"], color="tab:orange", ls=":", lw=1)
@@ -170,12 +172,37 @@ def tradeoff_figure(results: dict, out: Path) -> bool:
     ax.set_xlabel("suppression ratio SR (%)")
     ax.set_ylabel("speaker-balanced UAR (%), mean ± std over folds")
     ax.set_title("Privacy–utility trade-off (dotted: clean baselines, chance gender 50%)")
-    ax.set_xticks(sorted({the_point(e)["suppression_ratio"] for e in paper}))
+    ax.set_xticks(sorted({r for e in paper for r in _ratios(e)}))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
     return True
+
+
+def _draw_grid(ax, entries: list[dict], line: str, shift: float, alpha: float) -> None:
+    """One variant's grid points (each scored at one ratio on every fold): a line per
+    figure, mean ± std over folds, shifted sideways so the two variants' bars do not
+    overlap."""
+    ratios = [_ratios(e)[0] + shift for e in entries]
+    for key, (label, colour) in STYLE.items():
+        if key not in entries[0]:
+            continue
+        mean = [lead(e[key])["mean"] for e in entries]
+        std = [lead(e[key])["std"] for e in entries]
+        ax.errorbar(ratios, mean, yerr=std, fmt=line, color=colour, capsize=3, alpha=alpha,
+                    label=f"{label}, {method_label(entries[0])}")
+
+
+def _draw_per_fold(ax, entry: dict, marker: str, shift: float, alpha: float) -> None:
+    """An entry whose folds chose their own ratios: each fold's test figure at its ratio."""
+    ratios = [r + shift for r in _ratios(entry)]
+    for key, (label, colour) in STYLE.items():
+        if key not in entry:
+            continue
+        ax.plot(ratios, lead(entry[key])["folds"], marker, ls="none", color=colour,
+                alpha=alpha, mfc="none",
+                label=f"{label}, {method_label(entry)}, each fold at its chosen SR")
 
 
 def noise_map_figure(wd: Workdir, files: list[Path], out: Path) -> bool:

@@ -82,9 +82,3 @@ def point_words(entry: dict) -> str:
         return words[0]
     return ", ".join(f"{w} ×{words.count(w)}" for w in dict.fromkeys(words))
 
-
-def the_point(entry: dict) -> dict:
-    """The one point an entry was scored at on every fold (a grid's entries)."""
-    if any(p != entry["points"][0] for p in entry["points"]):
-        raise ValueError(f"{entry['method']}: each fold chose its own point")
-    return entry["points"][0]
