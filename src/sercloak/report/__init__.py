@@ -1,5 +1,6 @@
 """The human side of results: report.md with its tables (`tables.py`) and PNG figures
-(`figures.py`), from results.json and the cloak files it names.
+(`figures.py`), from results.json and the cloak files it names; the last screen a run
+prints (`screen.py`).
 
 Tables lead with the speaker-balanced UAR (every test speaker weighs the same;
 `evaluate.py` says why) and give the pooled UAR beside it; emotion costs are
@@ -120,9 +121,9 @@ def write_report(wd: Workdir, results: dict, file: Path) -> Path:
 
 def _drawn(name: str, draw, failed: list[tuple[str, str]]) -> bool:
     """Whether `draw()` drew figure `name` (it returns False when there is nothing to
-    draw). A figure never fails the run that made the
-    results (hours of work are in results.json already): its error is printed and listed
-    in `failed`, and the report says so instead of showing it."""
+    draw). A figure never fails the run that made the results (hours of work are in
+    results.json already): its error is printed and listed in `failed`, and the report
+    says so instead of showing it."""
     try:
         return draw() is not False
     except Exception as err:  # noqa: BLE001 - any failure to draw is reported, not raised

@@ -43,7 +43,7 @@ def _line(setting: str, cells: tuple[str, ...]) -> str:
     """The setting left-aligned, figures right-aligned, the verdict left-aligned."""
     *figures, words = cells
     return " ".join([f"{_setting(setting):<{SETTING_WIDTH}}",
-                     *(f"{c:>{w}}" for c, w in zip(figures, WIDTHS, strict=False)),
+                     *(f"{c:>{w}}" for c, w in zip(figures, WIDTHS[:-1], strict=True)),
                      f"{words:<{WIDTHS[-1]}}"]).rstrip()
 
 
