@@ -129,7 +129,7 @@ for run in ${methods//,/ }; do
         "${executor[@]}" ${options[$name]} > "$log" 2> >(tee -a "$log" >&2); then
         status="done"
     else  # one method's failure never loses the others: its log says why
-        status="FAILED (see $work/logs/privacy-$protocol-$name.log)"
+        status="FAILED (see $log)"
         failed="$failed $name"
     fi
     echo "$name (ratios $ratios): $status, $(( $(date +%s) - t0 )) s: sercloak experiment" \

@@ -37,7 +37,7 @@ DEMO_WORKDIR = Path("runs/demo")
 # epochs of the clean models' 12 also bound the from-scratch attacker's)
 DEMO = {"folds": "0-1", "ratios": "60", "epochs": 8, "perturbation_epochs": 2,
         "suppression_epochs": 1, "informed_epochs": 2, "draws": 1, "attacker_utterances": 8}
-DEMO_SECONDS_PER_FOLD = 65  # the demo's wall time: 125 s for 2 folds (docs/benchmarks.md)
+DEMO_SECONDS_PER_FOLD = 85  # the demo's wall time: median 172 s for 2 folds (docs/benchmarks.md)
 
 
 def experiment_config(args: argparse.Namespace) -> ExperimentConfig:

@@ -171,7 +171,8 @@ def tradeoff_figure(results: dict, out: Path) -> bool:
     ax.axhline(50, color="grey", ls=":", lw=1)
     ax.set_xlabel("suppression ratio SR (%)")
     ax.set_ylabel("speaker-balanced UAR (%), mean ± std over folds")
-    ax.set_title("Privacy–utility trade-off (dotted: clean baselines, chance gender 50%)")
+    ax.set_title("Privacy–utility trade-off\n(dotted: clean baselines, chance gender 50%)",
+                 fontsize=10)
     ax.set_xticks(sorted({r for e in paper for r in _ratios(e)}))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
@@ -202,7 +203,7 @@ def _draw_per_fold(ax, entry: dict, marker: str, shift: float, alpha: float) -> 
             continue
         ax.plot(ratios, lead(entry[key])["folds"], marker, ls="none", color=colour,
                 alpha=alpha, mfc="none",
-                label=f"{label}, {method_label(entry)}, each fold at its chosen SR")
+                label=f"{label}, {method_label(entry)}, per fold (its chosen SR)")
 
 
 def noise_map_figure(wd: Workdir, files: list[Path], out: Path) -> bool:
