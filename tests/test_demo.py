@@ -1,5 +1,5 @@
 """The README's first command: the demo shows the paper's effect and ends on a screen a person
-reads. It runs the whole demo (about two minutes on 2 cores)."""
+reads. It runs the whole demo (two to four minutes on 2 cores)."""
 
 from __future__ import annotations
 

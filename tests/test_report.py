@@ -54,7 +54,6 @@ def test_a_figure_that_fails_is_reported_and_the_report_still_written(
     assert "pareto figure could not be drawn" in capsys.readouterr().err
 
 
-
 def test_the_last_screen_has_a_line_per_setting_within_100_columns(tiny_experiment, tmp_path):
     results = json.loads(tiny_experiment.layout.results("paper", [0, 1], [0]).read_text())
     long = copy.deepcopy(results["cloak"][0])

@@ -119,9 +119,10 @@ class Forecast:
         return sum(costs) / self.workers
 
     def words(self) -> str:
-        left = self.seconds_left()
+        """What the progress bar shows beside units done / total."""
         if not self.left:
             return "done"
+        left = self.seconds_left()
         if left is None:
             return "time left: after the first unit"
         return f"≈ {_duration(left)} left (logged unit costs)"
