@@ -22,8 +22,8 @@
 # RAY_ADDRESS for a running cluster). Every unit's cost goes to WORKDIR/PROTOCOL/units.jsonl
 # (bench/units.py adds it up, over interrupted runs too).
 # Shows each method's progress (its phases' units done / total and the time left from
-# the logged costs of units of the same kind; the rest goes to WORKDIR/logs), prints one
-# line per method (bench/privacy_lines.py: the privacy figure chosen on
+# the logged costs of the same work on other seeds and folds; the rest goes to
+# WORKDIR/logs), prints one line per method (bench/privacy_lines.py: the privacy figure chosen on
 # validation with its interval, chance band and p, the upper bound, the user-level
 # figure, the emotion drop with its interval, the seeds) and, last, one key=value
 # line with the floor, the best deployable design, the widest 95% interval of an

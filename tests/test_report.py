@@ -47,7 +47,10 @@ def test_a_figure_that_fails_is_reported_and_the_report_still_written(
         raise ValueError("no room for the legend")
 
     monkeypatch.setattr("sercloak.report.pareto_figure", broken)
+    stale = tiny_experiment.layout.figure(file, "pareto")
+    stale.write_bytes(b"an earlier run's figure")
     report = write_report(tiny_experiment, results, file).read_text()
+    assert not stale.exists()  # never shown beside figures it does not match
     assert "The pareto figure could not be drawn: ValueError: no room for the legend" in report
     assert "pareto.png" not in report and "tradeoff.png" in report
     assert "| clean |" in report  # the tables are all there

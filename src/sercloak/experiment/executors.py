@@ -3,7 +3,7 @@
 Every executor takes the same list of units and keeps the same promises: a
 unit whose outputs exist is skipped; a unit starts only when the units it
 needs have finished; one progress bar over units, with the time left
-forecast from the logged costs of units of the same kind (`Forecast`); a
+forecast from the logged costs of the same work (`Forecast`); a
 unit that fails is retried (`retries` times, Ray's default 2) and, if it
 still fails, the units that need it are left out, every other unit still
 runs, and the run ends with `UnitsFailed` naming them. Finished units are
@@ -65,9 +65,9 @@ class Record:
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
 
-def unit_kind(name: str) -> str:
-    """What units of one kind share across seeds and folds: `score/test/seed1/fold3/cloak_sr60`
-    -> `score/test/cloak_sr60`."""
+def without_seed_and_fold(name: str) -> str:
+    """The name a unit shares with the same work on other seeds and folds:
+    `score/test/seed1/fold3/cloak_sr60` -> `score/test/cloak_sr60`."""
     return re.sub(r"/(seed|fold)\d+", "", name)
 
 
@@ -87,27 +87,27 @@ def read_log(log: Path | None) -> list[dict]:
 
 class Forecast:
     """The time left of one `run` call's units, from what each would cost: the mean logged
-    seconds of units of its kind in the same phase (earlier runs, interrupted ones too,
-    and this one as it goes), else the mean of this phase's units finished so far; unknown
-    until one of them is."""
+    seconds of the same work (`without_seed_and_fold`) in the same phase (earlier runs,
+    interrupted ones too, and this one as it goes), else the mean of this phase's units
+    finished so far; unknown until one of them is."""
 
     def __init__(self, todo: list[str], phase: str, history: list[dict], workers: int = 1):
         self.left, self.workers = list(todo), max(workers, 1)
         self.seconds: dict[str, list[float]] = {}
         for r in history:
             if r.get("phase") == phase and r.get("status") == "done":
-                self.seconds.setdefault(unit_kind(r["name"]), []).append(r["seconds"])
+                self.seconds.setdefault(without_seed_and_fold(r["name"]), []).append(r["seconds"])
         self.phase_seconds: list[float] = []
 
     def finished(self, record: Record) -> None:
         if record.name in self.left:
             self.left.remove(record.name)
         if record.status == "done":
-            self.seconds.setdefault(unit_kind(record.name), []).append(record.seconds)
+            self.seconds.setdefault(without_seed_and_fold(record.name), []).append(record.seconds)
             self.phase_seconds.append(record.seconds)
 
     def _cost(self, name: str) -> float | None:
-        same = self.seconds.get(unit_kind(name)) or self.phase_seconds
+        same = self.seconds.get(without_seed_and_fold(name)) or self.phase_seconds
         return sum(same) / len(same) if same else None
 
     def seconds_left(self) -> float | None:

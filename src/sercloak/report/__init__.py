@@ -68,13 +68,11 @@ def write_report(wd: Workdir, results: dict, file: Path) -> Path:
     sr60 = [layout.entry_setting(cfg["cloak_dir"], cfg["seeds"][0], cfg["folds"][0],
                                  setting_name(60, adversarial)).cloak
             for adversarial in (False, True)]
-    failed: list[tuple[str, str]] = []
-    has_tradeoff = _drawn("tradeoff", lambda: tradeoff_figure(results, figure["tradeoff"]),
-                          failed)
-    has_pareto = _drawn("pareto", lambda: pareto_figure(results, figure["pareto"]),
-                        failed)
-    has_map = _drawn("noise_map", lambda: noise_map_figure(wd, sr60, figure["noise_map"]),
-                     failed)
+    draw = {"tradeoff": lambda: tradeoff_figure(results, figure["tradeoff"]),
+            "pareto": lambda: pareto_figure(results, figure["pareto"]),
+            "noise_map": lambda: noise_map_figure(wd, sr60, figure["noise_map"])}
+    failed: dict[str, str] = {}
+    drawn = {k: _drawn(k, draw[k], figure[k], failed) for k in draw}
     attacks = cfg["attacks"]
     name = {k: f.name for k, f in figure.items()}
     text = [
@@ -100,11 +98,11 @@ def write_report(wd: Workdir, results: dict, file: Path) -> Path:
                               speakers=PROTOCOL_TEXT[protocol]), "",
         privacy_table(results), "",
     ]
-    if has_pareto:
+    if drawn["pareto"]:
         text += [f"![privacy against utility]({name['pareto']})", ""]
-    if has_tradeoff:
+    if drawn["tradeoff"]:
         text += [f"![trade-off]({name['tradeoff']})", ""]
-    if has_map:
+    if drawn["noise_map"]:
         text += [f"![noise maps]({name['noise_map']})", ""]
     text += ["## Cloak training (SR 0, last epoch, first seed)", "",
              training_table(wd, results), "",
@@ -113,22 +111,23 @@ def write_report(wd: Workdir, results: dict, file: Path) -> Path:
              f"Cloak settings: {cfg['cloak']}; training: {cfg['cloak_train']}; attackers: "
              f"{attacks}; cloak files in `{cfg['cloak_dir']}`.", "",
              f"Wall time: {results['wall_time_s']} s.", ""]
-    text += [f"*The {k} figure could not be drawn: {why}*" for k, why in failed]
+    text += [f"*The {k} figure could not be drawn: {why}*" for k, why in failed.items()]
     out = layout.report(file)
     write_text(out, "\n".join(text))
     return out
 
 
-def _drawn(name: str, draw, failed: list[tuple[str, str]]) -> bool:
-    """Whether `draw()` drew figure `name` (it returns False when there is nothing to
-    draw). A figure never fails the run that made the results (hours of work are in
-    results.json already): its error is printed and listed in `failed`, and the report
-    says so instead of showing it."""
+def _drawn(name: str, draw, out: Path, failed: dict[str, str]) -> bool:
+    """Whether `draw()` drew figure `name` into `out` (it returns False when there is
+    nothing to draw). A figure never fails the run that made the results (hours of work
+    are in results.json already): its error is printed and kept in `failed`, the report
+    says so instead of showing it, and an older `out` is removed (it would show another
+    run's figures)."""
     try:
         return draw() is not False
     except Exception as err:  # noqa: BLE001 - any failure to draw is reported, not raised
-        why = f"{type(err).__name__}: {err}"
-        print(f"warning: the {name} figure could not be drawn ({why}); the tables are "
-              f"complete", file=sys.stderr)
-        failed.append((name, why))
+        failed[name] = f"{type(err).__name__}: {err}"
+        print(f"warning: the {name} figure could not be drawn ({failed[name]}); the tables "
+              f"are complete", file=sys.stderr)
+        out.unlink(missing_ok=True)
         return False
